@@ -1,0 +1,75 @@
+"""Picks the implementation set of the per-request hot path.
+
+Two sets exist, with the same names and the same behaviour:
+
+* ``"c"``  -- ``parser_c`` (llhttp binding), ``http_c`` and ``framing_c``
+  (compiled by Cython from ``http_py.py`` / ``framing_py.py`` with the
+  augmenting ``*_c.pxd`` files);
+* ``"py"`` -- ``parser_py`` (h11 adapter), ``http_py`` and ``framing_py``.
+
+All modules switch together, never a mix.  :func:`load` returns the modules of
+one set; :data:`active` is the tag of the set that runs by default: ``"c"``
+unless ``FASTASGI_NO_EXTENSIONS`` is set, the interpreter is not CPython, or
+the compiled set does not import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from typing import TYPE_CHECKING, NamedTuple
+
+from fastasgi._compat import NO_EXTENSIONS
+
+if TYPE_CHECKING:  # mypy checks callers against the typed pure twins
+    from fastasgi._speedups import framing_py as framing  # noqa: F401
+    from fastasgi._speedups import http_py as http  # noqa: F401
+    from fastasgi._speedups import parser_py as parser  # noqa: F401
+
+
+class ImplementationSet(NamedTuple):
+    tag: str
+    parser: types.ModuleType
+    http: types.ModuleType
+    framing: types.ModuleType
+
+
+_cache: dict[str, ImplementationSet] = {}
+
+
+def load(tag: str) -> ImplementationSet:
+    """Import and return the ``"c"`` or ``"py"`` set (ImportError if unavailable)."""
+    if tag not in ("c", "py"):
+        raise ValueError(f"unknown implementation tag {tag!r}")
+    cached = _cache.get(tag)
+    if cached is not None:
+        return cached
+    mods = [importlib.import_module(f"fastasgi._speedups.{stem}_{tag}") for stem in ("parser", "http", "framing")]
+    impl = ImplementationSet(tag, *mods)
+    _cache[tag] = impl
+    return impl
+
+
+def compiled_error() -> str | None:
+    """Why the compiled set cannot be used, or None when it can."""
+    if NO_EXTENSIONS:
+        return "disabled (FASTASGI_NO_EXTENSIONS is set or the interpreter is not CPython)"
+    try:
+        load("c")
+    except ImportError as exc:
+        return f"not built ({exc})"
+    return None
+
+
+def _pick() -> str:
+    return "c" if compiled_error() is None else "py"
+
+
+active: str = _pick()
+
+
+def describe(tag: str | None = None) -> str:
+    """A short label such as ``compiled: llhttp 9.3`` or ``pure-Python: h11 0.16.0``."""
+    tag = tag or active
+    impl = load(tag)
+    return impl.parser.DESCRIPTION

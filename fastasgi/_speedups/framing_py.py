@@ -1,0 +1,186 @@
+"""Response framing: status line + headers serialized once, and chunked encoding.
+
+Pure-Python twin of ``framing_c`` (Cython compiles this very file with the
+types in ``framing_c.pxd``).  This module never imports ``cython``, so PyPy runs
+it as it is.
+
+Rules applied to what the app sends (the app cannot corrupt the wire):
+
+* header names must be RFC 9110 §5.6.2 tokens, values must not contain CR, LF
+  or NUL (§5.5) -- otherwise :class:`ResponseHeaderError`;
+* ``content-length`` given by the app must be a single non-negative integer
+  (§8.6); ``transfer-encoding`` from the app is dropped, the server frames the
+  body itself (RFC 9112 §6.1);
+* 1xx, 204 and 304 responses and responses to HEAD have no body
+  (RFC 9110 §6.4.1, RFC 9112 §6.3): no framing header is added, body bytes are
+  dropped;
+* without a content-length, an HTTP/1.1 response whose body is streamed is
+  chunked (RFC 9112 §7.1); an HTTP/1.0 client never gets chunked encoding, the
+  body is delimited by closing the connection (RFC 9112 §6.3 item 8).
+"""
+
+from __future__ import annotations
+
+import http
+
+# Framing modes returned by encode_head().
+NO_BODY = 0  # HEAD / 1xx / 204 / 304: nothing after the head
+CONTENT_LENGTH = 1  # exactly content_length bytes follow
+CHUNKED = 2  # chunked transfer coding
+CLOSE_DELIMITED = 3  # body ends when the connection closes (HTTP/1.0, streamed)
+
+# RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+#                          "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class ResponseHeaderError(ValueError):
+    """The app sent a header that would corrupt the response."""
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+# Pre-encoded status lines for both versions (index: status code).
+_STATUS_LINES_11: dict = {}
+_STATUS_LINES_10: dict = {}
+for _s in range(100, 600):
+    _phrase = _reason(_s)
+    _STATUS_LINES_11[_s] = b"HTTP/1.1 %d %s\r\n" % (_s, _phrase)
+    _STATUS_LINES_10[_s] = b"HTTP/1.0 %d %s\r\n" % (_s, _phrase)
+
+
+def status_line(status: int, http11: bool) -> bytes:
+    lines = _STATUS_LINES_11 if http11 else _STATUS_LINES_10
+    line = lines.get(status)
+    if line is None:
+        raise ResponseHeaderError(f"Invalid HTTP status code {status!r} in response (must be 100-599)")
+    return line
+
+
+def encode_head(
+    status: int,
+    headers: object,
+    default_headers: bytes,
+    http11: bool,
+    is_head: bool,
+    body_length: int,
+    keep_alive: bool,
+) -> tuple:
+    """Serialize a response head.
+
+    ``headers`` is the app's iterable of ``(name, value)`` byte pairs;
+    ``default_headers`` the pre-rendered ``server``/``date``/``--header`` lines
+    (each ending with CRLF) that are added unless the app set the same name;
+    ``body_length`` is the length of the complete body when the app gave all of
+    it in its first body message, else -1 (streamed).
+
+    Returns ``(head: bytes, mode: int, content_length: int, keep_alive: bool)``
+    where ``content_length`` is -1 unless ``mode`` is CONTENT_LENGTH.
+    """
+    if type(status) is not int:
+        raise ResponseHeaderError(f"Invalid HTTP status code {status!r} in response (must be an int)")
+    parts = [status_line(status, http11)]
+    content_length = -1
+    has_server = False
+    has_date = False
+    connection_close = False
+    cl_index = -1
+    for item in headers:  # type: ignore[attr-defined]
+        name, value = item
+        if type(name) is not bytes:
+            if isinstance(name, (bytes, bytearray, memoryview)):
+                name = bytes(name)
+            else:
+                raise ResponseHeaderError(f"Response header names must be bytes, got {type(name).__name__}")
+        if type(value) is not bytes:
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                value = bytes(value)
+            else:
+                raise ResponseHeaderError(f"Response header values must be bytes, got {type(value).__name__}")
+        # RFC 9110 §5.1: field names are case-insensitive tokens; sent lowercased.
+        if not name or name.translate(None, TOKEN_CHARS):
+            raise ResponseHeaderError(f"Invalid response header name {name!r}")
+        # RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value.
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise ResponseHeaderError(f"Invalid response header value {value!r} for {name!r}")
+        name = name.lower()
+        if name == b"content-length":
+            # RFC 9110 §8.6: a single non-negative decimal number.
+            stripped = value.strip()
+            if not stripped.isdigit() or (content_length != -1 and int(stripped) != content_length):
+                raise ResponseHeaderError(f"Invalid content-length {value!r} in response")
+            if content_length != -1:
+                continue  # an identical duplicate is folded into one
+            content_length = int(stripped)
+            cl_index = len(parts)
+        elif name == b"transfer-encoding":
+            continue  # RFC 9112 §6.1: the server frames the body itself
+        elif name == b"connection":
+            if b"close" in value.lower():
+                connection_close = True
+        elif name == b"server":
+            has_server = True
+        elif name == b"date":
+            has_date = True
+        parts.append(name + b": " + value + b"\r\n")
+
+    if connection_close:
+        keep_alive = False
+    if default_headers:
+        if has_server or has_date:
+            for line in default_headers.split(b"\r\n"):
+                if line and not (
+                    (has_server and line[:7].lower() == b"server:") or (has_date and line[:5].lower() == b"date:")
+                ):
+                    parts.append(line + b"\r\n")
+        else:
+            parts.append(default_headers)
+
+    if status < 200 or status == 204 or status == 304:
+        # RFC 9110 §6.4.1: no content; RFC 9112 §6.3: no framing headers needed.
+        mode = NO_BODY
+        if cl_index != -1 and status != 304:
+            # RFC 9110 §8.6: never a Content-Length in a 1xx or 204 response.
+            del parts[cl_index]
+        content_length = -1
+    elif content_length != -1:
+        mode = NO_BODY if is_head else CONTENT_LENGTH
+    elif body_length >= 0:
+        content_length = body_length
+        parts.append(b"content-length: %d\r\n" % body_length)
+        mode = NO_BODY if is_head else CONTENT_LENGTH
+    elif is_head:
+        mode = NO_BODY
+    elif http11:
+        parts.append(b"transfer-encoding: chunked\r\n")
+        mode = CHUNKED
+    else:
+        mode = CLOSE_DELIMITED
+        keep_alive = False
+
+    if not keep_alive and not connection_close:
+        parts.append(b"connection: close\r\n")
+    elif keep_alive and not http11:
+        parts.append(b"connection: keep-alive\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts), mode, content_length, keep_alive
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of the chunked transfer coding (RFC 9112 §7.1); empty data gives nothing."""
+    if not data:
+        return b""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def render_default_headers(headers: list) -> bytes:
+    """``[(b"server", b"fastasgi"), (b"date", ...)]`` -> the CRLF-terminated header lines."""
+    return b"".join([name + b": " + value + b"\r\n" for name, value in headers])

@@ -1,0 +1,90 @@
+# Augmenting declarations for http_py.py, compiled as fastasgi._speedups.http_c.
+# Typed attributes turn per-request state into C struct fields and the
+# protocol <-> cycle calls into direct C calls; the .py file stays plain Python.
+import cython
+
+cdef class RequestCycle
+
+cdef class HttpProtocol:
+    cdef public object config
+    cdef object app
+    cdef public object loop
+    cdef public object server_state
+    cdef object app_state
+    cdef set connections
+    cdef set tasks
+    cdef str root_path
+    cdef Py_ssize_t limit_concurrency
+    cdef double timeout_keep_alive
+    cdef object ws_protocol_class
+    cdef object proxy_trust
+    cdef bint reset_contextvars
+    cdef str asgi_version
+    cdef public object parser
+
+    cdef public object transport
+    cdef public object client
+    cdef public object server
+    cdef public str scheme
+    cdef bint trusted
+    cdef public bint access_log
+
+    cdef public RequestCycle active
+    cdef RequestCycle receiving
+    cdef list pending
+    cdef Py_ssize_t pending_size
+    cdef bint read_paused
+    cdef bint write_paused
+    cdef object drain_waiter
+    cdef public bint closing
+    cdef public bint close_after_response
+    cdef public bint closed
+    cdef double idle_since
+    cdef object keepalive_handle
+    cdef public bint head_partial
+
+    @cython.locals(cycle=RequestCycle, pending=list, active=RequestCycle)
+    cpdef handle_events(self, list events)
+
+    @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, limit=Py_ssize_t, root_path=str)
+    cpdef start_request(self, tuple head)
+
+    @cython.locals(pending=list)
+    cpdef on_response_complete(self, RequestCycle cycle)
+
+    cpdef _arm_keepalive(self)
+    cpdef resume_reading_if_drained(self, RequestCycle cycle)
+
+
+cdef class RequestCycle:
+    cdef HttpProtocol protocol
+    cdef object transport
+    cdef public dict scope
+    cdef public bint keep_alive
+    cdef bint expect_continue
+    cdef bint is_head
+    cdef bint http11
+
+    cdef list body_chunks
+    cdef public Py_ssize_t body_size
+    cdef bint more_body
+    cdef public bint discard_body
+    cdef object body_waiter
+    cdef public bint disconnected
+
+    cdef public bint response_started
+    cdef public bint response_complete
+    cdef object status
+    cdef object headers
+    cdef int mode
+    cdef Py_ssize_t expected_length
+    cdef Py_ssize_t sent_length
+
+    cpdef on_body(self, bytes data)
+    cpdef on_body_end(self)
+    cpdef on_disconnect(self)
+    cpdef fail(self, int status, str message)
+    cpdef abort(self)
+    cpdef too_long(self, Py_ssize_t size)
+    @cython.locals(qs=bytes, path=str)
+    cpdef log_access(self, object status)

@@ -1,0 +1,628 @@
+"""The HTTP/1.1 connection protocol and its one ASGI request/response cycle.
+
+Pure-Python twin of ``http_c``: Cython compiles this same file into
+``fastasgi._speedups.http_c`` with the attribute and method types declared in
+``http_c.pxd``; this file never imports ``cython`` so PyPy runs it unchanged.
+Which parser and framing module it uses follows from its own module name, so
+the compiled protocol always runs with the compiled parser and framing, and the
+pure one with the pure ones (all modules switch together).
+
+Per connection: bytes -> ``parser.feed()`` -> events (head tuple, body bytes,
+``None`` at end of message) -> one :class:`RequestCycle` per request, whose
+``receive``/``send`` are handed to the app.  Pipelined requests wait in
+``pending`` until the response before them is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from contextvars import Context
+
+if __name__.endswith("_c"):  # compiled: the compiled set
+    from fastasgi._speedups.framing_c import (
+        CHUNKED,
+        CLOSE_DELIMITED,
+        CONTENT_LENGTH,
+        LAST_CHUNK,
+        NO_BODY,
+        ResponseHeaderError,
+        encode_head,
+    )
+    from fastasgi._speedups.parser_c import ParseError, RequestParser
+else:
+    from fastasgi._speedups.framing_py import (
+        CHUNKED,
+        CLOSE_DELIMITED,
+        CONTENT_LENGTH,
+        LAST_CHUNK,
+        NO_BODY,
+        ResponseHeaderError,
+        encode_head,
+    )
+    from fastasgi._speedups.parser_py import ParseError, RequestParser
+
+from fastasgi.middleware.proxy_headers import apply_forwarded, has_forwarded_headers
+from fastasgi.protocols.utils import (
+    error_response,
+    format_client,
+    get_local_addr,
+    get_remote_addr,
+    is_ssl,
+    trust_key,
+)
+
+HIGH_WATER = 65536  # buffered request body (or pipelined bytes) above which reading pauses
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+INFO = logging.INFO
+_PY312 = sys.version_info >= (3, 12)
+
+error_logger = logging.getLogger("fastasgi.error")
+access_logger = logging.getLogger("fastasgi.access")
+
+
+class HttpProtocol:
+    """asyncio protocol for one HTTP/1.1 connection (``transport`` -> parser -> cycles)."""
+
+    def __init__(self, config, server_state, app_state, _loop=None):
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.root_path = config.root_path
+        self.limit_concurrency = config.limit_concurrency if config.limit_concurrency is not None else -1
+        self.timeout_keep_alive = float(config.timeout_keep_alive)
+        self.ws_protocol_class = config.ws_protocol_class
+        self.proxy_trust = server_state.proxy_trust
+        self.reset_contextvars = bool(config.reset_contextvars)
+        self.asgi_version = config.asgi_version
+        max_header = config.h11_max_incomplete_event_size
+        self.parser = RequestParser(max_header_size=max_header if max_header else 16384)
+
+        self.transport = None
+        self.client = None
+        self.server = None
+        self.scheme = "http"
+        self.trusted = False
+        self.access_log = False
+
+        self.active = None  # cycle whose response is being produced
+        self.receiving = None  # cycle whose request body is being received
+        self.pending = None  # events of pipelined requests waiting for `active`
+        self.pending_size = 0
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiter = None
+        self.closing = False  # no more requests are read; close when the response is done
+        self.close_after_response = False  # graceful shutdown: answer what arrives with connection: close
+        self.closed = False
+        self.idle_since = 0.0
+        self.keepalive_handle = None
+        self.head_partial = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.connections.add(self)
+        self.transport = transport
+        self.client = get_remote_addr(transport)
+        self.server = get_local_addr(transport)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
+        if self.proxy_trust is not None:
+            self.trusted = trust_key(transport, self.client) in self.proxy_trust
+        self.idle_since = self.loop.time()
+        self._arm_keepalive()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.connections.discard(self)
+        cycle = self.active
+        if cycle is not None:
+            cycle.on_disconnect()
+        cycle = self.receiving
+        if cycle is not None and cycle is not self.active:
+            cycle.on_disconnect()
+        self.active = None
+        self.receiving = None
+        self.pending = None
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        handle = self.keepalive_handle
+        if handle is not None:
+            self.keepalive_handle = None
+            handle.cancel()
+
+    def eof_received(self):
+        pass
+
+    def pause_writing(self):
+        self.write_paused = True
+
+    def resume_writing(self):
+        self.write_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def data_received(self, data):
+        if self.closing:
+            return
+        try:
+            events = self.parser.feed(data)
+        except ParseError as exc:
+            self.on_parse_error(exc.status, exc.reason)
+            return
+        if events:
+            self.handle_events(events)
+        # bytes of a request head are buffered in the parser (no complete head yet)
+        self.head_partial = not events and self.receiving is None and self.pending is None
+        if self.pending is not None:
+            self.pending_size += len(data)
+            if self.pending_size > HIGH_WATER and not self.read_paused:
+                self.read_paused = True
+                self.transport.pause_reading()
+
+    # -- events ---------------------------------------------------------------------
+
+    def handle_events(self, events):
+        for ev in events:
+            pending = self.pending
+            if pending is not None:
+                pending.append(ev)
+            elif type(ev) is tuple:
+                active = self.active
+                if active is not None and not active.response_complete:
+                    self.pending = [ev]
+                else:
+                    self.start_request(ev)
+                    if self.closed or (self.closing and self.active is None):
+                        return
+            elif ev is None:
+                cycle = self.receiving
+                if cycle is not None:
+                    self.receiving = None
+                    cycle.on_body_end()
+            else:
+                cycle = self.receiving
+                if cycle is not None:
+                    cycle.on_body(ev)
+                    if cycle.body_size > HIGH_WATER and not self.read_paused:
+                        self.read_paused = True
+                        self.transport.pause_reading()
+
+    def start_request(self, head):
+        method, path, raw_path, query_string, http_version, headers, keep_alive, expect_continue, upgrade = head
+        self.idle_since = -1.0
+        if upgrade is not None and self.ws_protocol_class is not None:
+            self.upgrade_to_websocket(head)
+            return
+        if upgrade is not None:
+            keep_alive = False  # the parser stopped after the upgrade request
+            if self.config.ws == "none" or self.ws_protocol_class is None:
+                error_logger.warning("Unsupported upgrade request.")
+        root_path = self.root_path
+        scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": http_version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": method,
+            "root_path": root_path,
+            "path": root_path + path if root_path else path,
+            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
+            "query_string": query_string,
+            "headers": headers,
+            "state": self.app_state.copy(),
+        }
+        if self.trusted and has_forwarded_headers(headers):
+            apply_forwarded(scope, self.proxy_trust)
+        if self.close_after_response:
+            keep_alive = False
+        cycle = RequestCycle(self, scope, keep_alive, expect_continue)
+        self.active = cycle
+        self.receiving = cycle
+        self.server_state.total_requests += 1
+
+        limit = self.limit_concurrency
+        if limit >= 0 and (len(self.connections) > limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            error_logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        coro = cycle.run_asgi(app)
+        if self.reset_contextvars:
+            task = Context().run(self.loop.create_task, coro)
+        elif _PY312:
+            task = asyncio.Task(coro, loop=self.loop, eager_start=True)
+        else:
+            task = self.loop.create_task(coro)
+        if not task.done():
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def upgrade_to_websocket(self, head):
+        method, path, raw_path, query_string, http_version, headers, keep_alive, expect_continue, upgrade = head
+        target = raw_path + (b"?" + query_string if query_string else b"")
+        lines = [method.encode("ascii") + b" " + target + b" HTTP/" + http_version.encode("ascii")]
+        for name, value in headers:
+            lines.append(name + b": " + value)
+        raw = b"\r\n".join(lines) + b"\r\n\r\n" + self.parser.trailing
+        protocol = self.ws_protocol_class(
+            config=self.config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop
+        )
+        self.connections.discard(self)
+        handle = self.keepalive_handle
+        if handle is not None:
+            self.keepalive_handle = None
+            handle.cancel()
+        self.closing = True
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        protocol.data_received(raw)
+
+    def on_parse_error(self, status, reason):
+        if status == 400:
+            message = "Invalid HTTP request received."
+        else:
+            message = reason
+        error_logger.warning("Invalid HTTP request received: %s", reason)
+        active = self.active
+        if active is not None and not active.response_complete:
+            # finish the current response, then close; nothing after the bad bytes is parsed
+            self.closing = True
+            active.keep_alive = False
+            self.pending = None
+            return
+        self.closing = True
+        self.transport.write(error_response(status, message))
+        self.transport.close()
+
+    # -- after a response -----------------------------------------------------------
+
+    def on_response_complete(self, cycle):
+        if self.closed:
+            return
+        if not cycle.keep_alive:
+            self.closing = True
+            self.transport.close()
+            return
+        if self.receiving is cycle:
+            cycle.discard_body = True  # the rest of an unread body is parsed and dropped
+        self.active = None
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            self.pending_size = 0
+            self.handle_events(pending)
+        if self.read_paused and self.pending is None and (self.receiving is None or self.receiving.body_size <= HIGH_WATER):
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.active is None and self.receiving is None:
+            self.idle_since = self.loop.time()
+            if self.closing:
+                self.transport.close()
+            else:
+                self._arm_keepalive()
+
+    def _arm_keepalive(self):
+        if self.keepalive_handle is None:
+            self.keepalive_handle = self.loop.call_later(self.timeout_keep_alive, self.on_keepalive_timer)
+
+    def on_keepalive_timer(self):
+        self.keepalive_handle = None
+        if self.closed or self.idle_since < 0:
+            return  # busy: re-armed when it becomes idle again
+        remaining = self.idle_since + self.timeout_keep_alive - self.loop.time()
+        if remaining <= 0.001:
+            self.closing = True
+            self.transport.close()
+        else:
+            self.keepalive_handle = self.loop.call_later(remaining, self.on_keepalive_timer)
+
+    def resume_reading_if_drained(self, cycle):
+        if self.read_paused and self.pending is None and cycle.body_size <= HIGH_WATER:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    async def drain(self):
+        if self.write_paused and not self.closed:
+            waiter = self.drain_waiter
+            if waiter is None:
+                waiter = self.loop.create_future()
+                self.drain_waiter = waiter
+            await waiter
+
+    # -- server control -------------------------------------------------------------
+
+    def shutdown(self):
+        """Graceful shutdown: finish the response in progress (or the request whose
+        bytes are arriving) and answer it with ``connection: close``; close idle
+        connections now."""
+        self.close_after_response = True
+        active = self.active
+        if active is not None and not active.response_complete:
+            active.keep_alive = False
+            return
+        if self.head_partial or self.receiving is not None:
+            return
+        self.closing = True
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+
+class RequestCycle:
+    """One request and its response: the ``receive``/``send`` pair an app sees."""
+
+    def __init__(self, protocol, scope, keep_alive, expect_continue):
+        self.protocol = protocol
+        self.transport = protocol.transport
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.is_head = scope["method"] == "HEAD"
+        self.http11 = scope["http_version"] == "1.1"
+
+        self.body_chunks = []
+        self.body_size = 0
+        self.more_body = True
+        self.discard_body = False
+        self.body_waiter = None
+        self.disconnected = False
+
+        self.response_started = False
+        self.response_complete = False
+        self.status = 0
+        self.headers = None
+        self.mode = NO_BODY
+        self.expected_length = -1
+        self.sent_length = 0
+
+    # -- fed by the protocol --------------------------------------------------------
+
+    def on_body(self, data):
+        if self.discard_body or self.disconnected:
+            return
+        self.body_chunks.append(data)
+        self.body_size += len(data)
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def on_body_end(self):
+        self.more_body = False
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def on_disconnect(self):
+        self.disconnected = True
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the app ----------------------------------------------------------------------
+
+    async def run_asgi(self, app):
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and self.protocol.closed:
+                raise
+            error_logger.error("Exception in ASGI application\n", exc_info=exc)
+            self.fail(500, "Internal Server Error")
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if result is not None:
+                error_logger.error("ASGI callable should return None, but returned '%s'.", result)
+            if not self.response_started:
+                if not self.disconnected:
+                    error_logger.error("ASGI callable returned without starting response.")
+                self.fail(500, "Internal Server Error")
+            elif not self.response_complete:
+                if not self.disconnected:
+                    error_logger.error("ASGI callable returned without completing response.")
+                self.abort()
+
+    def fail(self, status, message):
+        """The app failed: answer 500 if nothing was sent yet, else close the connection."""
+        if self.response_complete or self.disconnected:
+            return
+        if self.response_started:
+            self.abort()
+            return
+        self.response_started = True
+        self.response_complete = True
+        self.keep_alive = False
+        self.transport.write(error_response(status, message))
+        self.log_access(status)
+        self.protocol.on_response_complete(self)
+
+    def abort(self):
+        self.response_complete = True
+        self.keep_alive = False
+        if not self.protocol.closed:
+            self.transport.close()
+
+    async def receive(self):
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        if not self.body_chunks and self.more_body:
+            if self.expect_continue:
+                self.expect_continue = False
+                self.transport.write(CONTINUE_RESPONSE)
+            protocol = self.protocol
+            if protocol.read_paused:
+                protocol.resume_reading_if_drained(self)
+            waiter = protocol.loop.create_future()
+            self.body_waiter = waiter
+            await waiter
+            if self.disconnected or self.response_complete:
+                return {"type": "http.disconnect"}
+        chunks = self.body_chunks
+        if len(chunks) == 1:
+            body = chunks[0]
+        else:
+            body = b"".join(chunks)
+        self.body_chunks = []
+        self.body_size = 0
+        protocol = self.protocol
+        if protocol.read_paused:
+            protocol.resume_reading_if_drained(self)
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message):
+        if self.disconnected:
+            return
+        mtype = message["type"]
+        if not self.response_started:
+            if mtype != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{mtype}'.")
+            status = message["status"]
+            headers = message.get("headers", ())
+            self.response_started = True
+            self.status = status
+            self.headers = headers
+            if self.expect_continue:
+                # the app answers without reading the body: the client may or may not send it
+                self.expect_continue = False
+                self.keep_alive = False
+            return
+        if self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
+        if mtype != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'.")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if type(body) is not bytes:
+            if isinstance(body, (bytearray, memoryview)):
+                body = bytes(body)
+            else:
+                raise RuntimeError(f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}.")
+        transport = self.transport
+        headers = self.headers
+        if headers is not None:
+            # first body message: head and (when complete) body in one write
+            self.headers = None
+            protocol = self.protocol
+            try:
+                head, mode, length, keep_alive = encode_head(
+                    self.status,
+                    headers,
+                    protocol.server_state.default_headers_bytes,
+                    self.http11,
+                    self.is_head,
+                    -1 if more_body else len(body),
+                    self.keep_alive,
+                )
+            except ResponseHeaderError as exc:
+                self.response_started = False
+                raise RuntimeError(str(exc)) from None
+            self.mode = mode
+            self.expected_length = length
+            self.keep_alive = keep_alive
+            if mode == CONTENT_LENGTH:
+                if len(body) > length:
+                    transport.write(head + body[:length])
+                    self.too_long(len(body))
+                self.sent_length = len(body)
+                transport.write(head + body if body else head)
+            elif mode == CHUNKED:
+                if body:
+                    transport.write(b"%b%x\r\n%b\r\n" % (head, len(body), body))
+                else:
+                    transport.write(head)
+                if not more_body:
+                    transport.write(LAST_CHUNK)
+            elif mode == CLOSE_DELIMITED:
+                transport.write(head + body if body else head)
+            else:
+                transport.write(head)
+        elif body:
+            mode = self.mode
+            if mode == CONTENT_LENGTH:
+                if self.sent_length + len(body) > self.expected_length:
+                    transport.write(body[: self.expected_length - self.sent_length])
+                    self.too_long(self.sent_length + len(body))
+                self.sent_length += len(body)
+                transport.write(body)
+            elif mode == CHUNKED:
+                transport.write(b"%x\r\n%b\r\n%b" % (len(body), body, b"" if more_body else LAST_CHUNK))
+            elif mode == CLOSE_DELIMITED:
+                transport.write(body)
+        elif not more_body and self.mode == CHUNKED:
+            transport.write(LAST_CHUNK)
+
+        if not more_body:
+            self.response_complete = True
+            if self.mode == CONTENT_LENGTH and self.sent_length < self.expected_length:
+                error_logger.error(
+                    "Response content shorter than Content-Length (%d of %d bytes); closing the connection.",
+                    self.sent_length,
+                    self.expected_length,
+                )
+                self.keep_alive = False
+            self.log_access(self.status)
+            self.protocol.on_response_complete(self)
+        protocol = self.protocol
+        if protocol.write_paused:
+            await protocol.drain()
+
+    def too_long(self, size):
+        """The app sent more than its Content-Length: the excess is cut and the connection closed."""
+        self.response_complete = True
+        self.keep_alive = False
+        self.log_access(self.status)
+        self.transport.close()
+        raise RuntimeError(
+            "Response content longer than Content-Length (%d > %d bytes); the excess was not sent and the "
+            "connection was closed." % (size, self.expected_length)
+        )
+
+    def log_access(self, status):
+        if self.protocol.access_log:
+            scope = self.scope
+            qs = scope["query_string"]
+            path = scope["path"]
+            if qs:
+                path = path + "?" + qs.decode("ascii", "replace")
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                format_client(scope["client"]),
+                scope["method"],
+                path,
+                scope["http_version"],
+                status,
+                extra={"status_code": status, "scope": scope},
+            )
+
+
+async def service_unavailable(scope, receive, send):
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Service Unavailable"})

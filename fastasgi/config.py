@@ -1,0 +1,367 @@
+"""``fastasgi.Config``: the settings of one server, and loading what they name.
+
+The keywords and their defaults come from :mod:`fastasgi.settings`; this module
+turns them into loaded objects: the app (with its interface adapter), the HTTP
+and WebSocket protocol factories, the lifespan handler, the SSL context, the
+event-loop factory, logging and sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import logging.config
+import os
+import socket
+import ssl
+from pathlib import Path
+from typing import Any, Callable
+
+from fastasgi.importer import ImportFromStringError, import_from_string
+from fastasgi.settings import SETTINGS, SETTINGS_BY_NAME
+
+TRACE_LOG_LEVEL = 5
+
+LOG_LEVELS: dict[str, int] = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE_LOG_LEVEL,
+}
+
+LOGGING_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "default": {
+            "()": "fastasgi.logging.DefaultFormatter",
+            "fmt": "%(levelprefix)s %(message)s",
+            "use_colors": None,
+        },
+        "access": {
+            "()": "fastasgi.logging.AccessFormatter",
+            "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+        },
+    },
+    "handlers": {
+        "default": {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"},
+    },
+    "loggers": {
+        "fastasgi": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        "fastasgi.error": {"level": "INFO"},
+        "fastasgi.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+    },
+}
+
+STARTUP_FAILURE = 3
+
+logger = logging.getLogger("fastasgi.error")
+
+
+class ConfigError(Exception):
+    """An operator mistake in the configuration: reported as one line, exit status 3 (or 2 on the CLI)."""
+
+
+def _default_of(name: str) -> Any:
+    default = SETTINGS_BY_NAME[name].default
+    if name == "log_config":
+        return LOGGING_CONFIG
+    return default
+
+
+def _build_signature() -> inspect.Signature:
+    params = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("app", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    ]
+    params += [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=_default_of(s.name)) for s in SETTINGS]
+    return inspect.Signature(params)
+
+
+class Config:
+    """Same keywords and defaults as ``uvicorn.Config`` (see :data:`fastasgi.settings.SETTINGS`)."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        unknown = set(kwargs) - SETTINGS_BY_NAME.keys()
+        if unknown:
+            raise TypeError(f"Config() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        self.app = app
+        for s in SETTINGS:
+            value = kwargs[s.name] if s.name in kwargs else _default_of(s.name)
+            setattr(self, s.name, value)
+
+        # normalisations uvicorn users rely on
+        self.workers: int = kwargs.get("workers") or 1
+        if kwargs.get("workers") is None and "WEB_CONCURRENCY" in os.environ:
+            try:
+                self.workers = int(os.environ["WEB_CONCURRENCY"])
+            except ValueError:
+                raise ConfigError(f"WEB_CONCURRENCY must be an integer, got {os.environ['WEB_CONCURRENCY']!r}") from None
+        self.headers: list[tuple[str, str]] = [tuple(h) for h in (self.headers or [])]  # type: ignore[misc]
+        self.encoded_headers: list[tuple[bytes, bytes]] = []
+        if self.forwarded_allow_ips is None:
+            self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+        if self.ws == "websockets-sansio":
+            self.ws = "websockets"
+        self.loaded = False
+        self.validate()
+        self.configure_logging()
+
+        self.reload_dirs_given = self.reload_dirs
+        self.reload_dirs, self.reload_includes, self.reload_excludes, self.reload_dirs_excludes = self._reload_patterns(
+            kwargs.get("reload_dirs"), kwargs.get("reload_includes"), kwargs.get("reload_excludes")
+        )
+        if self.env_file is not None:
+            try:
+                from dotenv import load_dotenv
+            except ImportError:  # pragma: no cover - python-dotenv is a dependency
+                raise ConfigError("--env-file needs python-dotenv: pip install 'fastasgi[standard]'") from None
+            if not os.path.isfile(self.env_file):
+                raise ConfigError(f"Environment file {os.fspath(self.env_file)!r} does not exist")
+            logger.info("Loading environment from '%s'", self.env_file)
+            load_dotenv(dotenv_path=self.env_file)
+        if self.reload and self.workers > 1:
+            logger.warning('"workers" flag is ignored when reloading is enabled.')
+
+    __init__.__signature__ = _build_signature()  # type: ignore[attr-defined]
+
+    # -- validation -----------------------------------------------------------------
+
+    def validate(self) -> None:
+        def choice(name: str, allowed: list[str]) -> None:
+            value = getattr(self, name)
+            if isinstance(value, str) and value not in allowed and not (name in ("loop", "http", "ws") and ":" in value):
+                raise ConfigError(f"Invalid value for {name}: {value!r} (choose from {', '.join(allowed)})")
+
+        from fastasgi.settings import HTTP_CHOICES, INTERFACE_CHOICES, LIFESPAN_CHOICES, LOOP_CHOICES, WS_CHOICES
+
+        choice("http", HTTP_CHOICES)
+        choice("ws", WS_CHOICES)
+        choice("lifespan", LIFESPAN_CHOICES)
+        choice("interface", INTERFACE_CHOICES)
+        choice("loop", LOOP_CHOICES)
+        if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"Invalid log level {self.log_level!r} (choose from {', '.join(LOG_LEVELS)})")
+        if self.http2:
+            raise ConfigError("HTTP/2 is not supported by fastasgi; run without --http2 (terminate h2 at your proxy)")
+        for name in ("port", "backlog", "ws_max_size", "ws_max_queue", "limit_max_requests_jitter", "timeout_keep_alive"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative integer)")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"Invalid port {self.port}: must be between 0 and 65535")
+        for name in ("limit_concurrency", "limit_max_requests", "timeout_graceful_shutdown"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative number)")
+        if self.workers < 1:
+            raise ConfigError(f"Invalid number of workers: {self.workers} (must be at least 1)")
+        for name, value in self.headers:
+            if not name or any(c in name for c in " \t\r\n:") or any(c in str(value) for c in "\r\n\0"):
+                raise ConfigError(f"Invalid --header {name}:{value!r}: expected 'Name:Value' without CR/LF")
+
+    def _reload_patterns(self, dirs: Any, includes: Any, excludes: Any) -> tuple[list[Path], list[str], list[str], list[Path]]:
+        from fastasgi.supervisors.reload_patterns import resolve_reload_config
+
+        if (dirs or includes or excludes) and not self.should_reload:
+            logger.warning(
+                "Current configuration will not reload as not all conditions are met, please refer to documentation."
+            )
+        if not self.should_reload:
+            return [], [], [], []
+        return resolve_reload_config(dirs, includes, excludes)
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def asgi_version(self) -> str:
+        return {"asgi2": "2.0", "asgi3": "3.0", "wsgi": "3.0"}[self.interface]
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_keyfile or self.ssl_certfile or self.ssl_context_factory)
+
+    @property
+    def use_subprocess(self) -> bool:
+        return bool(self.reload or self.workers > 1)
+
+    @property
+    def should_reload(self) -> bool:
+        return isinstance(self.app, str) and self.reload
+
+    # -- logging --------------------------------------------------------------------
+
+    def configure_logging(self) -> None:
+        logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+        if self.log_config is not None:
+            if isinstance(self.log_config, os.PathLike):
+                self.log_config = os.fspath(self.log_config)
+            try:
+                if isinstance(self.log_config, dict):
+                    if self.use_colors in (True, False):
+                        formatters = self.log_config.get("formatters", {})
+                        for key in ("default", "access"):
+                            if key in formatters:
+                                formatters[key]["use_colors"] = self.use_colors
+                    logging.config.dictConfig(self.log_config)
+                elif isinstance(self.log_config, str) and self.log_config.endswith(".json"):
+                    with open(self.log_config) as file:
+                        logging.config.dictConfig(json.load(file))
+                elif isinstance(self.log_config, str) and self.log_config.endswith((".yaml", ".yml")):
+                    try:
+                        import yaml
+                    except ImportError:  # pragma: no cover
+                        raise ConfigError("--log-config with YAML needs PyYAML: pip install 'fastasgi[standard]'") from None
+                    with open(self.log_config) as file:
+                        logging.config.dictConfig(yaml.safe_load(file))
+                else:
+                    logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
+            except ConfigError:
+                raise
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError) as exc:
+                raise ConfigError(f"Invalid --log-config {self.log_config!r}: {exc}") from None
+            except Exception as exc:  # configparser / yaml errors
+                raise ConfigError(f"Invalid --log-config {self.log_config!r}: {exc}") from None
+
+        if self.log_level is not None:
+            level = LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str) else self.log_level
+            logging.getLogger("fastasgi.error").setLevel(level)
+            logging.getLogger("fastasgi.access").setLevel(level)
+            logging.getLogger("fastasgi.asgi").setLevel(level)
+        if self.access_log is False:
+            logging.getLogger("fastasgi.access").handlers = []
+            logging.getLogger("fastasgi.access").propagate = False
+
+    # -- loading --------------------------------------------------------------------
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        def default_factory() -> ssl.SSLContext:
+            ctx = ssl.SSLContext(self.ssl_version)
+            get_password = (lambda: self.ssl_keyfile_password) if self.ssl_keyfile_password else None
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, get_password)
+            ctx.verify_mode = ssl.VerifyMode(self.ssl_cert_reqs)
+            if self.ssl_ca_certs:
+                ctx.load_verify_locations(self.ssl_ca_certs)
+            if self.ssl_ciphers:
+                ctx.set_ciphers(self.ssl_ciphers)
+            return ctx
+
+        try:
+            if self.ssl_context_factory is not None:
+                return self.ssl_context_factory(self, default_factory)
+            if not self.ssl_certfile:
+                raise ConfigError("TLS needs --ssl-certfile (and --ssl-keyfile unless the key is in the certificate file)")
+            return default_factory()
+        except ConfigError:
+            raise
+        except FileNotFoundError as exc:
+            raise ConfigError(f"TLS file not found: {exc.filename}") from None
+        except ssl.SSLError as exc:
+            raise ConfigError(f"Invalid TLS certificate, key or password: {exc}") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"Invalid TLS configuration: {exc}") from None
+
+    def load(self) -> None:
+        assert not self.loaded
+        self.ssl: ssl.SSLContext | None = self.create_ssl_context() if self.is_ssl else None
+
+        encoded = [(str(k).lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in self.headers]
+        self.encoded_headers = encoded if b"server" in dict(encoded) or not self.server_header else [
+            (b"server", b"fastasgi")
+        ] + encoded
+
+        from fastasgi.protocols.http import resolve_http_protocol
+        from fastasgi.protocols.websockets import resolve_ws_protocol
+
+        self.http_protocol_class = resolve_http_protocol(self.http)
+        self.ws_protocol_class = resolve_ws_protocol(self.ws)
+
+        self.loaded_app = self.load_app_object()
+        self.interface = self._detect_interface(self.loaded_app)
+        if self.interface == "wsgi":
+            try:
+                from a2wsgi import WSGIMiddleware
+            except ImportError:
+                raise ConfigError("--interface wsgi needs a2wsgi: pip install 'fastasgi[wsgi]'") from None
+            self.loaded_app = WSGIMiddleware(self.loaded_app)
+            self.ws_protocol_class = None
+        elif self.interface == "asgi2":
+            from fastasgi.middleware.asgi2 import ASGI2Middleware
+
+            self.loaded_app = ASGI2Middleware(self.loaded_app)
+
+        if logger.getEffectiveLevel() <= TRACE_LOG_LEVEL:
+            from fastasgi.middleware.message_logger import MessageLoggerMiddleware
+
+            self.loaded_app = MessageLoggerMiddleware(self.loaded_app)
+
+        from fastasgi.lifespan import resolve_lifespan
+
+        self.lifespan_class = resolve_lifespan(self.lifespan)
+        self.loaded = True
+
+    def load_app(self) -> None:
+        """Import the app now (run() does this before starting, to fail fast)."""
+        self.loaded_app = self.load_app_object()
+
+    def load_app_object(self) -> Any:
+        app = self.app
+        if isinstance(app, str):
+            try:
+                app = import_from_string(app)
+            except ImportFromStringError as exc:
+                raise ConfigError(f"Error loading ASGI app. {exc}") from None
+        if self.factory:
+            if not callable(app):
+                raise ConfigError(f"Error loading ASGI app factory: {self.app!r} is not callable (used with --factory)")
+            try:
+                app = app()
+            except TypeError as exc:
+                raise ConfigError(f"Error loading ASGI app factory: {exc}") from None
+        elif isinstance(self.app, str) and inspect.isfunction(app) and not _looks_like_app(app):
+            logger.warning("ASGI app factory detected. Using it, but please consider setting the --factory flag explicitly.")
+            app = app()
+        if not callable(app):
+            raise ConfigError(f"Error loading ASGI app: {self.app!r} is not callable")
+        return app
+
+    def _detect_interface(self, app: Any) -> str:
+        if self.interface != "auto":
+            return self.interface
+        if inspect.isclass(app):
+            use_asgi3 = hasattr(app, "__await__")
+        elif inspect.isfunction(app):
+            use_asgi3 = asyncio.iscoroutinefunction(app)
+        else:
+            call = getattr(app, "__call__", None)
+            use_asgi3 = asyncio.iscoroutinefunction(call)
+        return "asgi3" if use_asgi3 else "asgi2"
+
+    # -- event loop and sockets ---------------------------------------------------
+
+    def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        from fastasgi.loops import resolve_loop_factory
+
+        return resolve_loop_factory(self.loop)
+
+    def bind_socket(self) -> socket.socket:
+        from fastasgi.server import bind_socket
+
+        return bind_socket(self)
+
+
+def _looks_like_app(func: Any) -> bool:
+    """A plain function taking (scope, receive, send) or (scope) is an app, not a factory."""
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return True
+    return len(params) > 0 or asyncio.iscoroutinefunction(func)
+
+
+__all__ = ["Config", "ConfigError", "LOGGING_CONFIG", "LOG_LEVELS", "TRACE_LOG_LEVEL", "STARTUP_FAILURE"]

@@ -1,0 +1,39 @@
+"""The HTTP/1.1 protocol factory, taken from the active implementation set.
+
+``--http auto`` takes the compiled protocol when it imports (else the pure one),
+``httptools`` insists on the compiled llhttp protocol, ``h11`` takes the
+pure-Python h11 protocol.  Code here does not know how either is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastasgi import _speedups
+
+
+def resolve_http_protocol(http: Any) -> Any:
+    from fastasgi.config import ConfigError
+
+    if not isinstance(http, str):
+        return http  # a protocol class given directly (uvicorn allows it)
+    if http == "h11":
+        return _speedups.load("py").http.HttpProtocol
+    if http == "httptools":
+        reason = _speedups.compiled_error()
+        if reason is not None:
+            raise ConfigError(f"--http httptools needs fastasgi's compiled extension, which is {reason}")
+        return _speedups.load("c").http.HttpProtocol
+    if http == "auto":
+        return _speedups.load(_speedups.active).http.HttpProtocol
+    from fastasgi.importer import ImportFromStringError, import_from_string
+
+    try:
+        return import_from_string(http)
+    except ImportFromStringError as exc:
+        raise ConfigError(f"Error loading HTTP protocol class. {exc}") from None
+
+
+def http_impl_tag(protocol_class: Any) -> str:
+    mod = getattr(protocol_class, "__module__", "")
+    return "c" if mod.endswith("_c") else "py"

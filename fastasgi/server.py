@@ -1,0 +1,382 @@
+"""``fastasgi.Server``: sockets, TLS, signals, lifespan and graceful shutdown for one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from email.utils import formatdate
+from types import FrameType
+from typing import Any, Callable, Generator, Sequence
+
+from fastasgi.config import STARTUP_FAILURE, Config, ConfigError
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+if sys.platform == "win32":  # pragma: no cover
+    HANDLED_SIGNALS += (signal.SIGBREAK,)  # type: ignore[attr-defined]
+
+logger = logging.getLogger("fastasgi.error")
+
+
+class ServerState:
+    """State shared by every connection of one server process."""
+
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.connections: set[Any] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.default_headers: list[tuple[bytes, bytes]] = []
+        self.default_headers_bytes = b""
+        self.proxy_trust: Any = None
+
+
+def bind_socket(config: Config) -> socket.socket:
+    """Bind the listening socket in this process (used by the supervisors before forking workers)."""
+    if config.uds:
+        path = config.uds
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o666)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"Could not bind to UNIX socket {path!r}: {exc.strerror or exc}") from None
+    elif config.fd is not None:
+        sock = socket.socket(fileno=os.dup(config.fd))
+    else:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((config.host.strip("[]"), config.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"Could not bind to {config.host}:{config.port}: {exc.strerror or exc}"
+                + (" (is another server running on that port?)" if exc.errno in (98, 48, 10048) else "")
+            ) from None
+    sock.listen(config.backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def implementation_summary(config: Config | None = None) -> str:
+    """``compiled: llhttp 9.x`` / ``pure-Python: h11 …``, loop and WebSocket library (for --version and the log)."""
+    from fastasgi import _speedups
+
+    return _speedups.describe()
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.server_state = ServerState()
+        self.started = False
+        self.should_exit = False
+        self.force_exit = False
+        self.last_notified = 0.0
+        self.servers: list[Any] = []
+        self._captured_signals: list[int] = []
+        self.lifespan: Any = None
+
+    @property
+    def limit_max_requests(self) -> int | None:
+        limit = self.config.limit_max_requests
+        if limit is None:
+            return None
+        jitter = self.config.limit_max_requests_jitter
+        if not hasattr(self, "_jittered_limit"):
+            self._jittered_limit = limit + (random.randint(0, jitter) if jitter > 0 else 0)
+        return self._jittered_limit
+
+    # -- running ----------------------------------------------------------------------
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Run the server until it exits, in a new event loop (works from any thread)."""
+        try:
+            factory = self.config.get_loop_factory()
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return
+        run_with_loop_factory(self.serve(sockets=sockets), factory)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        with self.capture_signals():
+            await self._serve(sockets)
+
+    async def _serve(self, sockets: list[socket.socket] | None = None) -> None:
+        process_id = os.getpid()
+        config = self.config
+        if not config.loaded:
+            try:
+                config.load()
+            except ConfigError as exc:
+                logger.error("%s", exc)
+                raise SystemExit(STARTUP_FAILURE) from None
+
+        self.lifespan = config.lifespan_class(config)
+        message = "Started server process [%d]"
+        color_message = "Started server process [\033[36m%d\033[0m]"
+        logger.info(message, process_id, extra={"color_message": color_message})
+        logger.info("Using %s", self.describe_runtime())
+
+        await self.startup(sockets=sockets)
+        if self.should_exit:
+            return
+        await self.main_loop()
+        await self.shutdown(sockets=sockets)
+
+        message = "Finished server process [%d]"
+        color_message = "Finished server process [\033[36m%d\033[0m]"
+        logger.info(message, process_id, extra={"color_message": color_message})
+
+    def describe_runtime(self) -> str:
+        from fastasgi import _speedups
+        from fastasgi.loops import loop_name
+        from fastasgi.protocols.http import http_impl_tag
+        from fastasgi.protocols.websockets import ws_library_name
+
+        tag = http_impl_tag(self.config.http_protocol_class)
+        try:
+            impl = _speedups.describe(tag)
+        except ImportError:  # a custom protocol class
+            impl = "custom HTTP protocol"
+        try:
+            loop = loop_name(asyncio.get_running_loop())
+        except RuntimeError:  # pragma: no cover
+            loop = "none"
+        return f"{impl}, {loop} event loop, WebSockets: {ws_library_name(self.config.ws_protocol_class)}"
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            self.should_exit = True
+            return
+
+        config = self.config
+        state = self.server_state
+        if config.proxy_headers:
+            from fastasgi.middleware.proxy_headers import ProxyTrust
+
+            state.proxy_trust = ProxyTrust(config.forwarded_allow_ips)
+        self.update_default_headers()
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[no-any-return]
+                config=config, server_state=state, app_state=self.lifespan.state, _loop=_loop
+            )
+
+        loop = asyncio.get_running_loop()
+        listeners: Sequence[Any]
+        try:
+            if sockets is not None:
+                self.servers = []
+                for sock in sockets:
+                    server = await loop.create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)
+                    self.servers.append(server)
+                listeners = sockets
+            elif config.fd is not None:
+                sock = socket.socket(fileno=os.dup(config.fd))
+                server = await loop.create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)
+                assert server.sockets is not None
+                listeners = server.sockets
+                self.servers = [server]
+            elif config.uds is not None:
+                uds_perms = 0o666
+                if os.path.exists(config.uds):
+                    uds_perms = os.stat(config.uds).st_mode
+                server = await loop.create_unix_server(create_protocol, path=config.uds, ssl=config.ssl, backlog=config.backlog)
+                os.chmod(config.uds, uds_perms)
+                assert server.sockets is not None
+                listeners = server.sockets
+                self.servers = [server]
+            else:
+                server = await loop.create_server(
+                    create_protocol, host=config.host, port=config.port, ssl=config.ssl, backlog=config.backlog
+                )
+                assert server.sockets is not None
+                listeners = server.sockets
+                self.servers = [server]
+        except OSError as exc:
+            where = config.uds or (f"fd {config.fd}" if config.fd is not None else f"{config.host}:{config.port}")
+            hint = " (address already in use: is another server running on that port?)" if exc.errno in (98, 48, 10048) else ""
+            logger.error("Could not bind to %s: %s%s", where, exc.strerror or exc, hint)
+            await self.lifespan.shutdown()
+            self.should_exit = True
+            return
+
+        if sockets is None:
+            self._log_started_message(listeners)
+        else:
+            pass  # the supervisor logs the address once for all workers
+        self.started = True
+
+    def _log_started_message(self, listeners: Sequence[Any]) -> None:
+        config = self.config
+        if config.fd is not None:
+            sock = listeners[0]
+            logger.info("fastasgi running on socket %s (Press CTRL+C to quit)", sock.getsockname())
+        elif config.uds is not None:
+            logger.info("fastasgi running on unix socket %s (Press CTRL+C to quit)", config.uds)
+        else:
+            addr_format = "%s://%s:%d"
+            host = "0.0.0.0" if config.host is None else config.host
+            if ":" in host:
+                addr_format = "%s://[%s]:%d"  # IPv6
+            port = config.port
+            if port == 0:
+                port = listeners[0].getsockname()[1]
+            protocol_name = "https" if config.is_ssl else "http"
+            message = f"fastasgi running on {addr_format} (Press CTRL+C to quit)"
+            color_message = "fastasgi running on " + "\033[1m" + addr_format + "\033[0m" + " (Press CTRL+C to quit)"
+            logger.info(message, protocol_name, host, port, extra={"color_message": color_message})
+
+    def update_default_headers(self) -> None:
+        from fastasgi import _speedups
+
+        state = self.server_state
+        headers = []
+        if self.config.date_header:
+            headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
+        headers += self.config.encoded_headers
+        state.default_headers = headers
+        framing = _speedups.load("py").framing
+        state.default_headers_bytes = framing.render_default_headers(headers)
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter += 1
+            counter = counter % 864000
+            await asyncio.sleep(0.1)
+            should_exit = await self.on_tick(counter)
+
+    async def on_tick(self, counter: int) -> bool:
+        # Update the default headers, once per second.
+        if counter % 10 == 0:
+            self.update_default_headers()
+            if self.config.callback_notify is not None:
+                if time.monotonic() >= self.last_notified + self.config.timeout_notify:
+                    self.last_notified = time.monotonic()
+                    await self.config.callback_notify()
+
+        if self.should_exit:
+            return True
+        max_requests = self.limit_max_requests
+        if max_requests is not None and self.server_state.total_requests >= max_requests:
+            logger.warning("Maximum request limit of %d exceeded. Terminating process.", max_requests)
+            return True
+        return False
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        logger.info("Shutting down")
+
+        # Stop accepting new connections.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+
+        # Request shutdown on all existing connections.
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(0.1)
+
+        # When 3.10 is not supported anymore, use `async with asyncio.timeout(...):`.
+        try:
+            await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=self.config.timeout_graceful_shutdown)
+        except asyncio.TimeoutError:
+            logger.error(
+                "Cancel %s running task(s), timeout graceful shutdown exceeded", len(self.server_state.tasks)
+            )
+            for t in list(self.server_state.tasks):
+                t.cancel(msg="Task cancelled, timeout graceful shutdown exceeded") if sys.version_info >= (3, 9) else t.cancel()
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort() if hasattr(transport, "abort") else transport.close()
+
+        # Send the lifespan shutdown event, and wait for application shutdown.
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _wait_tasks_to_complete(self) -> None:
+        # Wait for existing connections to finish sending responses.
+        if self.server_state.connections and not self.force_exit:
+            msg = "Waiting for connections to close. (CTRL+C to force quit)"
+            logger.info(msg)
+            while self.server_state.connections and not self.force_exit:
+                await asyncio.sleep(0.1)
+
+        # Wait for existing tasks to complete.
+        if self.server_state.tasks and not self.force_exit:
+            msg = "Waiting for background tasks to complete. (CTRL+C to force quit)"
+            logger.info(msg)
+            while self.server_state.tasks and not self.force_exit:
+                await asyncio.sleep(0.1)
+
+        for server in self.servers:
+            await server.wait_closed()
+
+    # -- signals ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # Signals can only be listened to from the main thread.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        # always use signal.signal, so the previous handlers can be restored afterwards
+        original_handlers = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original_handlers.items():
+                signal.signal(sig, handler)
+        # Once shut down gracefully, re-raise the caught signal so a supervisor sees it (as uvicorn 0.54 does).
+        for captured_signal in reversed(self._captured_signals):
+            signal.raise_signal(captured_signal)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._captured_signals.append(sig)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def run_with_loop_factory(main: Any, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None) -> Any:
+    """``asyncio.run(main, loop_factory=...)`` for every supported Python."""
+    if loop_factory is None:
+        return asyncio.run(main)
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main)
+    loop = loop_factory()  # pragma: no cover - Python 3.9 / 3.10
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def python_description() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"

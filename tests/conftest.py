@@ -1,0 +1,256 @@
+"""Test fixtures: the implementation matrix and a real server on a loopback port.
+
+Every HTTP test takes the ``impl`` fixture, so it runs once against the compiled
+set (``"c"``, marked ``c_extension``) and once against the pure-Python set
+(``"py"``).  ``--no-c-extensions`` deselects the compiled cases (PyPy, or a
+build without a compiler); without it, a missing compiled set is an error, not a
+silent pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from typing import Any, Iterator
+
+import pytest
+
+from fastasgi import _speedups
+from fastasgi.config import Config
+from fastasgi.server import Server
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-c-extensions",
+        action="store_true",
+        default=False,
+        help="Do not run tests against the compiled implementation (PyPy, or no compiler).",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--no-c-extensions"):
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("c_extension") else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+IMPL_HTTP = {"c": "httptools", "py": "h11"}
+
+
+@pytest.fixture(scope="session", params=[pytest.param("c", marks=pytest.mark.c_extension), "py"])
+def impl(request: pytest.FixtureRequest) -> str:
+    tag: str = request.param
+    if tag == "c":
+        reason = _speedups.compiled_error()
+        if reason is not None:
+            pytest.fail(f"the compiled implementation is {reason}; build it or pass --no-c-extensions")
+    return tag
+
+
+class ThreadedServer(Server):
+    """A real Server on its own thread and event loop; ``ready`` is set once it listens (or failed)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: Any = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+    @property
+    def port(self) -> int:
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.is_ssl else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def run_server(app: Any, impl: str = "py", **kwargs: Any) -> Iterator[ThreadedServer]:
+    kwargs.setdefault("port", 0)
+    kwargs.setdefault("log_config", None)
+    kwargs.setdefault("lifespan", "off")
+    kwargs.setdefault("http", IMPL_HTTP[impl])
+    kwargs.setdefault("loop", "asyncio" if impl == "py" else "auto")
+    config = Config(app, **kwargs)
+    server = ThreadedServer(config)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+            server.ready.set()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    assert server.ready.wait(30), "server did not start"
+    if errors:
+        raise errors[0]
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        assert not thread.is_alive(), "server did not stop"
+
+
+def raw_request(port: int, data: bytes, timeout: float = 10.0, read_until_close: bool = True) -> bytes:
+    """Send raw bytes on a fresh connection and read the answer until the server closes (bounded by timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if not read_until_close:
+                break
+        return b"".join(chunks)
+
+
+def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[bytes, bytes], bytes]:
+    """Read exactly one response (content-length or chunked) from a keep-alive socket."""
+    sock.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a complete head: {buf!r}")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower()] = v.strip()
+    if b"content-length" in headers:
+        n = int(headers[b"content-length"])
+        while len(rest) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-body")
+            rest += chunk
+        return status, headers, rest[:n]
+    if headers.get(b"transfer-encoding") == b"chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                rest += sock.recv(65536)
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                rest += sock.recv(65536)
+            body += rest[:size]
+            rest = rest[size + 2 :]
+            if size == 0:
+                return status, headers, body
+    return status, headers, rest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+__all__ = ["run_server", "raw_request", "read_response", "ThreadedServer", "asyncio"]
+
+
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNING_RE = re.compile(r"running on (\w+)://([^ ]+):(\d+)")
+
+
+class CLIServer:
+    """``python -m fastasgi ...`` in a subprocess; the port is read from its startup line."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+        full_env = dict(os.environ)
+        full_env["PYTHONUNBUFFERED"] = "1"
+        full_env.setdefault("PYTHONPATH", REPO)
+        if env:
+            full_env.update(env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fastasgi", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd or REPO,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.port = 0
+
+    def wait_ready(self, timeout: float = 30, pattern: "re.Pattern[str]" = RUNNING_RE) -> int:
+        import selectors
+
+        deadline = __import__("time").monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        assert self.proc.stdout is not None
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        while __import__("time").monotonic() < deadline:
+            if not sel.select(timeout=0.5):
+                if self.proc.poll() is not None:
+                    break
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            m = pattern.search(line)
+            if m:
+                self.port = int(m.group(3)) if pattern is RUNNING_RE else 0
+                return self.port
+        raise AssertionError("server did not start:\n" + "".join(self.lines) + self.rest())
+
+    def rest(self, timeout: float = 15) -> str:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+    def stop(self, sig: int = 2, timeout: float = 20) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        out = self.rest(timeout)
+        return self.proc.returncode, "".join(self.lines) + out
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ)
+    full_env.setdefault("PYTHONPATH", REPO)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "fastasgi", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=timeout,
+    )

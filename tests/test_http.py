@@ -1,0 +1,313 @@
+"""HTTP/1.1 behaviour through a real server on loopback, on every implementation (``impl``)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+
+from tests.apps.basic import app
+from tests.conftest import raw_request, read_response, run_server
+
+
+@pytest.fixture(scope="session")
+def server(impl):
+    with run_server(app, impl, lifespan="on") as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        yield c
+
+
+def test_hello(client):
+    r = client.get("/")
+    assert r.status_code == 200
+    assert r.text == "Hello, world!"
+    assert r.headers["content-length"] == "13"
+    assert r.headers["server"] == "fastasgi"
+    assert "date" in r.headers
+
+
+def test_scope(client, server):
+    r = client.get("/scope/caf%C3%A9%20x?a=1&b=%20", headers={"X-Custom": "Value"})
+    # path dispatch: unknown path -> 404; use /scope with a query instead
+    assert r.status_code == 404
+    r = client.get("/scope?a=1&b=%20", headers={"X-Custom": "Value"})
+    scope = r.json()
+    assert scope["type"] == "http"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["http_version"] == "1.1"
+    assert scope["method"] == "GET"
+    assert scope["scheme"] == "http"
+    assert scope["path"] == "/scope"
+    assert scope["raw_path"] == "/scope"
+    assert scope["query_string"] == "a=1&b=%20"
+    assert scope["root_path"] == ""
+    assert ["x-custom", "Value"] in scope["headers"]
+    assert scope["server"] == ["127.0.0.1", server.port]
+    assert scope["client"][0] == "127.0.0.1"
+    assert isinstance(scope["client"][1], int)
+    assert scope["state"] == []
+
+
+def test_percent_decoding(server):
+    data = raw_request(server.port, b"GET /caf%C3%A9%20x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 404")
+    # the scope endpoint sees decoded path on a prefix dispatch: check via the 404 body-less route
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /scope?x=%41 HTTP/1.1\r\nHost: a\r\n\r\n")
+        status, _, body = read_response(sock)
+    assert status == 200
+    assert json.loads(body)["query_string"] == "x=%41"
+
+
+def test_post_echo(client):
+    body = bytes(range(256)) * 100
+    r = client.post("/echo", content=body)
+    assert r.status_code == 200
+    assert r.content == body
+
+
+def test_chunked_request_body(client):
+    def gen():
+        yield b"hello "
+        yield b"chunked "
+        yield b"world"
+
+    r = client.post("/echo", content=gen())
+    assert r.content == b"hello chunked world"
+
+
+def test_chunked_request_raw(server):
+    req = (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
+    )
+    data = raw_request(server.port, req)
+    assert data.startswith(b"HTTP/1.1 200")
+    assert data.endswith(b"hello world")
+
+
+def test_streamed_response_is_chunked(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        status, headers, body = read_response(sock)
+    assert status == 200
+    assert headers[b"transfer-encoding"] == b"chunked"
+    assert b"content-length" not in headers
+    assert body == b"chunk0;chunk1;chunk2;"
+
+
+def test_http10_streamed_response_is_close_delimited(server):
+    data = raw_request(server.port, b"GET /stream HTTP/1.0\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+    assert body == b"chunk0;chunk1;chunk2;"
+
+
+def test_http10_keep_alive(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        for _ in range(3):
+            sock.sendall(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            status, headers, body = read_response(sock)
+            assert status == 200
+            assert body == b"Hello, world!"
+            assert headers[b"connection"].lower() == b"keep-alive"
+
+
+def test_http10_closes_by_default(server):
+    data = raw_request(server.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert data.endswith(b"Hello, world!")
+    assert b"connection: close" in data.lower()
+
+
+def test_keep_alive_many_requests(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        for i in range(50):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, _, body = read_response(sock)
+            assert (status, body) == (200, b"Hello, world!")
+
+
+def test_pipelined_requests_answered_in_order(server):
+    reqs = b"".join(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%s" % (len(b"req%d" % i), b"req%d" % i)
+        for i in range(20)
+    )
+    reqs += b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(reqs)
+        for i in range(20):
+            status, _, body = read_response(sock)
+            assert (status, body) == (200, b"req%d" % i)
+        assert read_response(sock)[2] == b"chunk0;chunk1;chunk2;"
+        assert read_response(sock)[2] == b"Hello, world!"
+
+
+def test_head_has_no_body_but_length(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.settimeout(10)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b"Hello, world!"):
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert b"content-length: 13" in first.lower()
+    assert rest.startswith(b"HTTP/1.1 200")  # no body bytes between the two responses
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses_drop_body(server, status):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /status/%d HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n" % status)
+        sock.settimeout(10)
+        data = b""
+        while not data.endswith(b"Hello, world!"):
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+    assert b"should-not-appear" not in data
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 %d" % status)
+    assert b"transfer-encoding" not in first.lower()
+    assert rest.startswith(b"HTTP/1.1 200")
+
+
+def test_expect_100_continue(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(1024)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        status, _, body = read_response(sock)
+    assert (status, body) == (200, b"hello")
+
+
+def test_expect_100_continue_not_sent_when_app_does_not_read(server):
+    data = raw_request(
+        server.port, b"POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    assert b"100 Continue" not in data
+    assert data.startswith(b"HTTP/1.1 200")
+    assert data.endswith(b"did not read")
+
+
+def test_unread_body_is_skipped_on_keep_alive(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(sock)[2] == b"did not read"
+        assert read_response(sock)[2] == b"Hello, world!"
+
+
+def test_app_exception_gives_500(client, caplog):
+    r = client.get("/error")
+    assert r.status_code == 500
+    assert r.text == "Internal Server Error"
+    assert "Exception in ASGI application" in caplog.text
+    assert client.get("/").status_code == 200  # the server keeps serving
+
+
+def test_exception_after_start_closes(server):
+    data = raw_request(server.port, b"GET /error-after-start HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200")
+    assert data.endswith(b"partial")  # truncated, then closed: the client sees an incomplete body
+
+
+def test_no_response_gives_500(client, caplog):
+    r = client.get("/no-response")
+    assert r.status_code == 500
+    assert "ASGI callable returned without starting response" in caplog.text
+
+
+def test_body_longer_than_content_length_is_cut(server):
+    for path in (b"/too-long", b"/too-long-streamed"):
+        data = raw_request(server.port, b"GET %s HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n" % path)
+        assert b"SMUGGLED" not in data
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert b"content-length: 5" in head.lower()
+        assert body == b"01234"  # connection closed after the declared length; the 2nd request is not answered
+
+
+def test_body_shorter_than_content_length_closes(server):
+    data = raw_request(server.port, b"GET /too-short HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert body == b"01234"
+
+
+@pytest.mark.parametrize("path", ["/bad-header", "/bad-header-name", "/double-start"])
+def test_bad_app_headers_never_reach_the_wire(server, path, caplog):
+    data = raw_request(server.port, b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path.encode())
+    assert b"pwned" not in data
+    assert b"x evil" not in data
+    if path != "/double-start":
+        assert data.startswith(b"HTTP/1.1 500")
+    assert "Exception in ASGI application" in caplog.text
+
+
+def test_send_after_complete_is_an_error(server, caplog):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"GET /send-after-complete HTTP/1.1\r\nHost: a\r\n\r\n")
+        status, _, body = read_response(sock)
+        assert body == b"done"
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        status, _, body = read_response(sock)
+        assert body == b"Hello, world!"  # the stream was not corrupted by EXTRA
+    assert "after response already completed" in caplog.text
+
+
+def test_app_headers_override_defaults(client):
+    r = client.get("/custom-headers")
+    assert r.headers.get_list("server") == ["custom"]
+    assert r.headers.get_list("x-multi") == ["1", "2"]
+
+
+def test_large_response_flow_control(server):
+    size = 8 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /big?%d HTTP/1.1\r\nHost: a\r\n\r\n" % size)
+        status, headers, body = read_response(sock, timeout=30)
+    assert status == 200
+    assert len(body) == size
+
+
+def test_large_request_streams(client):
+    body = b"y" * (4 * 1024 * 1024)
+    r = client.post("/echo", content=body)
+    assert r.status_code == 200
+    assert len(r.content) == len(body)
+
+
+def test_disconnect_is_reported(server):
+    # the app waits for http.disconnect; closing our side must end it (no hang, no leak)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: a\r\n\r\n")
+    sock.close()
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get("/").status_code == 200
+
+
+def test_contextvars_isolated_per_request(client):
+    assert client.get("/contextvar?one").text == "unset|one"
+    assert client.get("/contextvar?two").text == "unset|two"
+
+
+def test_many_concurrent_clients(server):
+    import concurrent.futures
+
+    def one(i):
+        with httpx.Client(base_url=server.url, timeout=20) as c:
+            return c.post("/echo", content=b"%d" % i).content
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(64)))
+    assert results == [b"%d" % i for i in range(64)]
