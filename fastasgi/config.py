@@ -125,8 +125,7 @@ class Config:
                 raise ConfigError(f"Environment file {os.fspath(self.env_file)!r} does not exist")
             logger.info("Loading environment from '%s'", self.env_file)
             load_dotenv(dotenv_path=self.env_file)
-        if self.reload and self.workers > 1:
-            logger.warning('"workers" flag is ignored when reloading is enabled.')
+        # --reload with --workers > 1 is refused by fastasgi.supervisors.run_reloader
 
     __init__.__signature__ = _build_signature()  # type: ignore[attr-defined]
 
@@ -251,6 +250,9 @@ class Config:
                 ctx.set_ciphers(self.ssl_ciphers)
             return ctx
 
+        for label, path in (("--ssl-certfile", self.ssl_certfile), ("--ssl-keyfile", self.ssl_keyfile), ("--ssl-ca-certs", self.ssl_ca_certs)):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"TLS file for {label} not found or not a file: {os.fspath(path)}")
         try:
             if self.ssl_context_factory is not None:
                 return self.ssl_context_factory(self, default_factory)

@@ -134,8 +134,8 @@ class Server:
         logger.info("Using %s", self.describe_runtime())
 
         await self.startup(sockets=sockets)
-        if self.should_exit:
-            return
+        if not self.started:
+            return  # startup failed (lifespan or bind): nothing to shut down
         await self.main_loop()
         await self.shutdown(sockets=sockets)
 

@@ -146,6 +146,15 @@ SETTINGS: list[Setting] = [
         show_default=False,
     ),
     _opt(
+        "reuse_port",
+        False,
+        "With --workers > 1: give each worker its own SO_REUSEPORT listening socket (Linux, BSD) so the kernel "
+        "spreads connections evenly, instead of one shared socket. Not valid with --uds or --fd.",
+        "--reuse-port/--no-reuse-port",
+        is_flag=True,
+        show_default=False,
+    ),
+    _opt(
         "proxy_headers",
         True,
         "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote address info.",

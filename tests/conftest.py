@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import weakref
 from typing import Any, Iterator
 
 import pytest
@@ -127,10 +128,13 @@ def raw_request(port: int, data: bytes, timeout: float = 10.0, read_until_close:
         return b"".join(chunks)
 
 
+_leftover: "weakref.WeakKeyDictionary[socket.socket, bytes]" = weakref.WeakKeyDictionary()
+
+
 def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[bytes, bytes], bytes]:
     """Read exactly one response (content-length or chunked) from a keep-alive socket."""
     sock.settimeout(timeout)
-    buf = b""
+    buf = _leftover.pop(sock, b"")
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -145,11 +149,15 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict
         headers[k.strip().lower()] = v.strip()
     if b"content-length" in headers:
         n = int(headers[b"content-length"])
-        while len(rest) < n:
-            chunk = sock.recv(65536)
+        acc = bytearray(rest)
+        while len(acc) < n:
+            chunk = sock.recv(262144)
             if not chunk:
                 raise ConnectionError("closed mid-body")
-            rest += chunk
+            acc += chunk
+        rest = bytes(acc)
+        if rest[n:]:
+            _leftover[sock] = rest[n:]
         return status, headers, rest[:n]
     if headers.get(b"transfer-encoding") == b"chunked":
         body = b""
@@ -163,6 +171,8 @@ def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict
             body += rest[:size]
             rest = rest[size + 2 :]
             if size == 0:
+                if rest:
+                    _leftover[sock] = rest
                 return status, headers, body
     return status, headers, rest
 
@@ -185,9 +195,15 @@ RUNNING_RE = re.compile(r"running on (\w+)://([^ ]+):(\d+)")
 
 
 class CLIServer:
-    """``python -m fastasgi ...`` in a subprocess; the port is read from its startup line."""
+    """``python -m fastasgi ...`` in a subprocess; the port is read from its startup line.
+
+    A reader thread collects the output lines, so waiting for a line never
+    depends on pipe buffering.
+    """
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+        import queue
+
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
         full_env.setdefault("PYTHONPATH", REPO)
@@ -203,42 +219,62 @@ class CLIServer:
         )
         self.lines: list[str] = []
         self.port = 0
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def wait_ready(self, timeout: float = 30, pattern: "re.Pattern[str]" = RUNNING_RE) -> int:
-        import selectors
-
-        deadline = __import__("time").monotonic() + timeout
-        sel = selectors.DefaultSelector()
+    def _read(self) -> None:
         assert self.proc.stdout is not None
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        while __import__("time").monotonic() < deadline:
-            if not sel.select(timeout=0.5):
-                if self.proc.poll() is not None:
-                    break
-                continue
-            line = self.proc.stdout.readline()
-            if not line:
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_line(self, pattern: "re.Pattern[str]", timeout: float = 30) -> "re.Match[str]":
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
                 break
             self.lines.append(line)
             m = pattern.search(line)
             if m:
-                self.port = int(m.group(3)) if pattern is RUNNING_RE else 0
-                return self.port
-        raise AssertionError("server did not start:\n" + "".join(self.lines) + self.rest())
+                return m
+        raise AssertionError(f"no line matching {pattern.pattern!r}:\n" + "".join(self.lines) + self.rest())
+
+    def wait_ready(self, timeout: float = 30, pattern: "re.Pattern[str]" = RUNNING_RE) -> int:
+        m = self.wait_line(pattern, timeout)
+        self.port = int(m.group(3)) if pattern is RUNNING_RE else 0
+        return self.port
 
     def rest(self, timeout: float = 15) -> str:
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
+            self.proc.wait()
+        self._reader.join(10)
+        out = []
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                out.append(line)
+        self.lines.extend(out)
+        return "".join(out)
 
     def stop(self, sig: int = 2, timeout: float = 20) -> tuple[int, str]:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        out = self.rest(timeout)
-        return self.proc.returncode, "".join(self.lines) + out
+        self.rest(timeout)
+        return self.proc.returncode, "".join(self.lines)
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:

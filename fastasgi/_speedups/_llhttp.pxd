@@ -92,6 +92,17 @@ cdef extern from "llhttp.h" nogil:
         HPE_CR_EXPECTED
     ctypedef llhttp_errno llhttp_errno_t
 
+    enum llhttp_flags:
+        F_CONNECTION_KEEP_ALIVE
+        F_CONNECTION_CLOSE
+        F_CONNECTION_UPGRADE
+        F_CHUNKED
+        F_UPGRADE
+        F_CONTENT_LENGTH
+        F_SKIPBODY
+        F_TRAILING
+        F_TRANSFER_ENCODING
+
     enum llhttp_type:
         HTTP_BOTH
         HTTP_REQUEST

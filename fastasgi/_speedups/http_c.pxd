@@ -68,6 +68,7 @@ cdef class RequestCycle:
     cdef list body_chunks
     cdef public Py_ssize_t body_size
     cdef bint more_body
+    cdef bint delivered
     cdef public bint discard_body
     cdef object body_waiter
     cdef public bint disconnected
@@ -83,6 +84,7 @@ cdef class RequestCycle:
     cpdef on_body(self, bytes data)
     cpdef on_body_end(self)
     cpdef on_disconnect(self)
+    cpdef wake_receiver(self)
     cpdef fail(self, int status, str message)
     cpdef abort(self)
     cpdef too_long(self, Py_ssize_t size)

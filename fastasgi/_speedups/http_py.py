@@ -379,6 +379,7 @@ class RequestCycle:
         self.body_chunks = []
         self.body_size = 0
         self.more_body = True
+        self.delivered = False  # the last body message (more_body=False) was handed to the app
         self.discard_body = False
         self.body_waiter = None
         self.disconnected = False
@@ -414,6 +415,9 @@ class RequestCycle:
 
     def on_disconnect(self):
         self.disconnected = True
+        self.wake_receiver()
+
+    def wake_receiver(self):
         waiter = self.body_waiter
         if waiter is not None:
             self.body_waiter = None
@@ -467,8 +471,11 @@ class RequestCycle:
     async def receive(self):
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
-        if not self.body_chunks and self.more_body:
-            if self.expect_continue:
+        if not self.body_chunks and (self.more_body or self.delivered):
+            # nothing to hand out: wait for body bytes, the end of the body, or the
+            # disconnect (once the whole body was delivered, only a disconnect or
+            # the end of the response comes next)
+            if self.expect_continue and not self.delivered:
                 self.expect_continue = False
                 self.transport.write(CONTINUE_RESPONSE)
             protocol = self.protocol
@@ -489,6 +496,8 @@ class RequestCycle:
         protocol = self.protocol
         if protocol.read_paused:
             protocol.resume_reading_if_drained(self)
+        if not self.more_body:
+            self.delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     async def send(self, message):
@@ -575,6 +584,7 @@ class RequestCycle:
 
         if not more_body:
             self.response_complete = True
+            self.wake_receiver()
             if self.mode == CONTENT_LENGTH and self.sent_length < self.expected_length:
                 error_logger.error(
                     "Response content shorter than Content-Length (%d of %d bytes); closing the connection.",

@@ -1,17 +1,41 @@
-"""Supervisors: --reload (watchfiles) and --workers (multiprocess)."""
+"""Supervisors: ``--reload`` (:mod:`.reload`) and ``--workers`` (:mod:`.multiprocess`).
+
+Both bind the listening socket in the parent and run the server in processes
+started with the ``spawn`` method (:mod:`.worker` is the child side).
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
-
-def run_reloader(config: Any, server: Any) -> None:
-    from fastasgi.config import ConfigError
-
-    raise ConfigError("--reload is not available in this build yet")
+logger = logging.getLogger("fastasgi.error")
 
 
-def run_multiprocess(config: Any) -> None:
-    from fastasgi.config import ConfigError
+def run_reloader(config: Any, server: Any = None) -> None:
+    """``--reload``: restart the server whenever a watched file changes."""
+    from fastasgi.config import STARTUP_FAILURE, ConfigError
+    from fastasgi.supervisors.reload import run_reloader as _run
 
-    raise ConfigError("--workers is not available in this build yet")
+    if config.workers > 1:
+        logger.error(
+            "--reload and --workers cannot be combined: --reload runs one server process and restarts it on "
+            "changes (for development); drop --workers (or WEB_CONCURRENCY) to reload, or --reload to run workers."
+        )
+        sys.exit(STARTUP_FAILURE)
+    try:
+        _run(config, server)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        sys.exit(STARTUP_FAILURE)
+
+
+def run_multiprocess(config: Any, sockets: Any = None) -> None:
+    """``--workers N``: supervise N worker processes."""
+    from fastasgi.supervisors.multiprocess import run_multiprocess as _run
+
+    _run(config, sockets)
+
+
+__all__ = ["run_reloader", "run_multiprocess"]

@@ -1,0 +1,732 @@
+"""What both WebSocket backends share: the opening handshake checks, the ASGI scope,
+the ``receive``/``send`` pair with its message queue, the closing handshake,
+keepalive pings, flow control and graceful shutdown.
+
+:class:`WebSocketBase` is an ``asyncio.Protocol``; a backend
+(``websockets_impl.WebSocketProtocol`` for the websockets sans-IO
+``ServerProtocol``, ``wsproto_impl.WSProtocol`` for wsproto) subclasses it and
+implements the few methods that touch its library: :meth:`start_handshake`,
+:meth:`accept_bytes`, :meth:`feed`, :meth:`encode_compressed`,
+:meth:`encode_close`.  Frames are parsed (and validated) by the library; the
+backend reports what it found through :meth:`deliver`, :meth:`on_peer_close`,
+:meth:`on_failure` and :meth:`on_pong`.
+
+Per message the cost is kept small: the app runs as one Task for the whole
+connection; a received message goes into a ``deque`` and wakes at most one
+future; ``receive()`` returns without suspending while messages are queued; an
+uncompressed data frame sent by the app is framed here with one ``bytes``
+concatenation (a server frame is unmasked: RFC 6455 §5.1) and written with one
+``transport.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import base64
+import http
+import logging
+import os
+import struct
+from collections import deque
+from typing import Any
+from urllib.parse import unquote
+
+from fastasgi.middleware.proxy_headers import apply_forwarded, has_forwarded_headers
+from fastasgi.protocols.utils import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+
+logger = logging.getLogger("fastasgi.error")
+INFO = logging.INFO
+
+# connection states
+HANDSHAKE = 0  # reading the request head
+CONNECTING = 1  # the app runs, and has neither accepted nor denied yet
+OPEN = 2  # accepted (the 101 is sent)
+RESPONSE = 3  # the app is sending a denial response (websocket.http.response.*)
+CLOSED = 4  # close frame or HTTP response sent, or connection lost
+
+CLOSE_TIMEOUT = 10.0  # s to wait for the peer's close frame after ours (RFC 6455 §7.1.1), then drop
+MAX_HEAD = 65536  # bytes of handshake request head (the HTTP layer already bounded it)
+
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+
+_pack_16 = struct.Struct("!BBH").pack
+_pack_64 = struct.Struct("!BBQ").pack
+_pack_code = struct.Struct("!H").pack
+
+
+class ClientDisconnected(OSError):
+    """``send()`` on a WebSocket the client has closed (ASGI 2.4 asks for an ``OSError`` subclass)."""
+
+
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    """One unfragmented, unmasked frame: RFC 6455 §5.2 (FIN set, RSV bits clear)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 65536:
+        return _pack_16(0x80 | opcode, 126, n) + payload
+    return _pack_64(0x80 | opcode, 127, n) + payload
+
+
+def close_payload(code: int, reason: str) -> bytes:
+    """Close frame body: 2-byte code + UTF-8 reason, at most 125 bytes in all (RFC 6455 §5.5)."""
+    if code == 1005:  # "no status": an empty close frame (RFC 6455 §7.1.5)
+        return b""
+    data = reason.encode("utf-8") if reason else b""
+    if len(data) > 123:  # truncate at a character boundary
+        data = data[:123].decode("utf-8", "ignore").encode("utf-8")
+    return _pack_code(code) + data
+
+
+def valid_app_close_code(code: int) -> bool:
+    """Codes an endpoint may send (RFC 6455 §7.4.1, IANA registry); 1004-1006 and 1015 are reserved."""
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or 3000 <= code <= 4999
+
+
+def http_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bytes:
+    """A complete HTTP/1.1 response that closes the connection (handshake errors and denials)."""
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        phrase = b""
+    out = [b"HTTP/1.1 %d %s" % (status, phrase)]
+    has_length = has_connection = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-length":
+            has_length = True
+        elif lname == b"connection":
+            has_connection = True
+        out.append(name + b": " + value)
+    if not has_length:
+        out.append(b"content-length: %d" % len(body))
+    if not has_connection:
+        out.append(b"connection: close")
+    return b"\r\n".join(out) + b"\r\n\r\n" + body
+
+
+def check_header(name: Any, value: Any) -> tuple[bytes, bytes]:
+    """App-supplied header: bytes, a token name, no CR/LF/NUL in the value (RFC 9110 §5.1, §5.5)."""
+    name = bytes(name)
+    value = bytes(value)
+    if not name or b":" in name or any(c <= 32 or c >= 127 for c in name):
+        raise RuntimeError(f"Invalid HTTP header name {name!r} in WebSocket response.")
+    if b"\r" in value or b"\n" in value or b"\0" in value:
+        raise RuntimeError(f"Invalid HTTP header value {value!r} in WebSocket response.")
+    return name, value
+
+
+def _tokens(values: list[bytes]) -> list[bytes]:
+    out = []
+    for v in values:
+        for tok in v.split(b","):
+            tok = tok.strip()
+            if tok:
+                out.append(tok.lower())
+    return out
+
+
+def parse_head(head: bytes) -> tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]]]:
+    """Request line and header fields of the (already HTTP-validated) handshake head."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3:
+        raise ValueError("bad request line")
+    method, target, version = parts
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ValueError("bad header line")
+        headers.append((name.strip().lower(), value.strip(b" \t")))
+    return method, target, version, headers
+
+
+def check_handshake(method: bytes, version: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """RFC 6455 §4.2.1 checks; None when valid, else the error response to send.
+
+    Done here, not by the library, so both backends answer alike: 426 with
+    ``Sec-WebSocket-Version: 13`` for a version we do not speak (§4.2.2), 400
+    for anything else that is malformed.
+    """
+    conn: list[bytes] = []
+    upgrade: list[bytes] = []
+    keys: list[bytes] = []
+    versions: list[bytes] = []
+    host = False
+    for name, value in headers:
+        if name == b"connection":
+            conn.append(value)
+        elif name == b"upgrade":
+            upgrade.append(value)
+        elif name == b"sec-websocket-key":
+            keys.append(value)
+        elif name == b"sec-websocket-version":
+            versions.append(value)
+        elif name == b"host":
+            host = True
+    problem = None
+    if method != b"GET":  # §4.2.1 item 1
+        problem = "the method must be GET"
+    elif version not in (b"HTTP/1.1",):
+        problem = "HTTP/1.1 is required"
+    elif not host:  # item 2
+        problem = "missing Host header"
+    elif b"websocket" not in _tokens(upgrade):  # item 3
+        problem = "missing 'Upgrade: websocket'"
+    elif b"upgrade" not in _tokens(conn):  # item 4
+        problem = "missing 'Connection: Upgrade'"
+    elif len(keys) != 1:  # item 5
+        problem = "missing or repeated Sec-WebSocket-Key"
+    else:
+        try:
+            ok = len(base64.b64decode(keys[0], validate=True)) == 16
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            problem = "invalid Sec-WebSocket-Key"
+    if problem is None and versions != [b"13"]:  # item 6
+        body = b"Unsupported WebSocket version; this server speaks version 13.\n"
+        return http_response(426, [(b"sec-websocket-version", b"13"), (b"content-type", b"text/plain; charset=utf-8")], body)
+    if problem is None:
+        return None
+    body = f"Invalid WebSocket handshake: {problem}.\n".encode()
+    return http_response(400, [(b"content-type", b"text/plain; charset=utf-8")], body)
+
+
+class WebSocketBase(asyncio.Protocol):
+    """One WebSocket connection, from the handshake request to connection_lost."""
+
+    library = ""
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
+        if not config.loaded:
+            config.load()
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.root_path = config.root_path
+        self.asgi_version = config.asgi_version
+        self.max_size = config.ws_max_size
+        max_queue = config.ws_max_queue
+        self.max_queue = max_queue if max_queue and max_queue > 0 else 1
+        self.low_water = self.max_queue // 2
+        self.ping_interval = config.ws_ping_interval
+        self.ping_timeout = config.ws_ping_timeout
+        self.per_message_deflate = bool(config.ws_per_message_deflate)
+
+        self.transport: Any = None
+        self.client: Any = None
+        self.server: Any = None
+        self.scheme = "ws"
+        self.scope: dict[str, Any] = {}
+        self.state = HANDSHAKE
+        self.early = bytearray()  # bytes received before the app accepted (handshake head, early frames)
+        self.compress = False  # a compression extension was negotiated: the library frames data
+
+        self.messages: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnect: dict[str, Any] | None = None  # set once; receive() returns it from then on
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiters: list[asyncio.Future[None]] = []
+
+        self.lost = False
+        self.close_sent = False
+        self.app_closed = False  # the app sent websocket.close
+        self.close_timer: Any = None
+        self.ping_timer: Any = None
+        self.pong_timer: Any = None
+        self.ping_payload: bytes | None = None
+        self.deny_status = 0
+        self.deny_headers: list[tuple[bytes, bytes]] = []
+        self.deny_body: list[bytes] = []
+
+        # partial message being reassembled from fragments (RFC 6455 §5.4)
+        self.frag_text = False
+        self.frag_parts: list[Any] = []
+        self.frag_size = 0
+
+    # -- backend hooks ----------------------------------------------------------------
+
+    def start_handshake(self, head: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        """Give the request head to the library; None to go on, or an HTTP error response."""
+        raise NotImplementedError
+
+    def accept_bytes(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The 101 response (negotiated extensions included); sets :attr:`compress`."""
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> None:
+        """Frames in: parse with the library, then report (deliver/on_peer_close/on_failure/on_pong)."""
+        raise NotImplementedError
+
+    def encode_compressed(self, text: bool, payload: Any) -> bytes:
+        """A data frame (``payload`` a str for text) through the library's extensions (permessage-deflate)."""
+        raise NotImplementedError
+
+    def encode_close(self, code: int, reason: str) -> bytes:
+        raise NotImplementedError
+
+    def encode_ping(self, payload: bytes) -> bytes:
+        return encode_frame(OP_PING, payload)
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        self.connections.add(self)
+        self.transport = transport
+        self.client = get_remote_addr(transport)
+        self.server = get_local_addr(transport)
+        self.scheme = "wss" if is_ssl(transport) else "ws"
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = True
+        self.connections.discard(self)
+        self.stop_keepalive()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+        if self.state != CLOSED:
+            self.state = CLOSED
+        self.put_disconnect(1006, "")
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: a half-closed WebSocket is a lost one
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for waiter in self.drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.drain_waiters.clear()
+
+    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        if self.state == OPEN:
+            self.feed(data)
+        elif self.state == CLOSED:
+            return  # after a denial or a failure nothing more is read (RFC 6455 §7.1.7)
+        else:
+            self.early += data
+            if self.state == HANDSHAKE:
+                self.handshake()
+            elif len(self.early) > 65536 and not self.read_paused:
+                # frames sent before the 101: hold them, but not without bound
+                self.read_paused = True
+                self.transport.pause_reading()
+
+    # -- opening handshake ---------------------------------------------------------------
+
+    def handshake(self) -> None:
+        end = self.early.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.early) > MAX_HEAD:
+                self.refuse(http_response(431, [], b"Request header fields too large.\n"))
+            return
+        head = bytes(self.early[: end + 4])
+        del self.early[: end + 4]
+        try:
+            method, target, version, headers = parse_head(head[:-4])
+        except ValueError:
+            self.refuse(http_response(400, [], b"Invalid HTTP request received.\n"))
+            return
+        error = check_handshake(method, version, headers)
+        if error is None:
+            error = self.start_handshake(head, headers)
+        if error is not None:
+            self.refuse(error)
+            return
+
+        raw_path, _, query_string = target.partition(b"?")
+        root_path = self.root_path
+        path = unquote(raw_path.decode("latin-1"))
+        subprotocols = [
+            tok.strip()
+            for name, value in headers
+            if name == b"sec-websocket-protocol"
+            for tok in value.decode("latin-1").split(",")
+            if tok.strip()
+        ]
+        scope = {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": self.scheme,
+            "server": self.server,
+            "client": self.client,
+            "root_path": root_path,
+            "path": root_path + path if root_path else path,
+            "raw_path": root_path.encode("latin-1") + raw_path if root_path else raw_path,
+            "query_string": query_string,
+            "headers": headers,
+            "subprotocols": subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }
+        trust = self.server_state.proxy_trust
+        if (
+            trust is not None
+            and has_forwarded_headers(headers)
+            and trust_key(self.transport, self.client) in trust
+        ):
+            apply_forwarded(scope, trust)
+        self.scope = scope
+        self.state = CONNECTING
+        self.messages.append({"type": "websocket.connect"})
+        task = self.loop.create_task(self.run_asgi())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def refuse(self, response: bytes) -> None:
+        """Answer a handshake we do not pass to the app, and close."""
+        self.state = CLOSED
+        self.early = bytearray()
+        if not self.lost:
+            self.transport.write(response)
+            self.transport.close()
+
+    # -- the app ------------------------------------------------------------------------------
+
+    async def run_asgi(self) -> None:
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            result = None
+        except BaseException as exc:
+            logger.exception("Exception in ASGI application\n")
+            self.app_failed(1011)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if result is not None:
+            logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.state == CONNECTING or self.state == RESPONSE:
+            logger.error("ASGI callable returned without completing handshake.")
+            self.app_failed(1000)
+        elif self.state == OPEN and not self.close_sent:
+            self.send_close(1000, "")  # the app is done: close normally (waits for the echo)
+        elif self.close_timer is None and not self.lost:
+            self.transport.close()
+
+    def app_failed(self, code: int) -> None:
+        if self.lost:
+            return
+        if self.state == CONNECTING or self.state == RESPONSE:
+            self.state = CLOSED
+            self.put_disconnect(1006, "")
+            self.transport.write(http_response(500, self.default_headers(), b"Internal Server Error"))
+            self.transport.close()
+        elif self.state == OPEN and not self.close_sent:
+            self.send_close(code, "")
+        else:
+            if self.close_timer is None:
+                self.transport.close()
+
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        return list(self.server_state.default_headers)
+
+    # -- receive ------------------------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        messages = self.messages
+        if not messages:
+            if self.disconnect is not None:
+                return self.disconnect
+            waiter = self.loop.create_future()
+            self.waiter = waiter
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+            if not messages:  # pragma: no cover - woken only by a put
+                return self.disconnect or {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+        message = messages.popleft()
+        if self.read_paused and len(messages) <= self.low_water and self.state == OPEN and not self.lost:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
+
+    def put(self, message: dict[str, Any]) -> None:
+        messages = self.messages
+        messages.append(message)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        if len(messages) >= self.max_queue and not self.read_paused and not self.lost:
+            # --ws-max-queue: the app is behind; stop reading so TCP pushes back on the client
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def put_disconnect(self, code: int, reason: str) -> None:
+        if self.disconnect is not None:
+            return
+        self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        if self.state != HANDSHAKE or self.scope:
+            self.put(self.disconnect)
+
+    # -- from the backend -------------------------------------------------------------------
+
+    def deliver_text(self, text: str) -> None:
+        if not self.close_sent:
+            self.put({"type": "websocket.receive", "text": text})
+
+    def deliver_bytes(self, data: bytes) -> None:
+        if not self.close_sent:
+            self.put({"type": "websocket.receive", "bytes": data})
+
+    def on_peer_close(self, code: int, reason: str, echo: bytes) -> None:
+        """A close frame arrived; ``echo`` is the reply (empty when ours was sent first)."""
+        if self.lost:
+            return
+        if echo and not self.close_sent:
+            self.transport.write(echo)
+        self.close_sent = True
+        self.state = CLOSED
+        self.stop_keepalive()
+        self.put_disconnect(code, reason)
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+        # the closing handshake is complete: the server closes TCP first (RFC 6455 §7.1.1)
+        self.transport.close()
+
+    def on_failure(self, code: int, reason: str, data: bytes) -> None:
+        """Fail the WebSocket connection (RFC 6455 §7.1.7): send ``data`` (a close frame) and drop TCP."""
+        if self.lost:
+            return
+        if data and not self.close_sent:
+            self.transport.write(data)
+        self.close_sent = True
+        self.state = CLOSED
+        self.stop_keepalive()
+        self.put_disconnect(code, reason)
+        self.transport.close()
+
+    def on_pong(self, payload: bytes) -> None:
+        if self.ping_payload is not None and bytes(payload) == self.ping_payload:
+            self.ping_payload = None
+            if self.pong_timer is not None:
+                self.pong_timer.cancel()
+                self.pong_timer = None
+            self.schedule_ping()
+
+    def too_big(self) -> None:
+        """A message above --ws-max-size: close with 1009 (RFC 6455 §7.4.1)."""
+        reason = f"message too big (limit {self.max_size} bytes)"
+        self.on_failure(1009, reason, self.encode_close(1009, reason))
+
+    # -- send ------------------------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.write_paused and not self.lost:
+            waiter = self.loop.create_future()
+            self.drain_waiters.append(waiter)
+            await waiter
+        mtype = message["type"]
+        state = self.state
+        if state == OPEN:
+            if self.app_closed:
+                raise RuntimeError(f"Unexpected ASGI message '{mtype}', after sending 'websocket.close'.")
+            if self.close_sent or self.lost:
+                raise ClientDisconnected("the WebSocket is closed")
+            if mtype == "websocket.send":
+                text = message.get("text")
+                if text is not None:
+                    if self.compress:
+                        self.transport.write(self.encode_compressed(True, text))
+                    else:
+                        self.transport.write(encode_frame(OP_TEXT, text.encode("utf-8")))
+                else:
+                    payload = message.get("bytes")
+                    if payload is None:
+                        raise RuntimeError("'websocket.send' needs 'bytes' or 'text'.")
+                    if self.compress:
+                        self.transport.write(self.encode_compressed(False, payload))
+                    else:
+                        self.transport.write(encode_frame(OP_BINARY, payload))
+            elif mtype == "websocket.close":
+                code = message.get("code")
+                code = 1000 if code is None else int(code)
+                if not valid_app_close_code(code):
+                    raise RuntimeError(f"Invalid WebSocket close code {code}.")
+                self.app_closed = True
+                self.send_close(code, message.get("reason") or "")
+            else:
+                raise RuntimeError(f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{mtype}'.")
+        elif state == CONNECTING:
+            if self.lost:
+                raise ClientDisconnected("the client went away during the handshake")
+            if mtype == "websocket.accept":
+                self.accept(message)
+            elif mtype == "websocket.close":
+                # close before accept: deny with 403 (ASGI spec, websocket.close)
+                self.log_outcome("403")
+                self.state = CLOSED
+                self.app_closed = True
+                self.put_disconnect(1006, "")
+                self.transport.write(http_response(403, self.default_headers()))
+                self.transport.close()
+            elif mtype == "websocket.http.response.start":
+                status = int(message["status"])
+                if not 100 <= status < 600:
+                    raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+                self.deny_status = status
+                self.deny_headers = [check_header(n, v) for n, v in message.get("headers") or ()]
+                self.state = RESPONSE
+            else:
+                raise RuntimeError(
+                    "Expected ASGI message 'websocket.accept', 'websocket.close' "
+                    f"or 'websocket.http.response.start' but got '{mtype}'."
+                )
+        elif state == RESPONSE:
+            if self.lost:
+                raise ClientDisconnected("the client went away during the handshake")
+            if mtype != "websocket.http.response.body":
+                raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{mtype}'.")
+            body = message.get("body") or b""
+            if body:
+                self.deny_body.append(bytes(body))
+            if not message.get("more_body", False):
+                self.log_outcome(str(self.deny_status))
+                self.state = CLOSED
+                self.app_closed = True
+                self.put_disconnect(1006, "")
+                headers = self.default_headers() + self.deny_headers
+                self.transport.write(http_response(self.deny_status, headers, b"".join(self.deny_body)))
+                self.transport.close()
+        else:  # CLOSED
+            if self.lost or not self.app_closed:
+                raise ClientDisconnected("the WebSocket is closed")
+            raise RuntimeError(f"Unexpected ASGI message '{mtype}', after sending 'websocket.close'.")
+
+    def accept(self, message: dict[str, Any]) -> None:
+        subprotocol = message.get("subprotocol")
+        headers = self.default_headers()
+        for name, value in message.get("headers") or ():
+            name, value = check_header(name, value)
+            if name.lower() in (b"sec-websocket-protocol", b"sec-websocket-extensions", b"sec-websocket-accept"):
+                continue  # the server owns these (RFC 6455 §4.2.2)
+            headers.append((name, value))
+        if subprotocol is not None:
+            if not isinstance(subprotocol, str):
+                raise RuntimeError("'subprotocol' must be a str or None.")
+            if subprotocol not in self.scope["subprotocols"]:
+                # RFC 6455 §4.2.2: the server selects one the client offered; clients fail on another
+                logger.warning("WebSocket subprotocol %r was not offered by the client; not sent.", subprotocol)
+                subprotocol = None
+        self.log_outcome("[accepted]")
+        self.transport.write(self.accept_bytes(subprotocol, headers))
+        self.state = OPEN
+        self.start_keepalive()
+        early = self.early
+        self.early = bytearray()
+        if self.read_paused and len(self.messages) < self.max_queue:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if early:
+            self.feed(bytes(early))
+
+    def log_outcome(self, outcome: str) -> None:
+        if logger.isEnabledFor(INFO):
+            scope = self.scope
+            target = scope["path"]
+            if scope["query_string"]:
+                target += "?" + scope["query_string"].decode("latin-1")
+            logger.info('%s - "WebSocket %s" %s', format_client(scope["client"]), target, outcome)
+
+    def send_close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (RFC 6455 §7.1.2): send our close frame, wait for the peer's."""
+        if self.close_sent or self.lost:
+            return
+        self.close_sent = True
+        self.stop_keepalive()
+        self.put_disconnect(code, reason)
+        self.transport.write(self.encode_close(code, reason))
+        if self.read_paused:  # read on, to see the peer's close frame
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.close_timeout)
+
+    def close_timeout(self) -> None:
+        self.close_timer = None
+        if not self.lost:
+            self.transport.abort()
+
+    # -- keepalive -----------------------------------------------------------------------------
+
+    def start_keepalive(self) -> None:
+        if self.ping_interval is not None and self.ping_interval > 0:
+            self.schedule_ping()
+
+    def schedule_ping(self) -> None:
+        if self.ping_interval is not None and self.ping_interval > 0 and not self.close_sent and not self.lost:
+            self.ping_timer = self.loop.call_later(self.ping_interval, self.send_ping)
+
+    def stop_keepalive(self) -> None:
+        if self.ping_timer is not None:
+            self.ping_timer.cancel()
+            self.ping_timer = None
+        if self.pong_timer is not None:
+            self.pong_timer.cancel()
+            self.pong_timer = None
+        self.ping_payload = None
+
+    def send_ping(self) -> None:
+        self.ping_timer = None
+        if self.close_sent or self.lost:
+            return
+        self.ping_payload = os.urandom(4)  # identifies this ping; stale or unsolicited pongs are ignored
+        self.transport.write(self.encode_ping(self.ping_payload))
+        if self.ping_timeout is not None and self.ping_timeout > 0:
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+        else:
+            self.schedule_ping()
+
+    def keepalive_timeout(self) -> None:
+        self.pong_timer = None
+        self.ping_payload = None
+        if self.close_sent or self.lost:
+            return
+        reason = "keepalive ping timeout"
+        self.on_failure(1011, reason, self.encode_close(1011, reason))
+
+    # -- graceful shutdown ------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Server shutdown: close with 1012 "service restart" (RFC 6455 §7.4.1, IANA) and drop TCP."""
+        if self.lost:
+            return
+        state = self.state
+        if state == OPEN:
+            if not self.close_sent:
+                reason = "server shutting down"
+                self.close_sent = True
+                self.stop_keepalive()
+                self.put_disconnect(1012, reason)
+                self.transport.write(self.encode_close(1012, reason))
+            self.state = CLOSED
+        elif state == CONNECTING or state == RESPONSE:
+            self.state = CLOSED
+            self.put_disconnect(1006, "")
+            self.transport.write(http_response(503, self.default_headers(), b"Server shutting down.\n"))
+        self.state = CLOSED
+        self.transport.close()

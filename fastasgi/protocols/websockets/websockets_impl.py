@@ -1,0 +1,203 @@
+"""WebSocket backend on the websockets library's sans-IO ``ServerProtocol`` (``--ws websockets``).
+
+The library parses the handshake request and every frame (masking, reserved
+bits and opcodes, control-frame rules, close codes, permessage-deflate and
+--ws-max-size); :mod:`.common` holds the ASGI side, shared with the wsproto
+backend (``wsproto_impl``).  Two things the library leaves to its asyncio layer
+are done here: UTF-8 validation of text messages (incremental across
+fragments, so a bad fragment fails at once: RFC 6455 §8.1) and reassembly of
+fragmented messages.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from typing import Any
+
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from fastasgi.protocols.websockets.common import OP_CLOSE as _OP_CLOSE
+from fastasgi.protocols.websockets.common import WebSocketBase, close_payload, encode_frame, http_response
+
+OP_CONT = Opcode.CONT
+OP_TEXT = Opcode.TEXT
+OP_BINARY = Opcode.BINARY
+OP_CLOSE = Opcode.CLOSE
+OP_PING = Opcode.PING
+OP_PONG = Opcode.PONG
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+# the library logs "connection open/closed" at INFO for every connection; keep its warnings only
+_ws_logger = logging.getLogger("fastasgi.websockets.sansio")
+_ws_logger.setLevel(logging.WARNING)
+
+
+class _ServerProtocol(ServerProtocol):
+    """``ServerProtocol`` that accepts a close frame in the middle of a fragmented message.
+
+    Control frames may be injected between fragments (RFC 6455 §5.4), a close
+    frame included; the library fails such a connection with 1002.  Here the
+    partial message is dropped and the closing handshake proceeds normally.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is OP_CLOSE and self.current_size is not None:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+class WebSocketProtocol(WebSocketBase):
+    library = "websockets"
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        extensions = []
+        if self.per_message_deflate:
+            extensions.append(
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=12,  # 4 KiB windows: memory per connection stays small
+                    client_max_window_bits=12,
+                    compress_settings={"memLevel": 5},
+                )
+            )
+        self.conn = _ServerProtocol(extensions=extensions, max_size=self.max_size, logger=_ws_logger)
+        self.response: Any = None
+        self.decoder: Any = None
+
+    # -- handshake -------------------------------------------------------------------------
+
+    def start_handshake(self, head: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        conn = self.conn
+        conn.receive_data(head)
+        request = None
+        for event in conn.events_received():
+            if isinstance(event, Request):
+                request = event
+        if request is None:  # the library could not parse what the HTTP layer passed
+            conn.data_to_send()
+            return http_response(400, [], b"Invalid WebSocket handshake.\n")
+        response = conn.accept(request)  # validates, negotiates extensions; may refuse
+        if response.status_code != 101:
+            conn.send_response(response)
+            return b"".join(conn.data_to_send())
+        self.response = response
+        return None
+
+    def accept_bytes(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
+        response = self.response
+        rh = response.headers
+        for name in ("Date", "Server", "Sec-WebSocket-Protocol"):  # ours replace the library's
+            if name in rh:
+                del rh[name]
+        for name, value in headers:
+            rh[name.decode("latin-1")] = value.decode("latin-1")
+        if subprotocol:
+            rh["Sec-WebSocket-Protocol"] = subprotocol
+        conn = self.conn
+        conn.send_response(response)
+        self.compress = bool(conn.extensions)
+        self.response = None
+        return b"".join(conn.data_to_send())
+
+    # -- frames in -------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        events = conn.events_received()
+        for frame in events:
+            opcode = frame.opcode
+            if opcode is OP_TEXT:
+                if frame.fin:
+                    try:
+                        text = frame.data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        self.invalid_utf8()
+                        return
+                    self.deliver_text(text)
+                else:
+                    self.frag_text = True
+                    self.decoder = decoder = _utf8_decoder()
+                    try:
+                        self.frag_parts = [decoder.decode(frame.data)]
+                    except UnicodeDecodeError:
+                        self.invalid_utf8()
+                        return
+            elif opcode is OP_BINARY:
+                if frame.fin:
+                    self.deliver_bytes(frame.data)
+                else:
+                    self.frag_text = False
+                    self.frag_parts = [frame.data]
+            elif opcode is OP_CONT:
+                if self.frag_text:
+                    try:
+                        self.frag_parts.append(self.decoder.decode(frame.data, frame.fin))
+                    except UnicodeDecodeError:
+                        self.invalid_utf8()
+                        return
+                else:
+                    self.frag_parts.append(frame.data)
+                if frame.fin:
+                    parts = self.frag_parts
+                    self.frag_parts = []
+                    if self.frag_text:
+                        self.decoder = None
+                        self.deliver_text("".join(parts))
+                    else:
+                        self.deliver_bytes(b"".join(parts))
+            elif opcode is OP_PONG:
+                self.on_pong(frame.data)
+            elif opcode is OP_CLOSE:
+                close = conn.close_rcvd
+                self.frag_parts = []
+                writes = conn.data_to_send()
+                self.on_peer_close(close.code, close.reason, b"".join(writes))
+                return
+            # OP_PING: the library queued the pong (RFC 6455 §5.5.2); written below
+        if conn.parser_exc is not None:
+            close = conn.close_sent
+            code, reason = (close.code, close.reason) if close is not None else (1006, "")
+            self.on_failure(code, reason, b"".join(conn.data_to_send()))
+            return
+        writes = conn.writes
+        if writes:
+            self.transport.write(b"".join(conn.data_to_send()))
+
+    def invalid_utf8(self) -> None:
+        """Text that is not UTF-8: close with 1007 (RFC 6455 §8.1)."""
+        self.frag_parts = []
+        self.decoder = None
+        conn = self.conn
+        conn.fail(1007, "invalid UTF-8 in text message")
+        self.on_failure(1007, "invalid UTF-8 in text message", b"".join(conn.data_to_send()))
+
+    # -- frames out ------------------------------------------------------------------------
+
+    def encode_compressed(self, text: bool, payload: Any) -> bytes:
+        conn = self.conn
+        if text:
+            conn.send_text(payload.encode("utf-8"))
+        else:
+            conn.send_binary(payload)
+        return b"".join(conn.data_to_send())
+
+    def encode_close(self, code: int, reason: str) -> bytes:
+        conn = self.conn
+        if conn.state.name == "OPEN":
+            conn.send_close(code, reason)
+        else:  # not OPEN (already closing): frame it ourselves
+            return encode_frame(_OP_CLOSE, close_payload(code, reason))
+        return b"".join(w for w in conn.data_to_send() if w)
+
+    def encode_ping(self, payload: bytes) -> bytes:
+        conn = self.conn
+        conn.send_ping(payload)
+        return b"".join(conn.data_to_send())
+
+
+__all__ = ["WebSocketProtocol"]

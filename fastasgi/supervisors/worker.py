@@ -1,0 +1,208 @@
+"""The worker side of the supervisors: one :class:`fastasgi.server.Server` in a spawned process.
+
+The parent (:mod:`fastasgi.supervisors.multiprocess` or the reloader) and the worker
+talk over one duplex pipe.  Worker -> parent messages:
+
+``("hello", pid)``    the interpreter is up; health checks may start
+``("ready", pid)``    lifespan startup is done and the sockets accept connections
+``("pong", seq)``     answer to ``("ping", seq)``
+``("retire", n)``     --limit-max-requests reached after ``n`` requests: please start my
+                      replacement and then stop me (the worker keeps serving meanwhile)
+
+A ping is answered from the event loop once the server runs, so a worker whose loop
+is blocked (a handler stuck in synchronous code) fails its health check; during
+startup (app import, lifespan) it is answered from the pipe thread, because blocking
+work at startup is common and legitimate.
+
+On SIGTERM a supervised worker *drains* before the normal graceful shutdown: it stops
+accepting, then lets every open connection finish on its own terms -- a connection
+that was accepted but has not sent its request yet, or an idle keep-alive connection
+whose client is about to send, gets its next request answered with
+``connection: close`` instead of being closed under the client's feet.  Closing such
+connections at once is what makes uvicorn's rolling restart reset about one request
+in twenty thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from fastasgi.config import STARTUP_FAILURE, Config
+from fastasgi.server import Server
+
+logger = logging.getLogger("fastasgi.error")
+
+
+class SupervisedServer(Server):
+    """A Server that reports readiness, answers health checks and drains on shutdown.
+
+    ``conn`` is the worker end of the supervisor pipe, or None (gunicorn worker).
+    ``drain`` turns the connection drain on shutdown on (off for the reloader, where a
+    fast restart matters more than an idle browser connection).
+    """
+
+    def __init__(self, config: Config, conn: Any = None, drain: bool = True) -> None:
+        super().__init__(config)
+        self.conn = conn
+        self.drain = drain
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._send_lock = threading.Lock()
+        # with a supervisor, reaching --limit-max-requests asks for a replacement first
+        self._request_limit = Server.limit_max_requests.fget(self)  # type: ignore[attr-defined]
+        self._retire_sent = False
+
+    @property  # type: ignore[override]
+    def limit_max_requests(self) -> int | None:
+        return None if self.conn is not None else self._request_limit
+
+    # -- pipe ---------------------------------------------------------------------------
+
+    def send(self, message: tuple[Any, ...]) -> bool:
+        if self.conn is None:
+            return False
+        try:
+            with self._send_lock:
+                self.conn.send(message)
+            return True
+        except (OSError, EOFError, ValueError):
+            return False
+
+    def start_pipe_thread(self) -> None:
+        if self.conn is None:
+            return
+        self.send(("hello", os.getpid()))
+        threading.Thread(target=self._answer_pings, name="fastasgi-health", daemon=True).start()
+
+    def _answer_pings(self) -> None:
+        assert self.conn is not None
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError, ValueError):
+                # the supervisor is gone: nobody will stop or replace us, so stop now
+                if not self.should_exit:
+                    logger.warning("Supervisor process gone; shutting down worker [%d].", os.getpid())
+                    self.should_exit = True
+                return
+            except Exception:  # pragma: no cover - a garbled message
+                continue
+            if message[0] != "ping":
+                continue
+            loop = self.loop
+            if self.started and loop is not None and not loop.is_closed():
+                answered = threading.Event()
+                try:
+                    loop.call_soon_threadsafe(answered.set)
+                except RuntimeError:  # loop closed meanwhile: shutting down
+                    pass
+                else:
+                    # no answer at all while the loop is blocked: the supervisor times out
+                    while not answered.wait(1.0):
+                        if loop.is_closed():
+                            break
+            self.send(("pong", message[1]))
+
+    # -- Server hooks -------------------------------------------------------------------
+
+    async def startup(self, sockets: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.send(("ready", os.getpid()))
+
+    async def on_tick(self, counter: int) -> bool:
+        if await super().on_tick(counter):
+            return True
+        limit = self._request_limit
+        if self.conn is not None and limit is not None and self.server_state.total_requests >= limit:
+            if not self._retire_sent:
+                self._retire_sent = True
+                logger.info(
+                    "Maximum request limit of %d reached; asking the supervisor to replace worker [%d].",
+                    limit,
+                    os.getpid(),
+                )
+                if not self.send(("retire", self.server_state.total_requests)):
+                    return True  # no supervisor to ask: stop as a single server would
+        return False
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.drain and not self.force_exit:
+            await self.drain_connections(sockets)
+        await super().shutdown(sockets=sockets)
+
+    async def drain_connections(self, sockets: Any = None) -> None:
+        """Stop accepting, then let open connections end after their next response.
+
+        Bounded by --timeout-keep-alive (an idle keep-alive connection is closed by its
+        own timer by then) and by --timeout-graceful-shutdown.
+        """
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        config = self.config
+        limit = float(config.timeout_keep_alive)
+        if config.timeout_graceful_shutdown is not None:
+            limit = min(limit, float(config.timeout_graceful_shutdown))
+        deadline = time.monotonic() + limit
+        state = self.server_state
+        first = True
+        while not self.force_exit:
+            # connections the loop accepted just before the close get connection_made
+            # only now (later still for a TLS handshake): flag them on every round
+            for connection in list(state.connections):
+                if hasattr(connection, "close_after_response"):
+                    if not connection.close_after_response:
+                        connection.close_after_response = True
+                        active = getattr(connection, "active", None)
+                        if active is not None and not active.response_started:
+                            active.keep_alive = False
+                else:  # a WebSocket: its own shutdown sends the close frame
+                    connection.shutdown()
+            if (not state.connections and not first) or time.monotonic() >= deadline:
+                break
+            first = False
+            await asyncio.sleep(0.02)
+
+
+def worker_main(config: Config, sockets: list[Any], conn: Any, drain: bool = True) -> None:
+    """Entry point of a spawned worker process (the ``target`` of ``spawn.Process``)."""
+    config.configure_logging()
+    server = SupervisedServer(config, conn, drain=drain)
+    server.start_pipe_thread()
+    try:
+        server.run(sockets=sockets)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        # the terminal's Ctrl+C reached the worker too; Server re-raised it after its
+        # graceful shutdown, and the parent is stopping everything anyway
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)
+        return
+    except BaseException as exc:  # noqa: BLE001 - anything that escapes is fatal for this worker
+        if not server.started:
+            logger.error("Worker [%d] failed to start: %s: %s", os.getpid(), type(exc).__name__, exc)
+            sys.exit(STARTUP_FAILURE)
+        raise
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def exit_description(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit status {exitcode}"
