@@ -231,11 +231,19 @@ class build_ext(_build_ext):
 
         from Cython.Build import cythonize
 
+        directives = {"language_level": "3", "embedsignature": True}
+        if ext.sources[0].endswith("_py.py"):
+            # A plain-Python twin: its annotations are for mypy and PyPy; the C
+            # types come from the augmenting <stem>_c.pxd.  Letting Cython type
+            # from annotations too makes e.g. ``http11: bool`` clash with
+            # ``bint http11`` in the .pxd ("Function signature does not match
+            # previous declaration").
+            directives["annotation_typing"] = False
         (new_ext,) = cythonize(
             [ext],
             build_dir=str(Path("build", "cython")),  # generated .c never lands in the tree
             include_path=[str(ROOT)],
-            compiler_directives={"language_level": "3", "embedsignature": True},
+            compiler_directives=directives,
             force=self.force,
             quiet=not self.verbose,
         )

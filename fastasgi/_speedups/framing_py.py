@@ -1,3 +1,5 @@
+# cython: annotation_typing=False
+# (types for the compiled build come from framing_c.pxd; the annotations are for mypy)
 """Response framing: status line + headers serialized once, and chunked encoding.
 
 Pure-Python twin of ``framing_c`` (Cython compiles this very file with the

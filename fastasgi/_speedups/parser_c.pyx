@@ -24,7 +24,7 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
 
@@ -116,6 +116,7 @@ for _i in range(_NKNOWN):
     _KNOWN[_i].obj = <PyObject*>_COMMON_NAMES[_i]  # kept alive by the tuple
 
 
+# ``<object>obj`` on a borrowed PyObject* makes Cython take a new reference.
 cdef object _name_bytes(const char* name, size_t n):
     cdef Py_ssize_t i
     for i in range(_NKNOWN):
@@ -235,6 +236,12 @@ cdef inline int fail(State* s, int status, const char* reason) noexcept nogil:
 
 
 # -- llhttp callbacks (C only) ---------------------------------------------
+#
+# ``noexcept nogil``: they are called from llhttp's C code, where no Python
+# exception may propagate and no Python object is needed.  A callback that
+# rejects the request records status and reason in State (``fail``) and
+# returns -1, which makes llhttp_execute stop with an error; feed() raises.
+# ``<State*>p.data`` is the parser's own State, set once in __cinit__.
 
 cdef int cb_message_begin(ll.llhttp_t* p) noexcept nogil:
     cdef State* s = <State*>p.data
@@ -483,6 +490,8 @@ cdef int cb_headers_complete(ll.llhttp_t* p) noexcept nogil:
 cdef int cb_body(ll.llhttp_t* p, const char* at, size_t n) noexcept nogil:
     cdef State* s = <State*>p.data
     cdef Span* sp
+    if n == 0:
+        return 0  # body events are never empty
     if s.nspans >= s.spans_cap:
         sp = <Span*>realloc(s.spans, (s.spans_cap * 2 + 4) * sizeof(Span))
         if sp == NULL:
@@ -615,6 +624,8 @@ cdef class RequestParser:
         self._err_reason = reason
         raise ParseError(status, reason)
 
+    # cpdef: a compiled caller (the protocol) calls it as a C method, Python
+    # callers through the generated wrapper.
     cpdef list feed(self, object data):
         """Parse ``data``; return the events it completes (a new list each call)."""
         cdef list events = []
