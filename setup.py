@@ -10,7 +10,8 @@ Project metadata lives in pyproject.toml; this file only adds the extensions
   augmenting ``.pxd`` by *module name*, so ``Extension("..framing_c",
   ["../framing_py.py"])`` picks up ``framing_c.pxd`` with no copy or symlink
   (checked with Cython 3.3: a ``cdef class`` declared only in the .pxd comes
-  out as an extension type).
+  out as an extension type).  Twins compile with ``annotation_typing=False``:
+  their annotations are for mypy, the C types come from the .pxd.
 
 Extensions are optional: no Cython, no compiler or a compile error prints a
 warning and the install goes on with the pure-Python set.  Environment:
