@@ -154,6 +154,18 @@ class Config:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative integer)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"Invalid port {self.port}: must be between 0 and 65535")
+        for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size", "limit_chunk_extension_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"Invalid value for {name}: {value!r} (must be a positive integer)")
+        for name in ("limit_request_header_size", "limit_request_body", "h11_max_incomplete_event_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"Invalid value for {name}: {value!r} (must be a positive integer)")
+        for name in ("timeout_request_header", "timeout_request_body"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative number)")
         for name in ("limit_concurrency", "limit_max_requests", "timeout_graceful_shutdown"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
@@ -180,6 +192,26 @@ class Config:
     @property
     def asgi_version(self) -> str:
         return {"asgi2": "2.0", "asgi3": "3.0", "wsgi": "3.0"}[self.interface]
+
+    @property
+    def header_size_limit(self) -> int:
+        """The total header-block limit: --limit-request-header-size, else --h11-max-incomplete-event-size, else 16384."""
+        return self.limit_request_header_size or self.h11_max_incomplete_event_size or 16384
+
+    def parser_limits(self) -> dict[str, int]:
+        """Keyword arguments of both ``RequestParser`` constructors (one place, so both parsers get the same)."""
+        cached: dict[str, int] | None = self.__dict__.get("_parser_limits")
+        if cached is not None:
+            return cached
+        self._parser_limits: dict[str, int] = {
+            "max_header_size": self.header_size_limit,
+            "max_request_line": self.limit_request_line,
+            "max_headers": self.limit_request_fields,
+            "max_field_size": self.limit_request_field_size,
+            "max_chunk_ext": self.limit_chunk_extension_size,
+            "max_body_size": self.limit_request_body if self.limit_request_body is not None else -1,
+        }
+        return self._parser_limits
 
     @property
     def is_ssl(self) -> bool:

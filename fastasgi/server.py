@@ -73,6 +73,40 @@ def bind_socket(config: Config) -> socket.socket:
     return sock
 
 
+def raise_nofile_limit(cap: int = 1 << 20) -> int | None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (each connection costs one fd).
+
+    The default soft limit (often 1024) caps a server at about a thousand
+    concurrent connections however large the hard limit is.  Returns the new
+    soft limit, or None when nothing could be done (logged as a warning when
+    the attempt failed).  ``cap`` bounds an unlimited hard limit.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover
+        return None
+    target = cap if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        logger.warning(
+            "Could not raise the open file limit from %d to %d (%s); at most about %d concurrent connections.",
+            soft,
+            target,
+            exc,
+            soft,
+        )
+        return None
+    logger.debug("Raised the open file limit from %d to %d.", soft, target)
+    return target
+
+
 def implementation_summary(config: Config | None = None) -> str:
     """``compiled: llhttp 9.x`` / ``pure-Python: h11 …``, loop and WebSocket library (for --version and the log)."""
     from fastasgi import _speedups
@@ -127,6 +161,7 @@ class Server:
                 logger.error("%s", exc)
                 raise SystemExit(STARTUP_FAILURE) from None
 
+        raise_nofile_limit()
         self.lifespan = config.lifespan_class(config)
         message = "Started server process [%d]"
         color_message = "Started server process [\033[36m%d\033[0m]"

@@ -203,12 +203,69 @@ SETTINGS: list[Setting] = [
         "simultaneously.",
         type=int,
     ),
+    # -- request limits (fastasgi; names after gunicorn's --limit-request-*) -----------------
+    _opt(
+        "limit_request_line",
+        8190,
+        "Maximum size of the HTTP request line (method, target, version) in bytes; longer -> 414 and close.",
+        type=int,
+    ),
+    _opt(
+        "limit_request_fields",
+        100,
+        "Maximum number of header fields in a request (and of trailer fields); more -> 431 and close.",
+        type=int,
+    ),
+    _opt(
+        "limit_request_field_size",
+        8190,
+        "Maximum size of one request header field (name + value, without the surrounding whitespace) in bytes; "
+        "larger -> 431 and close.",
+        type=int,
+    ),
+    _opt(
+        "limit_request_header_size",
+        None,
+        "Maximum size of the whole request header block (request line and fields; also of a trailer section) in "
+        "bytes; larger -> 431 and close. Defaults to --h11-max-incomplete-event-size if given, else 16384.",
+        type=int,
+        show_default=False,
+    ),
+    _opt(
+        "limit_chunk_extension_size",
+        4096,
+        "Maximum size of the chunk extensions on one chunk-size line of a chunked request body; larger -> 400.",
+        type=int,
+    ),
+    _opt(
+        "limit_request_body",
+        None,
+        "Maximum size of a request body in bytes (Content-Length or chunked); larger -> 413 and close, before the "
+        "app reads past the limit. Default: no limit.",
+        type=int,
+        show_default=False,
+    ),
     _opt("backlog", 2048, "Maximum number of connections to hold in backlog", type=int, show_default=False),
     _opt(
         "timeout_keep_alive",
         5,
         "Close Keep-Alive connections if no new data is received within this timeout (in seconds).",
         type=int,
+    ),
+    _opt(
+        "timeout_request_header",
+        30.0,
+        "Close a connection whose request header block is not complete this many seconds after the server "
+        "started waiting for it (connection accepted or previous response sent); 408 if some bytes arrived. "
+        "0 disables.",
+        type=float,
+    ),
+    _opt(
+        "timeout_request_body",
+        60.0,
+        "Close a connection whose client sends no request body bytes for this many seconds while the body is "
+        "incomplete and the server is reading (408 if the response has not started). 0 disables.",
+        type=float,
     ),
     Setting("timeout_notify", 30),
     _opt("timeout_graceful_shutdown", None, "Maximum number of seconds to wait for graceful shutdown.", type=int, show_default=False),

@@ -599,12 +599,13 @@ def test_header_block_limit(mod: ModuleType, limit: int) -> None:
     ok = start + b"v" * (limit - len(start) - 4) + b"\r\n\r\n"
     assert len(ok) == limit
     too_large = start + b"v" * (limit - len(start) - 3) + b"\r\n\r\n"
-    assert parse(mod, ok, max_header_size=limit).error is None
-    assert parse(mod, ok, range(1, limit, 3), max_header_size=limit).error is None
-    assert parse(mod, too_large, max_header_size=limit).error == 431
-    assert parse(mod, too_large, range(1, limit, 3), max_header_size=limit).error == 431
+    # (one field as large as the block: lift the per-field limit, tested on its own)
+    assert parse(mod, ok, max_header_size=limit, max_field_size=limit).error is None
+    assert parse(mod, ok, range(1, limit, 3), max_header_size=limit, max_field_size=limit).error is None
+    assert parse(mod, too_large, max_header_size=limit, max_field_size=limit).error == 431
+    assert parse(mod, too_large, range(1, limit, 3), max_header_size=limit, max_field_size=limit).error == 431
     # unfinished header block already too large
-    assert parse(mod, start + b"v" * limit, max_header_size=limit).error == 431
+    assert parse(mod, start + b"v" * limit, max_header_size=limit, max_field_size=limit).error == 431
 
 
 def test_leading_empty_lines_do_not_count(mod: ModuleType) -> None:
@@ -670,3 +671,58 @@ def test_random_mutations_agree() -> None:
         expected = parse(c, blob)
         assert parse(py, blob) == expected, blob
         assert parse(py, blob, cuts) == parse(c, blob, cuts), (blob, cuts)
+
+
+# -- limits added with the hardening work (issue 7) -------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 10, 8190])
+def test_header_field_size_limit(mod: ModuleType, limit: int) -> None:
+    # name + value, OWS around the value not counted
+    ok = b"GET / HTTP/1.1\r\nHost: h\r\nX:  " + b"v" * (limit - 1) + b"  \r\n\r\n"
+    too_large = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"v" * limit + b"\r\n\r\n"
+    assert parse(mod, ok, max_field_size=limit + 4).error is None  # "host" + "h" fits too
+    for cuts in ((), range(1, len(too_large), 7)):
+        assert parse(mod, ok, cuts, max_field_size=max(limit, 5)).error is None
+        assert parse(mod, too_large, cuts, max_field_size=limit).error == 431
+
+
+def test_chunk_extension_limit(mod: ModuleType) -> None:
+    def req(ext: bytes) -> bytes:
+        return b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5" + ext + b"\r\nhello\r\n0\r\n\r\n"
+
+    ok, too_long = req(b";aaaaaaa=b"), req(b";aaaaaaaa=b")  # 10 and 11 bytes from the ';'
+    for cuts in ((), range(1, len(ok), 3)):
+        assert parse(mod, ok, cuts, max_chunk_ext=10).error is None
+        assert parse(mod, too_long, cuts, max_chunk_ext=10).error == 400
+    # unfinished chunk line already too long
+    assert parse(mod, req(b";" + b"a" * 50)[:-20], max_chunk_ext=10).error == 400
+
+
+def test_body_size_limit_content_length(mod: ModuleType) -> None:
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n"
+    assert parse(mod, head % 10 + b"x" * 10, max_body_size=10).error is None
+    out = parse(mod, head % 11 + b"x" * 11, max_body_size=10)
+    assert (out.error, out.events) == (413, [])  # refused at the head: nothing handed out
+    assert parse(mod, head % 0, max_body_size=0).error is None
+
+
+def test_body_size_limit_chunked(mod: ModuleType) -> None:
+    head = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ok = head + b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"
+    over = head + b"5\r\nhello\r\n5\r\nworld\r\n1\r\n!\r\n0\r\n\r\n"
+    huge = head + b"ffffffffffffffff\r\n"
+    for cuts in ((), range(1, len(over), 2)):
+        assert parse(mod, ok, cuts, max_body_size=10).error is None
+        out = parse(mod, over, cuts, max_body_size=10)
+        assert out.error == 413
+        # the chunk that crosses the limit is refused before any of its bytes
+        assert b"".join(e for e in out.events if type(e) is bytes) == b"helloworld"
+    assert parse(mod, huge, max_body_size=10).error == 413
+
+
+def test_fed_counts_bytes(mod: ModuleType) -> None:
+    parser = mod.RequestParser()
+    parser.feed(b"GET / HTTP/1.1\r\n")
+    parser.feed(b"Host: h\r\n\r\n")
+    assert parser.fed == 27

@@ -3,6 +3,12 @@
 # let Cython turn the loops and flags into C.
 import cython
 
+cdef bytes _TOKEN_TABLE
+
+# c as a C byte: the loop runs over the buffer in C
+@cython.locals(c=cython.uchar, k=cython.uchar, kind=cython.int)
+cpdef int token_kind(bytes name)
+
 cdef dict _STATUS_LINES_11
 cdef dict _STATUS_LINES_10
 
@@ -19,6 +25,7 @@ cpdef bytes status_line(object status, bint http11)
     mode=int,
     parts=list,
     stripped=bytes,
+    kind=int,
 )
 cpdef tuple encode_head(
     object status,

@@ -34,6 +34,26 @@ CLOSE_DELIMITED = 3  # body ends when the connection closes (HTTP/1.0, streamed)
 # RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
 #                          "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
 TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# byte -> 0: not a tchar, 1: tchar, 2: upper-case letter (a tchar that lower() changes)
+_TOKEN_TABLE = bytes((2 if 65 <= c <= 90 else 1) if c in TOKEN_CHARS else 0 for c in range(256))
+
+
+def token_kind(name):
+    """0: not an RFC 9110 token; 1: a lower-case token; 2: a token with upper-case letters.
+
+    A plain loop: compiled (framing_c.pxd types ``c``) it is a C loop over the
+    bytes with no Python object per character.
+    """
+    if not name:
+        return 0
+    kind = 1
+    for c in name:
+        k = _TOKEN_TABLE[c]
+        if k == 0:
+            return 0
+        if k == 2:
+            kind = 2
+    return kind
 
 
 class ResponseHeaderError(ValueError):
@@ -105,12 +125,15 @@ def encode_head(
             else:
                 raise ResponseHeaderError(f"Response header values must be bytes, got {type(value).__name__}")
         # RFC 9110 §5.1: field names are case-insensitive tokens; sent lowercased.
-        if not name or name.translate(None, TOKEN_CHARS):
+        kind = token_kind(name)
+        if kind == 0:
             raise ResponseHeaderError(f"Invalid response header name {name!r}")
-        # RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value.
-        if b"\r" in value or b"\n" in value or b"\0" in value:
+        # RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value.  (Integer
+        # operands: `b"\r" in value` would make CPython raise and swallow a TypeError.)
+        if 13 in value or 10 in value or 0 in value:
             raise ResponseHeaderError(f"Invalid response header value {value!r} for {name!r}")
-        name = name.lower()
+        if kind == 2:
+            name = name.lower()
         if name == b"content-length":
             # RFC 9110 §8.6: a single non-negative decimal number.
             stripped = value.strip()
@@ -123,13 +146,16 @@ def encode_head(
         elif name == b"transfer-encoding":
             continue  # RFC 9112 §6.1: the server frames the body itself
         elif name == b"connection":
-            if b"close" in value.lower():
+            if value.lower().find(b"close") != -1:
                 connection_close = True
         elif name == b"server":
             has_server = True
         elif name == b"date":
             has_date = True
-        parts.append(name + b": " + value + b"\r\n")
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+        parts.append(b"\r\n")
 
     if connection_close:
         keep_alive = False
@@ -148,7 +174,7 @@ def encode_head(
         mode = NO_BODY
         if cl_index != -1 and status != 304:
             # RFC 9110 §8.6: never a Content-Length in a 1xx or 204 response.
-            del parts[cl_index]
+            del parts[cl_index : cl_index + 4]  # the four pieces of that header line
         content_length = -1
     elif content_length != -1:
         mode = NO_BODY if is_head else CONTENT_LENGTH

@@ -42,6 +42,14 @@ cdef class HttpProtocol:
     cdef double idle_since
     cdef object keepalive_handle
     cdef public bint head_partial
+    cdef bint eager
+    cdef public object runner
+    cdef object runner_waiter
+    cdef object runner_job
+    cdef double timeout_request_header
+    cdef double timeout_request_body
+    cdef object body_mark
+    cdef double body_mark_time
 
     @cython.locals(cycle=RequestCycle, pending=list, active=RequestCycle)
     cpdef handle_events(self, list events)
@@ -52,6 +60,7 @@ cdef class HttpProtocol:
     @cython.locals(pending=list)
     cpdef on_response_complete(self, RequestCycle cycle)
 
+    cpdef bint run_eagerly(self, object coro, object waiter)
     cpdef _arm_keepalive(self)
     cpdef resume_reading_if_drained(self, RequestCycle cycle)
 
@@ -75,6 +84,7 @@ cdef class RequestCycle:
 
     cdef public bint response_started
     cdef public bint response_complete
+    cdef object task
     cdef object status
     cdef object headers
     cdef int mode
@@ -87,6 +97,7 @@ cdef class RequestCycle:
     cpdef wake_receiver(self)
     cpdef fail(self, int status, str message)
     cpdef abort(self)
+    cpdef forget_task(self)
     cpdef too_long(self, Py_ssize_t size)
     @cython.locals(qs=bytes, path=str)
     cpdef log_access(self, object status)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from contextvars import Context
+from contextvars import Context, copy_context
 
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.framing_c import (
@@ -53,6 +53,16 @@ from fastasgi.protocols.utils import (
     trust_key,
 )
 
+TASK_NAME = "fastasgi.request"
+RUNNER_NAME = "fastasgi.connection"
+Task = asyncio.Task
+CancelledError = asyncio.CancelledError
+try:
+    # Marking a task as the running one is what asyncio's own Task.__step and
+    # Python 3.12's eager tasks do; used for eager starts (see HttpProtocol.run_eagerly).
+    from asyncio.tasks import _enter_task, _leave_task
+except ImportError:  # pragma: no cover - every supported CPython and PyPy has them
+    _enter_task = _leave_task = None
 HIGH_WATER = 65536  # buffered request body (or pipelined bytes) above which reading pauses
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
 INFO = logging.INFO
@@ -82,8 +92,12 @@ class HttpProtocol:
         self.proxy_trust = server_state.proxy_trust
         self.reset_contextvars = bool(config.reset_contextvars)
         self.asgi_version = config.asgi_version
-        max_header = config.h11_max_incomplete_event_size
-        self.parser = RequestParser(max_header_size=max_header if max_header else 16384)
+        self.parser = RequestParser(**config.parser_limits())
+        # slow-client timeouts (checked by the one lazy per-connection timer, on_keepalive_timer)
+        self.timeout_request_header = float(config.timeout_request_header)
+        self.timeout_request_body = float(config.timeout_request_body)
+        self.body_mark = -1  # parser.fed when the body-read timer last saw progress
+        self.body_mark_time = 0.0
 
         self.transport = None
         self.client = None
@@ -105,6 +119,11 @@ class HttpProtocol:
         self.idle_since = 0.0
         self.keepalive_handle = None
         self.head_partial = False
+        # eager starts: one long-lived Task per keep-alive connection in which apps run
+        self.eager = _enter_task is not None and not self.reset_contextvars
+        self.runner = None  # that Task, created after the first keep-alive response
+        self.runner_waiter = None  # the future the idle runner awaits (None: busy or absent)
+        self.runner_job = None  # (coro, ctx, yielded) of an eager start that suspended
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -141,6 +160,11 @@ class HttpProtocol:
         if handle is not None:
             self.keepalive_handle = None
             handle.cancel()
+        runner = self.runner
+        if runner is not None:
+            self.runner = None
+            if self.runner_waiter is not None:
+                runner.cancel()  # idle: nothing of an app is running in it
 
     def eof_received(self):
         pass
@@ -244,15 +268,88 @@ class HttpProtocol:
         else:
             app = self.app
         coro = cycle.run_asgi(app)
+        loop = self.loop
+        waiter = self.runner_waiter
+        if waiter is not None and not waiter.done() and self.run_eagerly(coro, waiter):
+            return
         if self.reset_contextvars:
-            task = Context().run(self.loop.create_task, coro)
+            task = Context().run(loop.create_task, coro)
+        elif loop.get_task_factory() is not None:
+            task = loop.create_task(coro)  # the user's task factory decides
         elif _PY312:
-            task = asyncio.Task(coro, loop=self.loop, eager_start=True)
+            # the app runs at once, inside a real Task (current_task() works), until it
+            # first suspends: most handlers answer without a trip through the loop
+            task = Task(coro, loop=loop, name=TASK_NAME, eager_start=True)
         else:
-            task = self.loop.create_task(coro)
+            # a constant name: no "Task-N" string formatted per request
+            task = Task(coro, loop=loop, name=TASK_NAME)
         if not task.done():
+            # run_asgi removes it when it ends: no done-callback (one loop callback less per request)
+            cycle.task = task
             self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+
+    def run_eagerly(self, coro, waiter):
+        """Run the app at once, inside the connection's idle runner Task.
+
+        The runner Task is marked as the current task (``asyncio.current_task()``,
+        anyio and cancel scopes see a real Task) while the app's first step runs
+        here, in ``data_received``.  An app that answers without suspending costs
+        no Task and no trip through the event loop; one that suspends is handed to
+        the runner, which goes on driving it, each step in the request's own
+        context, exactly as a Task of its own would.
+        """
+        loop = self.loop
+        runner = self.runner
+        ctx = copy_context()
+        try:
+            _enter_task(loop, runner)
+        except RuntimeError:
+            return False  # called from inside another task: use a Task of its own
+        try:
+            yielded = ctx.run(coro.send, None)
+        except StopIteration:
+            return True
+        finally:
+            _leave_task(loop, runner)
+        # suspended: the runner takes over (and counts as a running task until it ends)
+        self.runner_waiter = None
+        self.runner_job = (coro, ctx, yielded)
+        self.tasks.add(runner)
+        if not waiter.done():
+            waiter.set_result(None)
+        # else: the app cancelled current_task() during its first step; the runner
+        # wakes with CancelledError and delivers it to the app (see run_connection)
+        return True
+
+    async def run_connection(self):
+        """The runner: waits for apps that suspended during an eager start and drives them."""
+        loop = self.loop
+        tasks = self.tasks
+        while not self.closed:
+            waiter = loop.create_future()
+            self.runner_waiter = waiter
+            pending_exc = None
+            try:
+                await waiter
+            except CancelledError as exc:
+                if self.runner_job is None:
+                    raise  # cancelled while idle: the connection is gone
+                pending_exc = exc
+            self.runner_waiter = None
+            job = self.runner_job
+            self.runner_job = None
+            if job is None:
+                continue
+            coro, ctx, yielded = job
+            try:
+                await Resume(coro, ctx, yielded, pending_exc)
+            finally:
+                tasks.discard(self.runner)
+        self.runner = None
+
+    def start_runner(self):
+        if self.eager and self.runner is None and not self.closed:
+            self.runner = Task(self.run_connection(), loop=self.loop, name=RUNNER_NAME)
 
     def upgrade_to_websocket(self, head):
         method, path, raw_path, query_string, http_version, headers, keep_alive, expect_continue, upgrade = head
@@ -280,6 +377,11 @@ class HttpProtocol:
         else:
             message = reason
         error_logger.warning("Invalid HTTP request received: %s", reason)
+        if self.receiving is not None:
+            # the error is in the body of the request being received (bad chunk,
+            # body over --limit-request-body): its app must not wait for more
+            self.close_request(status, message)
+            return
         active = self.active
         if active is not None and not active.response_complete:
             # finish the current response, then close; nothing after the bad bytes is parsed
@@ -308,6 +410,8 @@ class HttpProtocol:
             self.pending = None
             self.pending_size = 0
             self.handle_events(pending)
+            if self.receiving is not None:
+                self._arm_keepalive()  # a pipelined body: the body-read timeout needs the timer
         if self.read_paused and self.pending is None and (self.receiving is None or self.receiving.body_size <= HIGH_WATER):
             self.read_paused = False
             self.transport.resume_reading()
@@ -317,21 +421,71 @@ class HttpProtocol:
                 self.transport.close()
             else:
                 self._arm_keepalive()
+                if self.runner is None:
+                    self.start_runner()
 
     def _arm_keepalive(self):
         if self.keepalive_handle is None:
             self.keepalive_handle = self.loop.call_later(self.timeout_keep_alive, self.on_keepalive_timer)
 
     def on_keepalive_timer(self):
+        """The one timer of a connection: keep-alive, header-read and body-read timeouts.
+
+        Armed when the connection becomes idle, never per request; when it fires it
+        works out which timeout applies now and re-arms itself if needed.
+        """
         self.keepalive_handle = None
-        if self.closed or self.idle_since < 0:
-            return  # busy: re-armed when it becomes idle again
-        remaining = self.idle_since + self.timeout_keep_alive - self.loop.time()
-        if remaining <= 0.001:
-            self.closing = True
-            self.transport.close()
+        if self.closed:
+            return
+        now = self.loop.time()
+        if self.idle_since < 0:
+            # busy: only a request body being received needs watching (the app's own
+            # time is not limited); re-armed when the connection becomes idle again
+            timeout = self.timeout_request_body
+            if self.receiving is None or timeout <= 0:
+                return
+            fed = self.parser.fed
+            if fed != self.body_mark or self.read_paused or self.receiving.expect_continue:
+                # progress, or we are not reading (backpressure, 100-continue not sent yet)
+                self.body_mark = fed
+                self.body_mark_time = now
+            elif now - self.body_mark_time >= timeout - 0.001:
+                self.close_request(408, "Request Timeout")
+                return
+            # checked twice per timeout: a stall is noticed 1x to 1.5x the timeout after the last byte
+            self.keepalive_handle = self.loop.call_later(timeout / 2, self.on_keepalive_timer)
+            return
+        if self.head_partial and self.timeout_request_header > 0:
+            # some bytes of a request head arrived: the header-read timeout applies,
+            # counted from when the server started waiting (slowloris)
+            deadline = self.idle_since + max(self.timeout_request_header, self.timeout_keep_alive)
+            if deadline - now <= 0.001:
+                self.close_request(408, "Request Timeout")
+                return
         else:
-            self.keepalive_handle = self.loop.call_later(remaining, self.on_keepalive_timer)
+            deadline = self.idle_since + self.timeout_keep_alive
+            if deadline - now <= 0.001:
+                self.closing = True
+                self.transport.close()
+                return
+        self.keepalive_handle = self.loop.call_later(deadline - now, self.on_keepalive_timer)
+
+    def close_request(self, status, message):
+        """Refuse the request being read (timeout, bad or too large body): answer
+        ``status`` unless a response has started, close, and tell its app."""
+        if status == 408:
+            error_logger.warning(
+                "Request timed out: %s", "no complete header block" if self.receiving is None else "request body stalled"
+            )
+        self.closing = True
+        cycle = self.receiving
+        self.receiving = None
+        self.pending = None
+        if cycle is None or not cycle.response_started:
+            self.transport.write(error_response(status, message))
+        self.transport.close()
+        if cycle is not None:
+            cycle.on_disconnect()  # receive() returns http.disconnect, send() is a no-op
 
     def resume_reading_if_drained(self, cycle):
         if self.read_paused and self.pending is None and cycle.body_size <= HIGH_WATER:
@@ -386,6 +540,7 @@ class RequestCycle:
 
         self.response_started = False
         self.response_complete = False
+        self.task = None
         self.status = 0
         self.headers = None
         self.mode = NO_BODY
@@ -430,6 +585,7 @@ class RequestCycle:
         try:
             result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
+            self.forget_task()
             if isinstance(exc, asyncio.CancelledError) and self.protocol.closed:
                 raise
             error_logger.error("Exception in ASGI application\n", exc_info=exc)
@@ -437,6 +593,7 @@ class RequestCycle:
             if not isinstance(exc, Exception):
                 raise
         else:
+            self.forget_task()
             if result is not None:
                 error_logger.error("ASGI callable should return None, but returned '%s'.", result)
             if not self.response_started:
@@ -447,6 +604,13 @@ class RequestCycle:
                 if not self.disconnected:
                     error_logger.error("ASGI callable returned without completing response.")
                 self.abort()
+
+    def forget_task(self):
+        # run_asgi removes its own task from the server's set (instead of a done-callback)
+        task = self.task
+        if task is not None:
+            self.task = None
+            self.protocol.tasks.discard(task)
 
     def fail(self, status, message):
         """The app failed: answer 500 if nothing was sent yet, else close the connection."""
@@ -625,6 +789,46 @@ class RequestCycle:
                 status,
                 extra={"status_code": status, "scope": scope},
             )
+
+
+class Resume:
+    """Awaitable that goes on driving a coroutine which suspended during an eager start.
+
+    Each step runs in the request's context (``ctx.run``), and what the coroutine
+    yields (the future it waits for) is passed up to the enclosing Task unchanged,
+    so waiting, wake-up and cancellation work as if the coroutine were that Task's.
+    """
+
+    def __init__(self, coro, ctx, yielded, exc):
+        self.coro = coro
+        self.ctx = ctx
+        self.yielded = yielded
+        self.exc = exc
+
+    def __await__(self):
+        return _drive(self.coro, self.ctx, self.yielded, self.exc)
+
+
+def _drive(coro, ctx, yielded, exc):
+    run = ctx.run
+    while True:
+        if exc is None:
+            try:
+                value = yield yielded
+            except BaseException as thrown:  # cancellation thrown into the Task
+                exc = thrown
+                continue
+            try:
+                yielded = run(coro.send, value)
+            except StopIteration:
+                return
+        else:
+            thrown = exc
+            exc = None
+            try:
+                yielded = run(coro.throw, thrown)
+            except StopIteration:
+                return
 
 
 async def service_unavailable(scope, receive, send):

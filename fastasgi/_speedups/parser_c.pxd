@@ -36,6 +36,10 @@ cdef struct State:
     int64_t max_header_size
     int64_t max_request_line
     size_t max_headers
+    size_t max_field_size     # len(name) + len(value) of one header field
+    int64_t max_chunk_ext     # bytes from the first ';' to the end of a chunk line
+    int64_t max_body_size     # body bytes of one request, -1: no limit
+    int64_t body_total        # chunked body bytes announced so far in this request
 
     int pause                 # why llhttp_execute returned HPE_PAUSED
     int err_status            # set by a callback that failed the request

@@ -24,7 +24,7 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
 
@@ -65,12 +65,12 @@ cdef enum:
     MODE_DEAD = 2          # after a ParseError
 
 cdef enum:
-    MAX_CHUNK_EXT = 4096   # bytes of chunk extensions on one chunk line
     MAX_CHUNK_DIGITS = 20  # hex digits of a chunk size (h11's limit)
 
 # Status codes a callback can fail a request with (llhttp's own errors are 400).
 cdef enum:
     BAD_REQUEST = 400
+    CONTENT_TOO_LARGE = 413
     URI_TOO_LONG = 414
     HEADERS_TOO_LARGE = 431
 
@@ -262,6 +262,7 @@ cdef int cb_message_begin(ll.llhttp_t* p) noexcept nogil:
     s.in_trailers = False
     s.in_chunk_line = False
     s.ext_start = -1
+    s.body_total = 0
     return 0
 
 
@@ -512,8 +513,8 @@ cdef int cb_chunk_ext(ll.llhttp_t* p, const char* at, size_t n) noexcept nogil:
         s.ext_start = start - 1  # the ';' before the first name
         if s.ext_start - s.chunk_line_start > MAX_CHUNK_DIGITS:
             return fail(s, BAD_REQUEST, "Chunk size too long")
-    # RFC 9112 §7.1.1: a server may limit chunk extensions; 4096 bytes per line.
-    if start + <int64_t>n - s.ext_start > MAX_CHUNK_EXT:
+    # RFC 9112 §7.1.1: a server may limit chunk extensions (max_chunk_ext bytes per line).
+    if start + <int64_t>n - s.ext_start > s.max_chunk_ext:
         return fail(s, BAD_REQUEST, "Chunk extensions too long")
     s.ext_piece += n
     return 0
@@ -591,7 +592,8 @@ _SETTINGS.on_message_complete = cb_message_complete
 cdef class RequestParser:
     """Incremental HTTP/1.x request parser (see ``parser_py`` for the contract)."""
 
-    def __cinit__(self, int max_header_size=16384, int max_request_line=8190, int max_headers=100):
+    def __cinit__(self, int max_header_size=16384, int max_request_line=8190, int max_headers=100,
+                  Py_ssize_t max_field_size=8190, Py_ssize_t max_chunk_ext=4096, long long max_body_size=-1):
         cdef State* s = &self._s
         ll.llhttp_init(&self._parser, ll.HTTP_REQUEST, &_SETTINGS)
         # Persistence is decided by our own rule (RFC 9112 §9.3) and parsing
@@ -602,6 +604,10 @@ cdef class RequestParser:
         s.max_header_size = max_header_size
         s.max_request_line = max_request_line
         s.max_headers = <size_t>max(max_headers, 0)
+        s.max_field_size = <size_t>max(max_field_size, 0)
+        s.max_chunk_ext = max_chunk_ext
+        s.max_body_size = max_body_size if max_body_size >= 0 else -1
+        s.body_total = 0
         s.head_start = -1
         s.ext_start = -1
         s.url = NULL
@@ -611,6 +617,11 @@ cdef class RequestParser:
         self.trailing = _EMPTY
         self._mode = MODE_RUN
         self._fed = 0
+
+    @property
+    def fed(self):
+        """Bytes fed so far (the server's body-read timeout watches it for progress)."""
+        return self._fed
 
     def __dealloc__(self):
         free(self._s.url)
@@ -692,8 +703,14 @@ cdef class RequestParser:
                     digits = (s.ext_start if s.ext_start >= 0 else line_end) - s.chunk_line_start
                     if digits > MAX_CHUNK_DIGITS:
                         self._fail(BAD_REQUEST, "Chunk size too long")
-                    if s.ext_start >= 0 and line_end - s.ext_start > MAX_CHUNK_EXT:
+                    if s.ext_start >= 0 and line_end - s.ext_start > s.max_chunk_ext:
                         self._fail(BAD_REQUEST, "Chunk extensions too long")
+                    # RFC 9110 §15.5.14: refuse the chunk that would exceed the
+                    # body limit (413) before any of its bytes are handed out.
+                    if s.max_body_size >= 0 and self._parser.content_length:
+                        if self._parser.content_length > <uint64_t>(s.max_body_size - s.body_total):
+                            self._fail(CONTENT_TOO_LARGE, "Request body too large")
+                        s.body_total += <int64_t>self._parser.content_length
                     s.in_chunk_line = False
                     s.ext_start = -1
                     s.ext_piece = 0
@@ -745,7 +762,7 @@ cdef class RequestParser:
                     last -= 1
                 if last - s.chunk_line_start > MAX_CHUNK_DIGITS:
                     self._fail(BAD_REQUEST, "Chunk size too long")
-            elif last - s.ext_start > MAX_CHUNK_EXT:
+            elif last - s.ext_start > s.max_chunk_ext:
                 self._fail(BAD_REQUEST, "Chunk extensions too long")
         return 0
 
@@ -782,6 +799,9 @@ cdef class RequestParser:
             nlen = f.name_len
             value = hb + f.value_off
             vlen = f.value_len
+            # RFC 9110 §5.4 / RFC 6585 §5: a server may refuse a too large field -> 431.
+            if nlen + vlen > s.max_field_size:
+                self._fail(HEADERS_TOO_LARGE, "Request header field too large")
             pair = (_name_bytes(name, nlen), PyBytes_FromStringAndSize(value, <Py_ssize_t>vlen))
             Py_INCREF(pair)  # PyList_SET_ITEM steals a reference
             PyList_SET_ITEM(headers, i, pair)
@@ -823,6 +843,10 @@ cdef class RequestParser:
             # values over 2**64-1; h11's 20-digit cap is applied here too.
             if n_length > 1 or length.value_len > 20:
                 self._fail(BAD_REQUEST, "Invalid Content-Length")
+            # RFC 9110 §15.5.14: content larger than the server accepts -> 413,
+            # answered before any of it is handed out.
+            if s.max_body_size >= 0 and p.content_length > <uint64_t>s.max_body_size:
+                self._fail(CONTENT_TOO_LARGE, "Request body too large")
 
         # RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
         keep_alive = (not close) if http11 else (keep_alive_token and not close)

@@ -12,12 +12,23 @@ events completed by ``data``, in order:
 * body bytes (non-empty, de-chunked), possibly in several pieces;
 * ``None`` at the end of every request.
 
-Errors raise :class:`ParseError` (``status`` 400, 414 or 431 and a short
-``reason``); the parser is then dead and raises the same error again on any
+Errors raise :class:`ParseError` (``status`` 400, 413, 414 or 431 and a
+short ``reason``); the parser is then dead and raises the same error again on any
 further call.  After a request whose ``keep_alive`` is False, further bytes are
 ignored (the server closes after answering, RFC 9112 §9.6).  After a WebSocket
 upgrade request, parsing stops and :attr:`RequestParser.trailing` holds the
-bytes received after its header block.
+bytes received after its header block.  :attr:`RequestParser.fed` counts the
+bytes fed so far (the server's body-read timeout watches it for progress).
+
+Limits (constructor keywords, the server passes ``Config.parser_limits()``):
+``max_request_line`` (414), ``max_header_size`` (whole header block, and each
+trailer section; 431), ``max_headers`` (field lines in the head or in the
+trailers; 431), ``max_field_size`` (``len(name) + len(value)`` of one header
+field, OWS excluded, checked once the head is complete; 431),
+``max_chunk_ext`` (bytes after the chunk size on one chunk line; 400) and
+``max_body_size`` (body bytes of one request, -1 for no limit; 413 as soon as
+the Content-Length or a chunk-size line announces more, before those bytes are
+handed out).
 
 Division of labour: h11 parses and validates the request line, the header
 fields, the chunked framing and the trailers.  The adapter finds the end of
@@ -88,7 +99,6 @@ _LLHTTP_METHOD_SET = frozenset(_ALL_LLHTTP_METHODS)
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 
 _UINT64_MAX = (1 << 64) - 1
-_MAX_CHUNK_EXT = 4096
 
 # RFC 9112 §2.2: a server SHOULD ignore at least one empty line received before
 # the request-line; llhttp skips any run of CR and LF there, and so do we.
@@ -127,6 +137,8 @@ _ABSOLUTE = re.compile(rb'[A-Za-z]+://[^/?#"<>\\^`{|}]+(?=[/?]|\Z)')
 # RFC 9112 §5: field-line = field-name ":" OWS field-value OWS.
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
 _FIELD_NAME = re.compile(_TOKEN + rb":")
+# Method SP and the request-target run that follows (for the 414-before-400 order below).
+_TARGET_RUN = re.compile(rb"(" + _TOKEN + rb") [\x21-\x7e]*")
 _FIELD_PREFIX = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*(?::|\Z)")
 
 # (The trailer section starts at the buffer start or right after an LF.)
@@ -152,6 +164,11 @@ class RequestParser:
         "_max_header_size",
         "_max_request_line",
         "_max_headers",
+        "_max_field_size",
+        "_max_chunk_ext",
+        "_max_body_size",
+        "_body_total",
+        "fed",
         "_state",
         "_buf",
         "_scan",
@@ -163,11 +180,24 @@ class RequestParser:
         "_error",
     )
 
-    def __init__(self, max_header_size: int = 16384, max_request_line: int = 8190, max_headers: int = 100) -> None:
+    def __init__(
+        self,
+        max_header_size: int = 16384,
+        max_request_line: int = 8190,
+        max_headers: int = 100,
+        max_field_size: int = 8190,
+        max_chunk_ext: int = 4096,
+        max_body_size: int = -1,
+    ) -> None:
         self.trailing = b""
         self._max_header_size = max_header_size
         self._max_request_line = max_request_line
         self._max_headers = max_headers
+        self._max_field_size = max_field_size
+        self._max_chunk_ext = max_chunk_ext
+        self._max_body_size = max_body_size
+        self._body_total = 0  # chunked body bytes announced so far (for max_body_size)
+        self.fed = 0
         self._state = _HEAD
         self._buf = bytearray()  # unconsumed bytes; always starts at the element being waited for
         self._scan = 0  # how much of _buf the bad-byte scan has covered
@@ -193,6 +223,7 @@ class RequestParser:
             return events
         if type(data) is not bytes:
             data = bytes(data)
+        self.fed += len(data)
         if self._buf:
             self._buf += data
             buf: Union[bytes, bytearray] = self._buf
@@ -306,6 +337,18 @@ class RequestParser:
             limit = end + 4
         else:
             limit = n - 1 if buf[n - 1] == 13 else n
+        if self._lines == 0 and limit - pos > self._max_request_line:
+            # llhttp reads byte by byte: a request-target that has run past the
+            # limit (ended by SP, CR, LF or the end of the bytes) fails with 414
+            # before any bad byte after it is seen; answer the same.
+            m = _TARGET_RUN.match(buf, pos, limit)
+            if (
+                m is not None
+                and m.end() - pos > self._max_request_line
+                and (m.end() == limit or buf[m.end()] in b" \r\n")
+                and bytes(m.group(1)) in _LLHTTP_METHOD_SET
+            ):
+                raise ParseError(414, "Request line too long")
         self._scan_bad(buf, pos, limit)
         # RFC 9112 §3: a request-line longer than the server accepts -> 414.
         rl = buf.find(b"\r\n", pos, limit)
@@ -356,10 +399,14 @@ class RequestParser:
         n_te = 0
         close = keep_alive_token = conn_upgrade = ws = expect = False
         lines = head[rl - pos + 2 : end - pos].split(b"\r\n") if end > rl else ()
+        max_field = self._max_field_size
         for line in lines:
             name, _, value = line.partition(b":")
             name = name.lower()
             value = value.strip(b" \t")
+            # RFC 9110 §5.4 / RFC 6585 §5: a server may refuse a too large field -> 431.
+            if len(name) + len(value) > max_field:
+                raise ParseError(431, "Request header field too large")
             headers.append((name, value))
             if name == b"host":
                 host += 1
@@ -415,6 +462,10 @@ class RequestParser:
             ):
                 raise ParseError(400, "Invalid Content-Length")
             length = int(content_length)
+            # RFC 9110 §15.5.14: content larger than the server accepts -> 413,
+            # answered before any of it is handed out.
+            if 0 <= self._max_body_size < length:
+                raise ParseError(413, "Request body too large")
 
         # RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
         keep_alive = not close if http11 else (keep_alive_token and not close)
@@ -442,6 +493,7 @@ class RequestParser:
             return n
         if chunked:
             self._conn = conn
+            self._body_total = 0
             self._cstate = _C_SIZE
             self._state = _BODY_CHUNKED
         elif length:
@@ -484,7 +536,7 @@ class RequestParser:
                     digits = _HEXDIGITS.match(buf, pos, limit).end() - pos
                     if digits > _MAX_CHUNK_DIGITS:
                         raise ParseError(400, "Chunk size too long")
-                    if limit - pos - digits > _MAX_CHUNK_EXT:
+                    if limit - pos - digits > self._max_chunk_ext:
                         raise ParseError(400, "Chunk extensions too long")
                     return ~pos
                 self._scan = 0
@@ -495,12 +547,17 @@ class RequestParser:
                 digits = m.end(1)
                 if digits > _MAX_CHUNK_DIGITS:
                     raise ParseError(400, "Chunk size too long")
-                # Chunk-extension abuse (RFC 9112 §7.1.1 lets us limit them).
-                if len(line) - digits > _MAX_CHUNK_EXT:
+                # Chunk-extension abuse (RFC 9112 §7.1.1 lets us limit them: max_chunk_ext).
+                if len(line) - digits > self._max_chunk_ext:
                     raise ParseError(400, "Chunk extensions too long")
                 size = int(m.group(1), 16)
                 if size > _UINT64_MAX:
                     raise ParseError(400, "Chunk size overflow")
+                # RFC 9110 §15.5.14: refuse the chunk that would exceed the body limit (413).
+                if size and self._max_body_size >= 0:
+                    self._body_total += size
+                    if self._body_total > self._max_body_size:
+                        raise ParseError(413, "Request body too large")
                 conn.receive_data(buf[pos : i + 2])
                 pos = i + 2
                 if size:

@@ -45,8 +45,12 @@ class _ServerProtocol(ServerProtocol):
     """
 
     def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is OP_CLOSE and self.current_size is not None:
-            self.current_size = None
+        if frame.opcode is OP_CLOSE:
+            # websockets >= 16 calls it current_size; 13-15 (the newest on Python 3.9 and
+            # PyPy 3.9) cur_size
+            for name in ("current_size", "cur_size"):
+                if getattr(self, name, None) is not None:
+                    setattr(self, name, None)
         super().recv_frame(frame)
 
 

@@ -1,0 +1,92 @@
+"""In-process driver of the HTTP protocol: user-space cost per request, without sockets.
+
+Feeds requests to ``HttpProtocol.data_received`` through a fake transport and runs
+the event loop until every response is written, so the number printed is the
+per-request cost of fastasgi's own code (parser, scope, task, app, framing) with
+no kernel in it.  Useful for A/B work on the hot path; the end-to-end truth is
+``bench/run.py``.
+
+    python3 bench/inproc.py --impl c --app plaintext --requests 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fastasgi import _speedups  # noqa: E402
+from fastasgi.config import Config  # noqa: E402
+from fastasgi.server import ServerState  # noqa: E402
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += 1
+
+    def get_extra_info(self, name: str, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def drive(impl: str, app_name: str, n: int, batch: int) -> float:
+    import bench.apps as apps
+
+    app = getattr(apps, app_name)
+    config = Config(app, http="httptools" if impl == "c" else "h11", lifespan="off", log_config=None, access_log=False)
+    config.load()
+    state = ServerState()
+    proto = _speedups.load(impl).http.HttpProtocol(config=config, server_state=state, app_state={})
+    transport = FakeTransport()
+    proto.connection_made(transport)
+    loop = asyncio.get_running_loop()
+    data = REQUEST * batch
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < n:
+        loop.call_soon(proto.data_received, data)  # as a transport does: from a loop callback
+        sent += batch
+        while transport.written < sent:
+            await asyncio.sleep(0)
+    dt = time.perf_counter() - t0
+    proto.connection_lost(None)
+    return dt / n * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--impl", default="c")
+    ap.add_argument("--app", default="plaintext")
+    ap.add_argument("--requests", type=int, default=100000)
+    ap.add_argument("--batch", type=int, default=1, help="requests per data_received (pipelining)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    import uvloop
+
+    best = min(uvloop.run(drive(args.impl, args.app, args.requests, args.batch)) for _ in range(args.repeat))
+    print(f"{args.impl} {args.app} batch={args.batch}: {best:.2f} us/request (best of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Fuzzing (issue 7): a hypothesis differential fuzzer comparing the compiled and the pure
+server on random valid and invalid requests, randomly fragmented, and a bounded atheris run.
+
+Longer runs::
+
+    FASTASGI_FUZZ_EXAMPLES=5000 python3 -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+    python3 fuzz/seed_corpus.py fuzz/corpus && python3 fuzz/fuzz_parser.py -max_len=4096 fuzz/corpus
+
+A divergence found here becomes an entry of tests/corpus/requests.json (parser level)
+or of SERVER_CORPUS below (server level).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastasgi import _speedups
+from tests.conftest import REPO, run_server
+
+EXAMPLES = int(os.environ.get("FASTASGI_FUZZ_EXAMPLES", "40"))
+
+
+async def echo_app(scope, receive, send):
+    """Answers with what it saw (deterministic: no client port, no time)."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        body += message["body"]
+        if not message["more_body"]:
+            break
+    seen = b"%s %s %s %s %s\n" % (
+        scope["method"].encode(),
+        scope["path"].encode("utf-8", "replace"),
+        scope["raw_path"],
+        scope["query_string"],
+        scope["http_version"].encode(),
+    )
+    seen += b"".join(k + b"=" + v + b"\n" for k, v in scope["headers"]) + b"\n" + body
+    if scope["path"].startswith("/stream"):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-seen", b"1")]})
+        await send({"type": "http.response.body", "body": seen, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": seen})
+
+
+@pytest.fixture(scope="module")
+def servers():
+    if _speedups.compiled_error() is not None:
+        pytest.skip("the compiled set is not built")
+    kwargs = dict(
+        timeout_keep_alive=1,
+        timeout_request_header=1,
+        timeout_request_body=1,
+        limit_request_body=4096,
+        limit_request_line=512,
+        limit_request_fields=20,
+        limit_request_field_size=256,
+        limit_request_header_size=2048,
+        date_header=False,
+    )
+    with run_server(echo_app, "c", **kwargs) as c, run_server(echo_app, "py", **kwargs) as py:
+        yield c, py
+
+
+def exchange(port: int, pieces: list[bytes], timeout: float = 6.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(0.002)
+        except OSError:
+            pass  # the server closed early (refused request): read what it answered
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (socket.timeout, ConnectionError):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def normalize(answer: bytes) -> bytes:
+    return re.sub(rb"\r\ndate: [^\r]*", b"", answer)
+
+
+# -- request generator ---------------------------------------------------------------
+
+TOKENS = [b"GET", b"POST", b"HEAD", b"PUT", b"OPTIONS", b"DELETE", b"get", b"FOO", b"CONNECT"]
+TARGETS = [b"/", b"/echo", b"/stream", b"/a%20b?x=1", b"*", b"http://h/p?q", b"/\x01", b"/#f", b"//x", b"/" + b"a" * 600]
+VERSIONS = [b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.2", b"HTTP/2.0", b"http/1.1"]
+HEADER_LINES = [
+    b"Host: a",
+    b"Host: b",
+    b"Connection: close",
+    b"Connection: keep-alive",
+    b"X-A: 1",
+    b"X-B:  spaced  ",
+    b"X-Long: " + b"v" * 300,
+    b"Bad Name: x",
+    b"X-C: a\rb",
+    b"X-D: a\x00b",
+    b" folded",
+    b"NoColon",
+    b"Expect: 100-continue",
+    b"Upgrade: h2c",
+    b"Cookie: a=b; c=d",
+]
+SEP = [b"\r\n", b"\n", b"\r"]
+
+
+@st.composite
+def request(draw):
+    method = draw(st.sampled_from(TOKENS))
+    line = method + b" " + draw(st.sampled_from(TARGETS)) + b" " + draw(st.sampled_from(VERSIONS))
+    lines = [line] + draw(st.lists(st.sampled_from(HEADER_LINES), max_size=5))
+    if draw(st.booleans()):
+        lines.insert(1, b"Host: a")
+    body = draw(st.binary(max_size=40))
+    framing = draw(st.sampled_from(["none", "cl", "cl-wrong", "chunked", "chunked-bad", "both", "te-gzip", "cl-dup", "big"]))
+    tail = b""
+    if framing == "cl":
+        lines.append(b"Content-Length: %d" % len(body))
+        tail = body
+    elif framing == "cl-wrong":
+        lines.append(b"Content-Length: %d" % (len(body) + draw(st.integers(-3, 3))))
+        tail = body
+    elif framing == "cl-dup":
+        lines += [b"Content-Length: %d" % len(body)] * 2
+        tail = body
+    elif framing in ("chunked", "chunked-bad", "both"):
+        lines.append(b"Transfer-Encoding: chunked")
+        if framing == "both":
+            lines.append(b"Content-Length: 3")
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+        if framing == "chunked-bad":
+            chunks = draw(st.sampled_from([b"zz\r\n", b"5 \r\nhello\r\n", b"1;a=\"x\r\nx\r\n", b"-1\r\n", b"5\nhello\r\n"])) + chunks
+        tail = chunks + b"0\r\n" + draw(st.sampled_from([b"", b"X-T: 1\r\n", b"Content-Length: 1\r\n"])) + b"\r\n"
+    elif framing == "te-gzip":
+        lines.append(b"Transfer-Encoding: gzip")
+    elif framing == "big":
+        lines.append(b"Content-Length: 5000")
+        tail = b"x" * 5000
+    sep = draw(st.sampled_from(SEP)) if draw(st.integers(0, 9)) == 0 else b"\r\n"
+    return sep.join(lines) + b"\r\n\r\n" + tail
+
+
+END = b"GET /end HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+@given(st.lists(request(), min_size=1, max_size=3), st.data())
+def test_compiled_and_pure_servers_agree(servers, reqs, data):
+    blob = b"".join(reqs) + END
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, len(blob) - 1)), max_size=6))))
+    bounds = [0, *cuts, len(blob)]
+    pieces = [blob[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    c, py = (normalize(exchange(srv.port, pieces)) for srv in servers)
+    assert c.startswith(b"HTTP/1."), (blob, c)  # every stream gets an answer (at worst 400/408)
+    if c != py:
+        # which error wins when one request breaks several rules may differ
+        # (tests/corpus/DIFFERENCES.md): then both must have refused at the same point
+        rc, rpy = c.rsplit(b"HTTP/1.1 ", 1), py.rsplit(b"HTTP/1.1 ", 1)
+        assert rc[0] == rpy[0] and rc[1][:1] == rpy[1][:1] == b"4", (blob, cuts, c, py)
+
+
+# Server-level cases found by the fuzzer (kept as regressions): bytes -> both agree.
+SERVER_CORPUS: list[bytes] = []
+
+
+@pytest.mark.parametrize("blob", SERVER_CORPUS or [END])
+def test_server_corpus(servers, blob):
+    c, py = (normalize(exchange(srv.port, [blob])) for srv in servers)
+    assert c == py
+
+
+def test_atheris_bounded_run(tmp_path):
+    pytest.importorskip("atheris")
+    if _speedups.compiled_error() is not None:
+        pytest.skip("the compiled set is not built")
+    corpus = tmp_path / "corpus"
+    subprocess.run([sys.executable, os.path.join(REPO, "fuzz", "seed_corpus.py"), str(corpus)], check=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "fuzz", "fuzz_parser.py"), "-runs=3000", "-max_total_time=20", "-max_len=2048", str(corpus)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Done" in proc.stderr

@@ -1,0 +1,83 @@
+"""Packaging checks that need a checkout: workflow files and the pure build from git.
+
+The full wheel/sdist round trip (auditwheel, a venv without a compiler, an offline
+build from the sdist) is ``wheels/build.sh``; it takes minutes, so it is not here.
+These tests skip where the checkout is not around (cibuildwheel runs the suite from
+a copy of ``tests/`` against the installed wheel).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def _actionlint() -> str | None:
+    # the venv's bin first: scripts/test installs actionlint there (the venv may not be on PATH)
+    found = shutil.which("actionlint", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    return found
+
+
+def test_workflows_pass_actionlint() -> None:
+    if not WORKFLOWS.is_dir():
+        pytest.skip("no .github/workflows here (tests run from a copy)")
+    exe = _actionlint()
+    if exe is None:
+        if os.environ.get("FASTASGI_REQUIRE_ACTIONLINT", "") not in ("", "0"):
+            pytest.fail("actionlint is required (FASTASGI_REQUIRE_ACTIONLINT) but not installed")
+        pytest.skip("actionlint is not installed")
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.y*ml"))
+    assert files, "no workflow files"
+    result = subprocess.run([exe, "-no-color", *files], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _checkout_files() -> list[str]:
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True, timeout=60
+    ).stdout.decode()
+    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+
+
+def test_pure_wheel_builds_offline_from_a_git_checkout(tmp_path: Path) -> None:
+    """FASTASGI_NO_EXTENSIONS=1, no index, no third_party/llhttp: license-files must still match."""
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    for rel in _checkout_files():
+        dest = src / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dest)
+    assert not (src / "third_party" / "llhttp").exists()
+    env = {
+        **os.environ,
+        "FASTASGI_NO_EXTENSIONS": "1",
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PYTHONWARNINGS": "error::DeprecationWarning:setuptools.dist",
+    }
+    env.pop("FASTASGI_REQUIRE_EXTENSIONS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "out"), str(src)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = (tmp_path / "out").glob("fastasgi-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl"), wheel.name
+    names = zipfile.ZipFile(wheel).namelist()
+    assert not [n for n in names if n.endswith((".so", ".pyd", ".c"))]
+    licences = sorted(n.split("/licenses/", 1)[1] for n in names if ".dist-info/licenses/" in n)
+    assert "LICENSE" in licences, licences
