@@ -316,3 +316,36 @@ def test_graceful_shutdown_answers_partial_request(impl):
         assert (status, body) == (200, b"Hello, world!")
         assert headers[b"connection"] == b"close"
         sock.close()
+
+
+# -- how apps run ----------------------------------------------------------------------
+
+
+def test_apps_run_in_a_real_task_on_every_request(impl):
+    # the first request of a connection and the keep-alive ones after it (eager starts) alike
+    with run_server(basic_app, impl) as srv:
+        with httpx.Client(base_url=srv.url) as c:
+            for _ in range(5):
+                assert c.get("/current-task").text == "True True"
+
+
+def test_shutdown_timeout_cancels_suspended_apps(impl):
+    from tests.apps import basic
+
+    with run_server(basic_app, impl, timeout_graceful_shutdown=1) as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert read_response(sock)[2] == b"Hello, world!"
+        # second request on the same connection: started eagerly, then suspended forever
+        sock.sendall(b"GET /forever?%s HTTP/1.1\r\nHost: a\r\n\r\n" % impl.encode())
+        while not srv.server_state.tasks:
+            threading.Event().wait(0.01)
+        srv.should_exit = True
+    # the server has stopped: the app was cancelled and the connection closed
+    assert impl.encode() in basic.CANCELLED
+    try:
+        data = sock.recv(100)
+    except ConnectionResetError:
+        data = b""
+    sock.close()
+    assert data == b""

@@ -122,7 +122,7 @@ def test_protocol_errors(raw: RawWS, frames: list[dict[str, Any]], code: int) ->
 def test_valid_close_codes_are_echoed(raw: RawWS, ws: str, code: int) -> None:
     if ws == "wsproto" and code == 1014:
         # wsproto 1.3 rejects 1014 (registered with IANA after RFC 6455) as "reserved" with 1002;
-        # a library limitation, listed in docs/websockets.md
+        # a library limitation, listed in README.md, section WebSockets
         pytest.skip("wsproto does not know close code 1014")
     raw.send_close(code, b"reason \xe2\x98\x83")
     got, reason = raw.recv_close()

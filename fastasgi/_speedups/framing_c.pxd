@@ -5,15 +5,19 @@ import cython
 
 cdef bytes _TOKEN_TABLE
 
+
 # c as a C byte: the loop runs over the buffer in C
 @cython.locals(c=cython.uchar, k=cython.uchar, kind=cython.int)
 cpdef int token_kind(bytes name)
 
+
 cdef dict _STATUS_LINES_11
 cdef dict _STATUS_LINES_10
 
+
 @cython.locals(lines=dict)
 cpdef bytes status_line(object status, bint http11)
+
 
 # C ints for the framing decision and flags: no Python int/bool objects per header.
 @cython.locals(
@@ -36,5 +40,6 @@ cpdef tuple encode_head(
     Py_ssize_t body_length,
     bint keep_alive,
 )
+
 
 cpdef bytes chunk(bytes data)

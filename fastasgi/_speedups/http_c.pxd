@@ -61,6 +61,8 @@ cdef class HttpProtocol:
     cpdef on_response_complete(self, RequestCycle cycle)
 
     cpdef bint run_eagerly(self, object coro, object waiter)
+    cpdef start_runner(self)
+    cpdef stop_runner(self)
     cpdef _arm_keepalive(self)
     cpdef resume_reading_if_drained(self, RequestCycle cycle)
 
@@ -99,5 +101,6 @@ cdef class RequestCycle:
     cpdef abort(self)
     cpdef forget_task(self)
     cpdef too_long(self, Py_ssize_t size)
+
     @cython.locals(qs=bytes, path=str)
     cpdef log_access(self, object status)

@@ -160,11 +160,7 @@ class HttpProtocol:
         if handle is not None:
             self.keepalive_handle = None
             handle.cancel()
-        runner = self.runner
-        if runner is not None:
-            self.runner = None
-            if self.runner_waiter is not None:
-                runner.cancel()  # idle: nothing of an app is running in it
+        self.stop_runner()
 
     def eof_received(self):
         pass
@@ -348,8 +344,19 @@ class HttpProtocol:
         self.runner = None
 
     def start_runner(self):
+        loop = self.loop
         if self.eager and self.runner is None and not self.closed:
-            self.runner = Task(self.run_connection(), loop=self.loop, name=RUNNER_NAME)
+            if loop.get_task_factory() is not None:
+                self.eager = False  # the user's task factory decides how apps run
+                return
+            self.runner = Task(self.run_connection(), loop=loop, name=RUNNER_NAME)
+
+    def stop_runner(self):
+        runner = self.runner
+        if runner is not None:
+            self.runner = None
+            if self.runner_waiter is not None:
+                runner.cancel()  # idle: nothing of an app is running in it
 
     def upgrade_to_websocket(self, head):
         method, path, raw_path, query_string, http_version, headers, keep_alive, expect_continue, upgrade = head
@@ -366,6 +373,7 @@ class HttpProtocol:
         if handle is not None:
             self.keepalive_handle = None
             handle.cancel()
+        self.stop_runner()
         self.closing = True
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)

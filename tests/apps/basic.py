@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import json
 
+CANCELLED: list = []  # query strings of /forever requests that were cancelled
 request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
 
 
@@ -126,6 +127,17 @@ async def app(scope, receive, send):
     elif path == "/sleep":
         await asyncio.sleep(float(scope["query_string"] or b"0.2"))
         await respond(send, body=b"slept")
+    elif path == "/current-task":
+        task = asyncio.current_task()
+        await asyncio.sleep(0)  # suspend once: the same task must still be current
+        same = asyncio.current_task() is task
+        await respond(send, body=b"%s %s" % (str(task is not None).encode(), str(same).encode()))
+    elif path == "/forever":
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            CANCELLED.append(scope["query_string"])
+            raise
     elif path == "/custom-headers":
         await respond(
             send,
