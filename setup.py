@@ -117,7 +117,7 @@ def _download_sdist() -> Path:
     # that hides the interpreter's own site-packages (and so pip itself):
     # run pip from the interpreter's normal environment instead.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE")}
-    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, check=False)
     if not target.is_file():
         tail = "\n".join(result.stdout.strip().splitlines()[-5:])
         raise LlhttpError(
@@ -207,7 +207,7 @@ class build_ext(_build_ext):
         try:
             self._prepare(ext)
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001 - any failure falls back unless required
+        except Exception as exc:  # any failure falls back unless required
             if REQUIRE or not getattr(ext, "optional", False):
                 raise
             _log(

@@ -19,9 +19,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fastasgi import _speedups  # noqa: E402
-from fastasgi.config import Config  # noqa: E402
-from fastasgi.server import ServerState  # noqa: E402
+from fastasgi import _speedups
+from fastasgi.config import Config
+from fastasgi.server import ServerState
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 
@@ -51,7 +51,7 @@ class FakeTransport:
 
 
 async def drive(impl: str, app_name: str, n: int, batch: int) -> float:
-    import bench.apps as apps
+    from bench import apps
 
     app = getattr(apps, app_name)
     config = Config(app, http="httptools" if impl == "c" else "h11", lifespan="off", log_config=None, access_log=False)

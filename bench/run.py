@@ -101,9 +101,25 @@ SERVERS: dict[str, ServerSpec] = {
             "granian",
             "granian ASGI, 1 worker, 1 runtime thread, HTTP/1 only, uvloop",
             (
-                "granian", "--interface", "asgi", "--host", "{host}", "--port", "{port}",
-                "--workers", "1", "--runtime-threads", "1", "--http", "1",
-                "--loop", "uvloop", "--no-access-log", "--log-level", "warning", "{app}",
+                "granian",
+                "--interface",
+                "asgi",
+                "--host",
+                "{host}",
+                "--port",
+                "{port}",
+                "--workers",
+                "1",
+                "--runtime-threads",
+                "1",
+                "--http",
+                "1",
+                "--loop",
+                "uvloop",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "{app}",
             ),
         ),
     ]
@@ -255,11 +271,16 @@ class RunningServer:
         env.update(spec.env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.log_path = logdir / f"{spec.name}-{app}-{self.port}.log"
-        self._log = open(self.log_path, "w+b")
+        self._log = open(self.log_path, "w+b")  # noqa: SIM115 - lives as long as the server; closed in stop()
         # own session => own process group, so a SIGKILL can reach granian's worker too
         self.proc = subprocess.Popen(
-            self.argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            self.argv,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log_tail(self, n: int = 1) -> str:
@@ -295,10 +316,20 @@ class RunningServer:
 
 
 def run_wrk(url: str, sc: Scenario, conns: int, duration: int, cpu: str | None) -> dict:
-    argv = pinned(cpu, [
-        "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", WRK_TIMEOUT,
-        "-s", str(WRK_DIR / sc.lua), url,
-    ])
+    argv = pinned(
+        cpu,
+        [
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{duration}s",
+            "--timeout",
+            WRK_TIMEOUT,
+            "-s",
+            str(WRK_DIR / sc.lua),
+            url,
+        ],
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -309,7 +340,7 @@ def run_wrk(url: str, sc: Scenario, conns: int, duration: int, cpu: str | None) 
         return {"failed": f"wrk did not stop within {duration + WRK_SLACK:.0f}s"}
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     text = out.decode(errors="replace")
-    m = re.search(r"^BENCH_RESULT (\{.*\})$", text, re.M)
+    m = re.search(r"^BENCH_RESULT (\{.*\})$", text, re.MULTILINE)
     if proc.returncode != 0 or not m:
         tail = " | ".join(text.strip().splitlines()[-2:])
         return {"failed": f"wrk rc={proc.returncode}: {tail}"}
@@ -432,8 +463,10 @@ def aggregate(samples: list[Sample], scenarios, connections, servers) -> list[di
                     p99_ms=_median(s.p99_ms for s in ok),
                     peak_rss_mib=_median(s.peak_rss_mib for s in ok),
                     vs_baseline=_median(ratios),
-                    flags=sorted({f"r{s.round}: {f}" for s in cell for f in s.flags}
-                                 | {f"r{s.round}: {s.status}: {s.reason}" for s in cell if s.status != "ok"}),
+                    flags=sorted(
+                        {f"r{s.round}: {f}" for s in cell for f in s.flags}
+                        | {f"r{s.round}: {s.status}: {s.reason}" for s in cell if s.status != "ok"}
+                    ),
                 )
                 rows.append(row)
     return rows
@@ -468,8 +501,10 @@ def render_markdown(meta: dict, rows: list[dict]) -> str:
     ]
     for r in rows:
         if r["status"] != "ok":
-            out.append(f"| {r['scenario']} | {r['connections']} | {r['server']} | – | – | – | – | – | – | – "
-                       f"| {_md_escape(r['status'])} |")
+            out.append(
+                f"| {r['scenario']} | {r['connections']} | {r['server']} | – | – | – | – | – | – | – "
+                f"| {_md_escape(r['status'])} |"
+            )
             continue
         flags = r["flags"]
         bad = any("errors" in f or "failed" in f or "sanity" in f or "exited" in f for f in flags)
@@ -495,9 +530,10 @@ def _md_escape(s: str) -> str:
 
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
 
@@ -518,7 +554,9 @@ def _fastasgi_info() -> str:
         "print(getattr(fastasgi, '__version__', '?'), '-', 'default set:', d)"
     )
     try:
-        p = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
+        p = subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20, check=False
+        )
     except subprocess.TimeoutExpired:
         return "import timed out"
     if p.returncode:
@@ -529,7 +567,7 @@ def _fastasgi_info() -> str:
 def collect_meta(opts, servers, scenarios) -> dict:
     wrk = "not found"
     with contextlib.suppress(OSError):
-        wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0].strip()
+        wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout.splitlines()[0].strip()
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs (nproc), {_cpu_model()}, {platform.system()} {platform.release()}",
@@ -546,7 +584,8 @@ def collect_meta(opts, servers, scenarios) -> dict:
         ),
         "pinning": (
             f"server on CPU {opts.server_cpu}, wrk on CPU {opts.wrk_cpu} (taskset -c)"
-            if opts.server_cpu is not None else "none"
+            if opts.server_cpu is not None
+            else "none"
         ),
         "servers": {n: SERVERS[n].description for n in servers},
         "scenarios": {n: SCENARIOS[n].description for n in scenarios},
@@ -563,6 +602,7 @@ def _csv(choices):
         if bad or not items:
             raise argparse.ArgumentTypeError(f"unknown {bad or 'empty list'}; choose from {', '.join(choices)}")
         return items
+
     return parse
 
 
@@ -577,25 +617,41 @@ def _ints(text: str) -> list[int]:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", type=_csv(list(SERVERS)), default=list(SERVERS),
-                   help=f"comma-separated subset of: {', '.join(SERVERS)} (default: all)")
-    p.add_argument("--scenarios", type=_csv(list(SCENARIOS)), default=list(SCENARIOS),
-                   help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--servers",
+        type=_csv(list(SERVERS)),
+        default=list(SERVERS),
+        help=f"comma-separated subset of: {', '.join(SERVERS)} (default: all)",
+    )
+    p.add_argument(
+        "--scenarios",
+        type=_csv(list(SCENARIOS)),
+        default=list(SCENARIOS),
+        help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)",
+    )
     p.add_argument("--connections", type=_ints, default=None, help="comma-separated (default: 64,256)")
     p.add_argument("--duration", type=int, default=None, help="measured seconds per run (default: 10)")
     p.add_argument("--warmup", type=int, default=None, help="unmeasured warm-up seconds (default: 2)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds, median reported (default: 3)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke check: 1 round, 3 s, 1 s warm-up, 64 connections (explicit options still win)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke check: 1 round, 3 s, 1 s warm-up, 64 connections (explicit options still win)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--server-cpu", default="0", help="CPU list for the server (taskset -c; default 0)")
     p.add_argument("--wrk-cpu", default="1", help="CPU list for wrk and this harness (default 1)")
     p.add_argument("--no-pin", action="store_true", help="do not pin anything")
     p.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where latest.md/latest.json go")
     opts = p.parse_args(argv)
-    defaults = dict(rounds=1, duration=3, warmup=1, connections=[64]) if opts.quick else \
-        dict(rounds=3, duration=10, warmup=2, connections=[64, 256])
+    defaults = (
+        dict(rounds=1, duration=3, warmup=1, connections=[64])
+        if opts.quick
+        else dict(rounds=3, duration=10, warmup=2, connections=[64, 256])
+    )
     for k, v in defaults.items():
         if getattr(opts, k) is None:
             setattr(opts, k, v)
@@ -639,10 +695,12 @@ def main(argv=None) -> int:
                         if s.status == "skipped":
                             dead[cell] = s.reason
                         samples.append(s)
-                        line = (f"r{rnd} {sc_name:<9} c{conns:<4} {srv:<12} "
-                                + (f"{s.rps:>9,.0f} req/s  {s.req_per_cpu_s or 0:>9,.0f} req/CPU-s  "
-                                   f"p99 {s.p99_ms:.2f} ms {'; '.join(s.flags)}"
-                                   if s.status == "ok" else f"{s.status}: {s.reason}"))
+                        line = f"r{rnd} {sc_name:<9} c{conns:<4} {srv:<12} " + (
+                            f"{s.rps:>9,.0f} req/s  {s.req_per_cpu_s or 0:>9,.0f} req/CPU-s  "
+                            f"p99 {s.p99_ms:.2f} ms {'; '.join(s.flags)}"
+                            if s.status == "ok"
+                            else f"{s.status}: {s.reason}"
+                        )
                         print(line, file=sys.stderr, flush=True)
 
     rows = aggregate(samples, opts.scenarios, opts.connections, opts.servers)

@@ -92,17 +92,41 @@ def test_parser_pipelined(benchmark, impl):
 
 
 # --------------------------------------------------------------------------- framing
-# framing_py / framing_c (response head + chunked encoding) are being written.
-# Add one benchmark per public function here, same shape as above, e.g.
-#
-#   @pytest.mark.benchmark(group="framing: response head")
-#   @pytest.mark.parametrize("impl", IMPLS)
-#   def test_framing_head(benchmark, impl):
-#       mod = _module("framing", impl)
-#       benchmark(mod.<function>, 200, HEADERS, ...)
+# --------------------------------------------------------------------------- framing
+# encode_head(status, headers, default_headers, http11, is_head, body_length, keep_alive)
+
+APP_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", b"104"),
+    (b"Cache-Control", b"no-store"),
+    (b"x-request-id", b"4f6d2a1c9b8e7f60"),
+]
+DEFAULT_HEADERS = b"server: fastasgi\r\ndate: Wed, 25 Nov 2026 10:00:00 GMT\r\n"
 
 
+@pytest.mark.benchmark(group="framing: response head, 4 app headers")
 @pytest.mark.parametrize("impl", IMPLS)
-def test_framing_placeholder(benchmark, impl):
-    _module("framing", impl)
-    pytest.skip("framing benchmarks not written yet: add them once framing_py's API is settled")
+def test_framing_head(benchmark, impl):
+    mod = _module("framing", impl)
+    head, _mode, length, keep_alive = benchmark(
+        mod.encode_head, 200, APP_HEADERS, DEFAULT_HEADERS, True, False, 104, True
+    )
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and length == 104 and keep_alive
+
+
+@pytest.mark.benchmark(group="framing: streamed response head (chunked)")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_framing_head_chunked(benchmark, impl):
+    mod = _module("framing", impl)
+    _head, mode, _length, _keep_alive = benchmark(
+        mod.encode_head, 200, APP_HEADERS[:1], DEFAULT_HEADERS, True, False, -1, True
+    )
+    assert mode == mod.CHUNKED
+
+
+@pytest.mark.benchmark(group="framing: one 1 KiB chunk")
+@pytest.mark.parametrize("impl", IMPLS)
+def test_framing_chunk(benchmark, impl):
+    mod = _module("framing", impl)
+    data = b"x" * 1024
+    assert benchmark(mod.chunk, data).startswith(b"400\r\n")

@@ -53,8 +53,9 @@ def start_server(workers: int, reuse_port: bool) -> tuple[subprocess.Popen[str],
     raise SystemExit("server did not start:\n" + "".join(lines))
 
 
-def load(port: int, requests: int, clients: int, keep_alive: bool, max_seconds: float,
-         on_progress=None) -> tuple[Counter[int], int, list[str]]:
+def load(
+    port: int, requests: int, clients: int, keep_alive: bool, max_seconds: float, on_progress=None
+) -> tuple[Counter[int], int, list[str]]:
     counts: Counter[int] = Counter()
     failures: list[str] = []
     lock = threading.Lock()
@@ -85,7 +86,7 @@ def load(port: int, requests: int, clients: int, keep_alive: bool, max_seconds: 
                     conn = None
                 with lock:
                     counts[pid] += 1
-            except Exception as exc:  # noqa: BLE001 - counted
+            except Exception as exc:  # counted
                 with lock:
                     failures.append(f"{type(exc).__name__}: {exc}")
                 if conn is not None:
@@ -122,7 +123,7 @@ def spread(args: argparse.Namespace, reuse_port: bool) -> None:
 
 
 def rolling(args: argparse.Namespace, reuse_port: bool) -> None:
-    proc, port, lines = start_server(args.workers, reuse_port)
+    proc, port, _lines = start_server(args.workers, reuse_port)
     restarts = [0]
     every = args.restart_every
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import os
 import struct
@@ -22,7 +23,9 @@ import time
 def client_frame(size: int) -> bytes:
     key = os.urandom(4)
     payload = os.urandom(size)
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes((key * (size // 4 + 1))[:size], "big")).to_bytes(size, "big")
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes((key * (size // 4 + 1))[:size], "big")).to_bytes(
+        size, "big"
+    )
     if size < 126:
         head = struct.pack("!BB", 0x82, 0x80 | size)
     elif size < 65536:
@@ -85,7 +88,9 @@ async def main(args: argparse.Namespace) -> dict:
     transports = []
     for _ in range(args.connections):
         ready = loop.create_future()
-        tr, _ = await loop.create_connection(lambda: Client(frame, expect, counter, ready), args.host, args.port)
+        tr, _ = await loop.create_connection(
+            functools.partial(Client, frame, expect, counter, ready), args.host, args.port
+        )
         transports.append(tr)
         await asyncio.wait_for(ready, 10)
     await asyncio.sleep(args.warmup)

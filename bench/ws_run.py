@@ -35,8 +35,25 @@ SERVERS = {
     "fastasgi-wsproto": [sys.executable, "-m", "fastasgi", APP, "--ws", "wsproto", *COMMON],
     "uvicorn-websockets-sansio": [sys.executable, "-m", "uvicorn", APP, "--ws", "websockets-sansio", *COMMON],
     "uvicorn-wsproto": [sys.executable, "-m", "uvicorn", APP, "--ws", "wsproto", *COMMON],
-    "granian": [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1", "--runtime-threads", "1",
-                "--http", "1", "--loop", "uvloop", "--no-access-log", "--log-level", "warning", APP],
+    "granian": [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--workers",
+        "1",
+        "--runtime-threads",
+        "1",
+        "--http",
+        "1",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        APP,
+    ],
 }
 BASELINE = {"fastasgi-wsproto": "uvicorn-wsproto"}
 DEFAULT_BASELINE = "uvicorn-websockets-sansio"
@@ -57,8 +74,14 @@ def pin(cpu: int | None, argv: list[str]) -> list[str]:
 def start(name: str, port: int, cpu: int | None) -> subprocess.Popen:
     argv = SERVERS[name] + ["--host", "127.0.0.1", "--port", str(port)]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    proc = subprocess.Popen(pin(cpu, argv), cwd=REPO_ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        pin(cpu, argv),
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -88,9 +111,21 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def load(port: int, size: int, connections: int, duration: float, warmup: float, cpu: int | None) -> float:
-    argv = [sys.executable, str(BENCH_DIR / "ws_load.py"), "--port", str(port), "--size", str(size),
-            "--connections", str(connections), "--duration", str(duration), "--warmup", str(warmup)]
-    out = subprocess.run(pin(cpu, argv), capture_output=True, text=True, timeout=duration + warmup + 60)
+    argv = [
+        sys.executable,
+        str(BENCH_DIR / "ws_load.py"),
+        "--port",
+        str(port),
+        "--size",
+        str(size),
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
+    out = subprocess.run(pin(cpu, argv), capture_output=True, text=True, timeout=duration + warmup + 60, check=False)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-500:])
     return float(json.loads(out.stdout.strip().splitlines()[-1])["msgs_per_s"])
@@ -123,7 +158,7 @@ def main() -> None:
     results: dict[tuple[str, int], list[float]] = {}
     errors: dict[str, str] = {}
     for r in range(rounds):
-        order = servers[r % len(servers):] + servers[: r % len(servers)]  # rotate: drift hits all alike
+        order = servers[r % len(servers) :] + servers[: r % len(servers)]  # rotate: drift hits all alike
         for size in sizes:
             for name in order:
                 if name in errors:
@@ -143,8 +178,10 @@ def main() -> None:
                 finally:
                     stop(proc)
 
-    print(f"\nWebSocket echo, {a.connections} connections, {rounds} round(s) x {duration:g} s, "
-          f"server on CPU {scpu}, load on CPU {lcpu}; median msgs/s (ratio to uvicorn, same backend)\n")
+    print(
+        f"\nWebSocket echo, {a.connections} connections, {rounds} round(s) x {duration:g} s, "
+        f"server on CPU {scpu}, load on CPU {lcpu}; median msgs/s (ratio to uvicorn, same backend)\n"
+    )
     print("| server | " + " | ".join(f"{s} B" for s in sizes) + " |")
     print("|---|" + "---|" * len(sizes))
     for name in servers:

@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 from fastasgi.config import Config
 from fastasgi.server import Server
 
-__all__ = ["Config", "Server", "run", "main", "__version__"]
+__all__ = ["Config", "Server", "__version__", "main", "run"]
 
 
 def __getattr__(name: str):  # lazy: importing click is not needed to use Config/Server

@@ -170,8 +170,9 @@ def _startup_error(message: str) -> None:
 
 def _run_signature() -> inspect.Signature:
     params = [inspect.Parameter("app", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    config_params = Config.__init__.__signature__.parameters  # type: ignore[attr-defined]
     params += [
-        inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=Config.__init__.__signature__.parameters[s.name].default)  # type: ignore[attr-defined]
+        inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=config_params[s.name].default)
         for s in SETTINGS
     ]
     params += [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=s.default) for s in RUN_ONLY]

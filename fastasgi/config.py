@@ -17,7 +17,10 @@ import os
 import socket
 import ssl
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
 
 from fastasgi.importer import ImportFromStringError, import_from_string
 from fastasgi.settings import SETTINGS, SETTINGS_BY_NAME
@@ -86,6 +89,70 @@ def _build_signature() -> inspect.Signature:
 class Config:
     """Same keywords and defaults as ``uvicorn.Config`` (see :data:`fastasgi.settings.SETTINGS`)."""
 
+    # The settings, for type checkers only: __init__ sets each one of SETTINGS with setattr
+    # (workers and headers are annotated where __init__ normalises them).
+    host: str
+    port: int
+    uds: str | None
+    fd: int | None
+    loop: str
+    http: Any  # a name, "module:attr" or a protocol class
+    http2: bool
+    ws: Any  # a name, "module:attr" or a protocol class
+    ws_max_size: int
+    ws_max_queue: int
+    ws_ping_interval: float | None
+    ws_ping_timeout: float | None
+    ws_per_message_deflate: bool
+    lifespan: str
+    env_file: str | os.PathLike[str] | None
+    log_config: Any  # a dictConfig dict, a file path, or None
+    log_level: str | int | None
+    access_log: bool
+    use_colors: bool | None
+    interface: str
+    reload: bool
+    reload_dirs: list[Path]  # resolved by __init__; what was passed stays in reload_dirs_given
+    reload_includes: list[str]
+    reload_excludes: list[str]
+    reload_dirs_excludes: list[Path]
+    reload_dirs_given: Any
+    reload_delay: float
+    reuse_port: bool
+    proxy_headers: bool
+    server_header: bool
+    date_header: bool
+    forwarded_allow_ips: list[str] | str  # None is replaced by __init__
+    root_path: str
+    limit_concurrency: int | None
+    limit_max_requests: int | None
+    limit_max_requests_jitter: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    limit_request_header_size: int | None
+    limit_chunk_extension_size: int
+    limit_request_body: int | None
+    backlog: int
+    timeout_keep_alive: int
+    timeout_request_header: float
+    timeout_request_body: float
+    timeout_notify: float
+    timeout_graceful_shutdown: float | None
+    timeout_worker_healthcheck: float
+    callback_notify: Callable[[], Awaitable[None]] | None
+    ssl_keyfile: str | os.PathLike[str] | None
+    ssl_certfile: str | os.PathLike[str] | None
+    ssl_keyfile_password: str | None
+    ssl_version: int
+    ssl_cert_reqs: int
+    ssl_ca_certs: str | os.PathLike[str] | None
+    ssl_ciphers: str | None
+    ssl_context_factory: Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None
+    factory: bool
+    h11_max_incomplete_event_size: int | None
+    reset_contextvars: bool
+
     def __init__(self, app: Any, **kwargs: Any) -> None:
         unknown = set(kwargs) - SETTINGS_BY_NAME.keys()
         if unknown:
@@ -101,7 +168,9 @@ class Config:
             try:
                 self.workers = int(os.environ["WEB_CONCURRENCY"])
             except ValueError:
-                raise ConfigError(f"WEB_CONCURRENCY must be an integer, got {os.environ['WEB_CONCURRENCY']!r}") from None
+                raise ConfigError(
+                    f"WEB_CONCURRENCY must be an integer, got {os.environ['WEB_CONCURRENCY']!r}"
+                ) from None
         self.headers: list[tuple[str, str]] = [tuple(h) for h in (self.headers or [])]  # type: ignore[misc]
         self.encoded_headers: list[tuple[bytes, bytes]] = []
         if self.forwarded_allow_ips is None:
@@ -134,7 +203,11 @@ class Config:
     def validate(self) -> None:
         def choice(name: str, allowed: list[str]) -> None:
             value = getattr(self, name)
-            if isinstance(value, str) and value not in allowed and not (name in ("loop", "http", "ws") and ":" in value):
+            if (
+                isinstance(value, str)
+                and value not in allowed
+                and not (name in ("loop", "http", "ws") and ":" in value)
+            ):
                 raise ConfigError(f"Invalid value for {name}: {value!r} (choose from {', '.join(allowed)})")
 
         from fastasgi.settings import HTTP_CHOICES, INTERFACE_CHOICES, LIFESPAN_CHOICES, LOOP_CHOICES, WS_CHOICES
@@ -148,13 +221,25 @@ class Config:
             raise ConfigError(f"Invalid log level {self.log_level!r} (choose from {', '.join(LOG_LEVELS)})")
         if self.http2:
             raise ConfigError("HTTP/2 is not supported by fastasgi; run without --http2 (terminate h2 at your proxy)")
-        for name in ("port", "backlog", "ws_max_size", "ws_max_queue", "limit_max_requests_jitter", "timeout_keep_alive"):
+        for name in (
+            "port",
+            "backlog",
+            "ws_max_size",
+            "ws_max_queue",
+            "limit_max_requests_jitter",
+            "timeout_keep_alive",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative integer)")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"Invalid port {self.port}: must be between 0 and 65535")
-        for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size", "limit_chunk_extension_size"):
+        for name in (
+            "limit_request_line",
+            "limit_request_fields",
+            "limit_request_field_size",
+            "limit_chunk_extension_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a positive integer)")
@@ -176,7 +261,9 @@ class Config:
             if not name or any(c in name for c in " \t\r\n:") or any(c in str(value) for c in "\r\n\0"):
                 raise ConfigError(f"Invalid --header {name}:{value!r}: expected 'Name:Value' without CR/LF")
 
-    def _reload_patterns(self, dirs: Any, includes: Any, excludes: Any) -> tuple[list[Path], list[str], list[str], list[Path]]:
+    def _reload_patterns(
+        self, dirs: Any, includes: Any, excludes: Any
+    ) -> tuple[list[Path], list[str], list[str], list[Path]]:
         from fastasgi.supervisors.reload_patterns import resolve_reload_config
 
         if (dirs or includes or excludes) and not self.should_reload:
@@ -247,7 +334,9 @@ class Config:
                     try:
                         import yaml
                     except ImportError:  # pragma: no cover
-                        raise ConfigError("--log-config with YAML needs PyYAML: pip install 'fastasgi[standard]'") from None
+                        raise ConfigError(
+                            "--log-config with YAML needs PyYAML: pip install 'fastasgi[standard]'"
+                        ) from None
                     with open(self.log_config) as file:
                         logging.config.dictConfig(yaml.safe_load(file))
                 else:
@@ -273,8 +362,10 @@ class Config:
     def create_ssl_context(self) -> ssl.SSLContext:
         def default_factory() -> ssl.SSLContext:
             ctx = ssl.SSLContext(self.ssl_version)
-            get_password = (lambda: self.ssl_keyfile_password) if self.ssl_keyfile_password else None
-            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, get_password)
+            password = self.ssl_keyfile_password
+            get_password = (lambda: password) if password else None
+            # a missing certfile fails in load_cert_chain (TypeError, reported as a ConfigError)
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, get_password)  # type: ignore[arg-type]
             ctx.verify_mode = ssl.VerifyMode(self.ssl_cert_reqs)
             if self.ssl_ca_certs:
                 ctx.load_verify_locations(self.ssl_ca_certs)
@@ -282,14 +373,20 @@ class Config:
                 ctx.set_ciphers(self.ssl_ciphers)
             return ctx
 
-        for label, path in (("--ssl-certfile", self.ssl_certfile), ("--ssl-keyfile", self.ssl_keyfile), ("--ssl-ca-certs", self.ssl_ca_certs)):
+        for label, path in (
+            ("--ssl-certfile", self.ssl_certfile),
+            ("--ssl-keyfile", self.ssl_keyfile),
+            ("--ssl-ca-certs", self.ssl_ca_certs),
+        ):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"TLS file for {label} not found or not a file: {os.fspath(path)}")
         try:
             if self.ssl_context_factory is not None:
                 return self.ssl_context_factory(self, default_factory)
             if not self.ssl_certfile:
-                raise ConfigError("TLS needs --ssl-certfile (and --ssl-keyfile unless the key is in the certificate file)")
+                raise ConfigError(
+                    "TLS needs --ssl-certfile (and --ssl-keyfile unless the key is in the certificate file)"
+                )
             return default_factory()
         except ConfigError:
             raise
@@ -305,9 +402,9 @@ class Config:
         self.ssl: ssl.SSLContext | None = self.create_ssl_context() if self.is_ssl else None
 
         encoded = [(str(k).lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in self.headers]
-        self.encoded_headers = encoded if b"server" in dict(encoded) or not self.server_header else [
-            (b"server", b"fastasgi")
-        ] + encoded
+        self.encoded_headers = (
+            encoded if b"server" in dict(encoded) or not self.server_header else [(b"server", b"fastasgi")] + encoded
+        )
 
         from fastasgi.protocols.http import resolve_http_protocol
         from fastasgi.protocols.websockets import resolve_ws_protocol
@@ -358,7 +455,9 @@ class Config:
             except TypeError as exc:
                 raise ConfigError(f"Error loading ASGI app factory: {exc}") from None
         elif isinstance(self.app, str) and inspect.isfunction(app) and not _looks_like_app(app):
-            logger.warning("ASGI app factory detected. Using it, but please consider setting the --factory flag explicitly.")
+            logger.warning(
+                "ASGI app factory detected. Using it, but please consider setting the --factory flag explicitly."
+            )
             app = app()
         if not callable(app):
             raise ConfigError(f"Error loading ASGI app: {self.app!r} is not callable")
@@ -372,7 +471,7 @@ class Config:
         elif inspect.isfunction(app):
             use_asgi3 = asyncio.iscoroutinefunction(app)
         else:
-            call = getattr(app, "__call__", None)
+            call = getattr(app, "__call__", None)  # noqa: B004 - the method itself, not a callable() test
             use_asgi3 = asyncio.iscoroutinefunction(call)
         return "asgi3" if use_asgi3 else "asgi2"
 
@@ -398,4 +497,4 @@ def _looks_like_app(func: Any) -> bool:
     return len(params) > 0 or asyncio.iscoroutinefunction(func)
 
 
-__all__ = ["Config", "ConfigError", "LOGGING_CONFIG", "LOG_LEVELS", "TRACE_LOG_LEVEL", "STARTUP_FAILURE"]
+__all__ = ["LOGGING_CONFIG", "LOG_LEVELS", "STARTUP_FAILURE", "TRACE_LOG_LEVEL", "Config", "ConfigError"]

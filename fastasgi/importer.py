@@ -30,9 +30,7 @@ def import_from_string(import_str: Any) -> Any:
             f'Could not import module "{module_str}": syntax error in {exc.filename}, line {exc.lineno}: {exc.msg}.'
         ) from exc
     except Exception as exc:
-        raise ImportFromStringError(
-            f'Could not import module "{module_str}": {type(exc).__name__}: {exc}.'
-        ) from exc
+        raise ImportFromStringError(f'Could not import module "{module_str}": {type(exc).__name__}: {exc}.') from exc
 
     instance: Any = module
     try:

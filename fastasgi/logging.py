@@ -10,7 +10,7 @@ import http
 import logging
 import sys
 from copy import copy
-from typing import Literal
+from typing import Any, Literal
 
 TRACE_LOG_LEVEL = 5
 
@@ -86,7 +86,8 @@ class AccessFormatter(ColourizedFormatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         recordcopy = copy(record)
-        client_addr, method, full_path, http_version, status_code = recordcopy.args  # type: ignore[misc]
+        args: Any = recordcopy.args
+        client_addr, method, full_path, http_version, status_code = args
         request_line = f"{method} {full_path} HTTP/{http_version}"
         if self.use_colors:
             request_line = _style(request_line, bold=True)

@@ -13,9 +13,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Generator, Sequence
 from email.utils import formatdate
 from types import FrameType
-from typing import Any, Callable, Generator, Sequence
+from typing import Any, Callable
 
 from fastasgi.config import STARTUP_FAILURE, Config, ConfigError
 
@@ -220,7 +221,9 @@ class Server:
             if sockets is not None:
                 self.servers = []
                 for sock in sockets:
-                    server = await loop.create_server(create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog)
+                    server = await loop.create_server(
+                        create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
+                    )
                     self.servers.append(server)
                 listeners = sockets
             elif config.fd is not None:
@@ -233,7 +236,9 @@ class Server:
                 uds_perms = 0o666
                 if os.path.exists(config.uds):
                     uds_perms = os.stat(config.uds).st_mode
-                server = await loop.create_unix_server(create_protocol, path=config.uds, ssl=config.ssl, backlog=config.backlog)
+                server = await loop.create_unix_server(
+                    create_protocol, path=config.uds, ssl=config.ssl, backlog=config.backlog
+                )
                 os.chmod(config.uds, uds_perms)
                 assert server.sockets is not None
                 listeners = server.sockets
@@ -247,7 +252,11 @@ class Server:
                 self.servers = [server]
         except OSError as exc:
             where = config.uds or (f"fd {config.fd}" if config.fd is not None else f"{config.host}:{config.port}")
-            hint = " (address already in use: is another server running on that port?)" if exc.errno in (98, 48, 10048) else ""
+            hint = (
+                " (address already in use: is another server running on that port?)"
+                if exc.errno in (98, 48, 10048)
+                else ""
+            )
             logger.error("Could not bind to %s: %s%s", where, exc.strerror or exc, hint)
             await self.lifespan.shutdown()
             self.should_exit = True
@@ -304,10 +313,12 @@ class Server:
         # Update the default headers, once per second.
         if counter % 10 == 0:
             self.update_default_headers()
-            if self.config.callback_notify is not None:
-                if time.monotonic() >= self.last_notified + self.config.timeout_notify:
-                    self.last_notified = time.monotonic()
-                    await self.config.callback_notify()
+            if (
+                self.config.callback_notify is not None
+                and time.monotonic() >= self.last_notified + self.config.timeout_notify
+            ):
+                self.last_notified = time.monotonic()
+                await self.config.callback_notify()
 
         if self.should_exit:
             return True
@@ -335,11 +346,9 @@ class Server:
         try:
             await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=self.config.timeout_graceful_shutdown)
         except asyncio.TimeoutError:
-            logger.error(
-                "Cancel %s running task(s), timeout graceful shutdown exceeded", len(self.server_state.tasks)
-            )
+            logger.error("Cancel %s running task(s), timeout graceful shutdown exceeded", len(self.server_state.tasks))
             for t in list(self.server_state.tasks):
-                t.cancel(msg="Task cancelled, timeout graceful shutdown exceeded") if sys.version_info >= (3, 9) else t.cancel()
+                t.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
             for connection in list(self.server_state.connections):
                 transport = getattr(connection, "transport", None)
                 if transport is not None:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
@@ -30,7 +30,7 @@ from fastasgi.config import Config
 from fastasgi.server import run_with_loop_factory
 from fastasgi.supervisors.worker import SupervisedServer
 
-__all__ = ["FastASGIWorker", "FastASGIH11Worker"]
+__all__ = ["FastASGIH11Worker", "FastASGIWorker"]
 
 
 class RequestLimits:
@@ -70,7 +70,9 @@ class RequestLimits:
         if self.line:
             query = scope.get("query_string") or b""
             target = len(scope.get("raw_path") or scope["path"].encode()) + (len(query) + 1 if query else 0)
-            length = len(scope.get("method", "GET")) + 1 + target + 1 + len("HTTP/") + len(scope.get("http_version", "1.1"))
+            length = (
+                len(scope.get("method", "GET")) + 1 + target + 1 + len("HTTP/") + len(scope.get("http_version", "1.1"))
+            )
             if length > self.line:
                 return f"Request Line is too large ({length} > {self.line})"
         headers = scope.get("headers") or []
@@ -86,7 +88,7 @@ class RequestLimits:
 class FastASGIWorker(Worker):
     """A gunicorn worker that serves an ASGI app with fastasgi."""
 
-    CONFIG_KWARGS: dict[str, Any] = {"loop": "auto", "http": "auto"}
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {"loop": "auto", "http": "auto"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,7 +164,7 @@ class FastASGIWorker(Worker):
         loop.add_signal_handler(signal.SIGQUIT, server.handle_exit, signal.SIGQUIT, None)
         try:
             self.config.load()
-        except Exception as exc:  # noqa: BLE001 - reported to the arbiter as a boot error
+        except Exception as exc:  # reported to the arbiter as a boot error
             self.log.error("Could not load the application: %s", exc)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
         if any(self.limits):
@@ -181,4 +183,4 @@ class FastASGIWorker(Worker):
 class FastASGIH11Worker(FastASGIWorker):
     """The pure-Python path (h11 + asyncio): for PyPy or a build without the extension."""
 
-    CONFIG_KWARGS = {"loop": "asyncio", "http": "h11"}
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {"loop": "asyncio", "http": "h11"}

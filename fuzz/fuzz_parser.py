@@ -28,15 +28,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import atheris  # noqa: E402
+import atheris
 
 with atheris.instrument_imports():
     from fastasgi._speedups import parser_py
 
-from fastasgi._speedups import parser_c  # noqa: E402  (compiled: not instrumentable)
-
-from fastasgi.config import Config  # noqa: E402
-from fastasgi.server import ServerState  # noqa: E402
+from fastasgi._speedups import parser_c  # compiled: not instrumentable
+from fastasgi.config import Config
+from fastasgi.server import ServerState
 
 
 def outcome(mod, pieces):
@@ -110,12 +109,14 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": body})
 
 
-import logging  # noqa: E402
+import logging
 
 logging.getLogger("fastasgi").setLevel(logging.CRITICAL)
 LOOP = asyncio.new_event_loop()
 asyncio.set_event_loop(LOOP)
-CONFIG = Config(app, log_config=None, lifespan="off", http="httptools", ws="none", access_log=False, limit_request_body=1 << 16)
+CONFIG = Config(
+    app, log_config=None, lifespan="off", http="httptools", ws="none", access_log=False, limit_request_body=1 << 16
+)
 CONFIG.load()
 logging.getLogger("fastasgi.error").setLevel(logging.CRITICAL)
 STATE = ServerState()

@@ -25,7 +25,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-APP = '''
+APP = """
 async def app(scope, receive, send):
     if scope["type"] == "websocket":
         await receive()
@@ -51,11 +51,13 @@ async def app(scope, receive, send):
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": body or b"ok"})
-'''
+"""
 
 GET = b"GET / HTTP/1.1\r\nHost: soak\r\n\r\n"
 POST = b"POST /echo HTTP/1.1\r\nHost: soak\r\nContent-Length: 64\r\n\r\n" + b"p" * 64
-CHUNKED = b"POST /stream HTTP/1.1\r\nHost: soak\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+CHUNKED = (
+    b"POST /stream HTTP/1.1\r\nHost: soak\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+)
 
 
 def rss_kb(pid: int) -> int:
@@ -145,9 +147,24 @@ def run(args: argparse.Namespace) -> dict:
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + tmp, PYTHONUNBUFFERED="1")
     if args.impl == "py":
         env["FASTASGI_NO_EXTENSIONS"] = "1"
-    cmd = [sys.executable, "-m", "fastasgi", "soak_app:app", "--port", "0", "--no-access-log", "--lifespan", "off",
-           "--log-level", "warning", "--http", "h11" if args.impl == "py" else "httptools"]
-    proc = subprocess.Popen(cmd + ["--log-level", "info"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp)
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastasgi",
+        "soak_app:app",
+        "--port",
+        "0",
+        "--no-access-log",
+        "--lifespan",
+        "off",
+        "--log-level",
+        "warning",
+        "--http",
+        "h11" if args.impl == "py" else "httptools",
+    ]
+    proc = subprocess.Popen(
+        cmd + ["--log-level", "info"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp
+    )
     try:
         port = 0
         deadline = time.monotonic() + 30

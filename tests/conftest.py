@@ -16,7 +16,8 @@ import socket
 import sys
 import threading
 import weakref
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -111,7 +112,7 @@ def run_server(app: Any, impl: str = "py", **kwargs: Any) -> Iterator[ThreadedSe
     def target() -> None:
         try:
             server.run()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:  # reported to the test
             errors.append(exc)
             server.ready.set()
 
@@ -146,7 +147,7 @@ def raw_request(port: int, data: bytes, timeout: float = 10.0, read_until_close:
         return b"".join(chunks)
 
 
-_leftover: "weakref.WeakKeyDictionary[socket.socket, bytes]" = weakref.WeakKeyDictionary()
+_leftover: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
 
 
 def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[bytes, bytes], bytes]:
@@ -200,7 +201,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-__all__ = ["run_server", "raw_request", "read_response", "ThreadedServer", "asyncio"]
+__all__ = ["ThreadedServer", "asyncio", "raw_request", "read_response", "run_server"]
 
 
 import os
@@ -247,7 +248,7 @@ class CLIServer:
             self._queue.put(line)
         self._queue.put(None)
 
-    def wait_line(self, pattern: "re.Pattern[str]", timeout: float = 30) -> "re.Match[str]":
+    def wait_line(self, pattern: re.Pattern[str], timeout: float = 30) -> re.Match[str]:
         import queue
         import time
 
@@ -268,7 +269,7 @@ class CLIServer:
                 return m
         raise AssertionError(f"no line matching {pattern.pattern!r}:\n" + "".join(self.lines) + self.rest())
 
-    def wait_ready(self, timeout: float = 30, pattern: "re.Pattern[str]" = RUNNING_RE) -> int:
+    def wait_ready(self, timeout: float = 30, pattern: re.Pattern[str] = RUNNING_RE) -> int:
         m = self.wait_line(pattern, timeout)
         self.port = int(m.group(3)) if pattern is RUNNING_RE else 0
         return self.port
@@ -307,4 +308,5 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float =
         env=full_env,
         cwd=REPO,
         timeout=timeout,
+        check=False,
     )

@@ -13,15 +13,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import apps, run  # noqa: E402
+from bench import apps, run
 
 
 def call(app, method="GET", body=b"", chunk=1000):
     """Drive an ASGI app directly; returns (start message, body messages)."""
     parts = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
-    incoming = [
-        {"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)
-    ]
+    incoming = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
     sent = []
 
     async def receive():
@@ -30,8 +28,16 @@ def call(app, method="GET", body=b"", chunk=1000):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-             "path": "/", "raw_path": b"/", "query_string": b"", "headers": []}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+    }
     asyncio.run(app(scope, receive, send))
     assert sent[0]["type"] == "http.response.start"
     return sent[0], sent[1:]
@@ -95,8 +101,19 @@ def test_aggregate_ratio_and_skip():
         S(1, "plaintext", 64, "uvicorn", rps=100.0, req_per_cpu_s=100.0, p50_ms=1, p99_ms=2, peak_rss_mib=30),
         S(1, "plaintext", 64, "granian", rps=150.0, req_per_cpu_s=150.0, p50_ms=1, p99_ms=2, peak_rss_mib=60),
         S(2, "plaintext", 64, "uvicorn", rps=200.0, req_per_cpu_s=200.0, p50_ms=1, p99_ms=2, peak_rss_mib=30),
-        S(2, "plaintext", 64, "granian", rps=300.0, req_per_cpu_s=300.0, p50_ms=1, p99_ms=2, peak_rss_mib=60,
-          errors={"read": 3}, flags=["errors read=3"]),
+        S(
+            2,
+            "plaintext",
+            64,
+            "granian",
+            rps=300.0,
+            req_per_cpu_s=300.0,
+            p50_ms=1,
+            p99_ms=2,
+            peak_rss_mib=60,
+            errors={"read": 3},
+            flags=["errors read=3"],
+        ),
         S(1, "plaintext", 64, "fastasgi", status="skipped", reason="exited with 1: boom"),
         S(2, "plaintext", 64, "fastasgi", status="skipped", reason="exited with 1: boom"),
     ]
@@ -106,8 +123,18 @@ def test_aggregate_ratio_and_skip():
     assert by["uvicorn"]["vs_baseline"] == pytest.approx(1.0)
     assert by["fastasgi"]["status"] == "skipped: exited with 1: boom"
     md = run.render_markdown(
-        {"date": "d", "machine": "m", "python": "p", "packages": {}, "wrk": "w", "command": "c",
-         "settings": "s", "pinning": "x", "servers": {}, "scenarios": {}},
+        {
+            "date": "d",
+            "machine": "m",
+            "python": "p",
+            "packages": {},
+            "wrk": "w",
+            "command": "c",
+            "settings": "s",
+            "pinning": "x",
+            "servers": {},
+            "scenarios": {},
+        },
         rows,
     )
     assert "| ⚠ granian |" in md and "skipped: exited with 1: boom" in md and "not comparable" in md

@@ -161,13 +161,13 @@ def test_access_log_line_and_no_access_log():
     server = CLIServer(["tests.apps.misc:hello", "--port", "0"])
     port = server.wait_ready()
     httpx.get(f"http://127.0.0.1:{port}/path?q=1")
-    code, output = server.stop()
-    assert '127.0.0.1:' in output and '"GET /path?q=1 HTTP/1.1" 200' in output
+    _code, output = server.stop()
+    assert "127.0.0.1:" in output and '"GET /path?q=1 HTTP/1.1" 200' in output
 
     server = CLIServer(["tests.apps.misc:hello", "--port", "0", "--no-access-log"])
     port = server.wait_ready()
     httpx.get(f"http://127.0.0.1:{port}/path?q=1")
-    code, output = server.stop()
+    _code, output = server.stop()
     assert '"GET /path?q=1' not in output
 
 
@@ -231,7 +231,7 @@ def test_log_config_formats(tmp_path, fmt):
         )
     server = CLIServer(["tests.apps.misc:hello", "--port", "0", "--log-config", str(path)])
     server.wait_ready()
-    code, output = server.stop()
+    _code, output = server.stop()
     assert "CUSTOM-INFO" in output
 
 
@@ -248,7 +248,7 @@ def test_trace_log_level_logs_asgi_messages():
     server = CLIServer(["tests.apps.misc:hello", "--port", "0", "--log-level", "trace"])
     port = server.wait_ready()
     httpx.get(f"http://127.0.0.1:{port}/")
-    code, output = server.stop()
+    _code, output = server.stop()
     assert "TRACE" in output
     assert "http.response.start" in output
 

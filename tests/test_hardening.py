@@ -56,10 +56,17 @@ LIMITS = {
     "request line unfinished": (b"GET /" + b"a" * 200, 414),
     "field count": (b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(5)) + b"\r\n", 431),
     "field size": (b"GET / HTTP/1.1\r\n" + H + b"X: " + b"v" * 200 + b"\r\n\r\n", 431),
-    "header block": (b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 190) for i in range(4)) + b"\r\n", 431),
+    "header block": (
+        b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 190) for i in range(4)) + b"\r\n",
+        431,
+    ),
     "header block unfinished": (b"GET / HTTP/1.1\r\n" + H + b"X: " + b"v" * 700, 431),
     "chunk extension": (
-        b"POST /read HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 20 + b"\r\nhello\r\n0\r\n\r\n",
+        b"POST /read HTTP/1.1\r\n"
+        + H
+        + b"Transfer-Encoding: chunked\r\n\r\n5;"
+        + b"e" * 20
+        + b"\r\nhello\r\n0\r\n\r\n",
         400,
     ),
     "body content-length": (b"POST /read HTTP/1.1\r\n" + H + b"Content-Length: 1001\r\n\r\n" + b"x" * 1001, 413),
@@ -79,7 +86,10 @@ def test_limits(limited, name):
     assert answer.count(b"HTTP/1.1 ") == 1 and b"connection: close" in answer
     if name != "chunk extension":
         assert hardening.calls["n"] == before  # refused before the app was called
-    ok = raw_request(limited.port, b"POST /read HTTP/1.1\r\n" + H + b"Content-Length: 1000\r\nConnection: close\r\n\r\n" + b"x" * 1000)
+    ok = raw_request(
+        limited.port,
+        b"POST /read HTTP/1.1\r\n" + H + b"Content-Length: 1000\r\nConnection: close\r\n\r\n" + b"x" * 1000,
+    )
     assert ok.startswith(b"HTTP/1.1 200") and ok.endswith(b"1000")
 
 
@@ -87,7 +97,9 @@ def test_body_limit_chunked_stops_the_app_reading(limited):
     """A chunked body crossing the limit after the app started reading: 413, the app sees a disconnect."""
     before = hardening.calls["disconnects"]
     with socket.create_connection(("127.0.0.1", limited.port)) as sock:
-        sock.sendall(b"POST /read HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1f4\r\n" + b"x" * 500 + b"\r\n")
+        sock.sendall(
+            b"POST /read HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n1f4\r\n" + b"x" * 500 + b"\r\n"
+        )
         time.sleep(0.2)
         sock.sendall(b"1f5\r\n" + b"y" * 501 + b"\r\n0\r\n\r\n")
         answer = closed_after(sock)
@@ -116,7 +128,9 @@ def test_limit_defaults_and_h11_option_compatible():
     assert (Config(basic_app).timeout_request_header, Config(basic_app).timeout_request_body) == (30.0, 60.0)
 
 
-@pytest.mark.parametrize("kwargs", [{"limit_request_line": 0}, {"limit_request_body": -1}, {"timeout_request_header": -1}])
+@pytest.mark.parametrize(
+    "kwargs", [{"limit_request_line": 0}, {"limit_request_body": -1}, {"timeout_request_header": -1}]
+)
 def test_limit_validation(kwargs):
     from fastasgi.config import Config, ConfigError
 
@@ -250,7 +264,9 @@ def test_framing_rejected_with_400_and_close(server, name):
 def test_absolute_form_path_from_uri(server):
     import json
 
-    answer = raw_request(server.port, b"GET http://example.com/scope?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    answer = raw_request(
+        server.port, b"GET http://example.com/scope?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+    )
     scope = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/scope", "/scope", "x=1")
 
@@ -312,7 +328,9 @@ def test_malformed_messages_are_logged_errors(misbehaving, path, caplog):
 @pytest.mark.parametrize("path", ["/100-with-body", "/204-with-body", "/304-with-body"])
 def test_no_body_statuses_drop_the_body(misbehaving, path):
     with socket.create_connection(("127.0.0.1", misbehaving.port)) as sock:
-        sock.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % path.encode())
+        sock.sendall(
+            b"GET %s HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % path.encode()
+        )
         data = closed_after(sock)
     assert b"SMUGGLED" not in data
     assert data.endswith(b"\r\n\r\nok")
@@ -320,7 +338,9 @@ def test_no_body_statuses_drop_the_body(misbehaving, path):
 
 def test_head_streamed_body_dropped(misbehaving):
     with socket.create_connection(("127.0.0.1", misbehaving.port)) as sock:
-        sock.sendall(b"HEAD /head-streamed HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        sock.sendall(
+            b"HEAD /head-streamed HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
         data = closed_after(sock)
     assert b"SMUGGLED" not in data and data.count(b"HTTP/1.1 200") == 2 and data.endswith(b"ok")
 
@@ -355,7 +375,9 @@ def test_nofile_raised_or_logged(monkeypatch):
     assert server_mod.raise_nofile_limit() == 4096  # nothing to do
 
 
-def _concurrent_clients(port: int, n: int, request: bytes, timeout: float = 60.0, times: list | None = None) -> list[bytes]:
+def _concurrent_clients(
+    port: int, n: int, request: bytes, timeout: float = 60.0, times: list | None = None
+) -> list[bytes]:
     """Open n connections at once (non-blocking), send one request on each, read each answer until close."""
     import selectors
 
@@ -400,7 +422,7 @@ def _concurrent_clients(port: int, n: int, request: bytes, timeout: float = 60.0
 def test_thousands_of_concurrent_connections(impl):
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     n = 3000
     if hard < 2 * n + 100:
         pytest.skip(f"hard RLIMIT_NOFILE {hard} too low for {n} connections")
@@ -414,7 +436,6 @@ def test_thousands_of_concurrent_connections(impl):
 def test_limit_concurrency_answers_503_quickly(impl):
     hardening.calls["n"] = 0
     with run_server(hardening.app, impl, limit_concurrency=10) as srv:
-        t0 = time.monotonic()
         results: list[bytes] = []
 
         def slow() -> None:
@@ -426,7 +447,9 @@ def test_limit_concurrency_answers_503_quickly(impl):
         time.sleep(0.3)
         times: list = []
         t1 = time.monotonic()
-        answers = _concurrent_clients(srv.port, 200, b"GET /sleep?1.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", times=times)
+        answers = _concurrent_clients(
+            srv.port, 200, b"GET /sleep?1.5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", times=times
+        )
         quick = max(t for t, head in times if head.startswith(b"HTTP/1.1 503")) - t1
         for t in threads:
             t.join(10)

@@ -106,7 +106,7 @@ def test_streamed_response_is_chunked(server):
 def test_http10_streamed_response_is_close_delimited(server):
     data = raw_request(server.port, b"GET /stream HTTP/1.0\r\n\r\n")
     head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200")
+    assert head.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
     assert b"transfer-encoding" not in head.lower()
     assert b"connection: close" in head.lower()
     assert body == b"chunk0;chunk1;chunk2;"
@@ -203,7 +203,9 @@ def test_expect_100_continue_not_sent_when_app_does_not_read(server):
 
 def test_unread_body_is_skipped_on_keep_alive(server):
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.sendall(
+            b"POST /noread HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
         assert read_response(sock)[2] == b"did not read"
         assert read_response(sock)[2] == b"Hello, world!"
 
@@ -239,7 +241,7 @@ def test_body_longer_than_content_length_is_cut(server):
 
 def test_body_shorter_than_content_length_closes(server):
     data = raw_request(server.port, b"GET /too-short HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    head, _, body = data.partition(b"\r\n\r\n")
+    _head, _, body = data.partition(b"\r\n\r\n")
     assert body == b"01234"
 
 
@@ -256,10 +258,10 @@ def test_bad_app_headers_never_reach_the_wire(server, path, caplog):
 def test_send_after_complete_is_an_error(server, caplog):
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /send-after-complete HTTP/1.1\r\nHost: a\r\n\r\n")
-        status, _, body = read_response(sock)
+        _status, _, body = read_response(sock)
         assert body == b"done"
         sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        status, _, body = read_response(sock)
+        _status, _, body = read_response(sock)
         assert body == b"Hello, world!"  # the stream was not corrupted by EXTRA
     assert "after response already completed" in caplog.text
 
@@ -274,7 +276,7 @@ def test_large_response_flow_control(server):
     size = 8 * 1024 * 1024
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /big?%d HTTP/1.1\r\nHost: a\r\n\r\n" % size)
-        status, headers, body = read_response(sock, timeout=30)
+        status, _headers, body = read_response(sock, timeout=30)
     assert status == 200
     assert len(body) == size
 

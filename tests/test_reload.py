@@ -15,13 +15,13 @@ from tests.apps.sup_helpers import ServerProcess, get, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-APP_SOURCE = '''
+APP_SOURCE = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
     await send({{"type": "http.response.start", "status": 200, "headers": []}})
     await send({{"type": "http.response.body", "body": b"{version}"}})
-'''
+"""
 
 
 def write_app(directory: Path, version: str) -> None:

@@ -11,11 +11,14 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.apps.sup_helpers import ServerProcess, fastasgi_cmd, get, process_gone, wait_for, worker_pids
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -48,12 +51,12 @@ class Load:
             threading.Thread(target=self.fresh, args=("/slow",), daemon=True),
         ]
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Self:
         for t in self.threads:
             t.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop.set()
         for t in self.threads:
             t.join(30)
@@ -74,7 +77,7 @@ class Load:
             try:
                 status, body = get(self.port, path)
                 self.record(status, body)
-            except Exception as exc:  # noqa: BLE001 - every failure is counted
+            except Exception as exc:  # every failure is counted
                 self.record(None, "", f"{type(exc).__name__}: {exc}")
 
     def keep_alive(self) -> None:
@@ -83,7 +86,7 @@ class Load:
             try:
                 status, body = get(self.port, "/", conn=conn)
                 self.record(status, body)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.record(None, "", f"{type(exc).__name__}: {exc}")
                 conn.close()
         conn.close()
@@ -214,7 +217,7 @@ def test_unhealthy_worker_is_killed_and_replaced() -> None:
         def block() -> None:
             try:
                 blocked["result"] = get(port, "/block", timeout=40)
-            except Exception as exc:  # noqa: BLE001 - the worker is killed under this request
+            except Exception as exc:  # the worker is killed under this request
                 blocked["error"] = exc
 
         t = threading.Thread(target=block, daemon=True)

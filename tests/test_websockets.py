@@ -28,8 +28,15 @@ WS_BACKENDS = ["websockets", "wsproto"]
 KEY = base64.b64encode(b"0123456789abcdef")
 
 
-def handshake_bytes(path: str = "/", extra: list[str] | None = None, *, key: bytes | None = KEY,
-                    version: str | None = "13", upgrade: str = "websocket", connection: str = "Upgrade") -> bytes:
+def handshake_bytes(
+    path: str = "/",
+    extra: list[str] | None = None,
+    *,
+    key: bytes | None = KEY,
+    version: str | None = "13",
+    upgrade: str = "websocket",
+    connection: str = "Upgrade",
+) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"]
     if upgrade:
         lines.append(f"Upgrade: {upgrade}")
@@ -68,8 +75,16 @@ class RawWS:
         self.sock.sendall(handshake_bytes(path, extra))
         self.status, self.headers, self.buf = read_head(self.sock)
 
-    def send_frame(self, opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
-                   mask: bool = True, length: int | None = None) -> None:
+    def send_frame(
+        self,
+        opcode: int,
+        payload: bytes = b"",
+        *,
+        fin: bool = True,
+        rsv: int = 0,
+        mask: bool = True,
+        length: int | None = None,
+    ) -> None:
         n = len(payload) if length is None else length
         b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
         mbit = 0x80 if mask else 0
@@ -81,7 +96,9 @@ class RawWS:
             head = struct.pack("!BBQ", b0, mbit | 127, n)
         if mask:
             key = os.urandom(4)
-            masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload)) if len(payload) < 4096 else _mask(payload, key)
+            masked = (
+                bytes(b ^ key[i % 4] for i, b in enumerate(payload)) if len(payload) < 4096 else _mask(payload, key)
+            )
             self.sock.sendall(head + key + masked)
         else:
             self.sock.sendall(head + payload)
@@ -141,6 +158,7 @@ def _mask(payload: bytes, key: bytes) -> bytes:
 
 # ----------------------------------------------------------------------------------------- apps
 
+
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert scope["type"] == "websocket"
     while True:
@@ -154,7 +172,6 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "websocket.send", "bytes": message["bytes"]})
         else:
             return
-
 
 
 async def routes(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -192,11 +209,13 @@ async def scope_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def subprotocol_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await receive()
-    await send({
-        "type": "websocket.accept",
-        "subprotocol": scope["subprotocols"][-1] if scope["subprotocols"] else None,
-        "headers": [(b"x-custom", b"yes"), (b"set-cookie", b"a=b")],
-    })
+    await send(
+        {
+            "type": "websocket.accept",
+            "subprotocol": scope["subprotocols"][-1] if scope["subprotocols"] else None,
+            "headers": [(b"x-custom", b"yes"), (b"set-cookie", b"a=b")],
+        }
+    )
     await send({"type": "websocket.send", "text": ",".join(scope["subprotocols"])})
     await receive()
 
@@ -208,8 +227,13 @@ async def reject_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def deny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await receive()
-    await send({"type": "websocket.http.response.start", "status": 401,
-                "headers": [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")]})
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 401,
+            "headers": [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")],
+        }
+    )
     await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
     await send({"type": "websocket.http.response.body", "body": b"entry"})
 
@@ -289,6 +313,7 @@ ROUTES = {
 
 # ----------------------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="session", params=WS_BACKENDS)
 def ws(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -315,6 +340,7 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
 
 # ----------------------------------------------------------------------------------------- ASGI spec
 
+
 def test_echo_text_and_bytes(server: Any) -> None:
     with connect(url(server, "/echo"), open_timeout=5, max_size=None) as c:
         c.send("hello")
@@ -337,8 +363,12 @@ def test_echo_text_and_bytes(server: Any) -> None:
 
 
 def test_scope(server: Any, ws: str) -> None:
-    with connect(url(server, "/a%20b/scope?x=1&y=%2F"), open_timeout=5,
-                 additional_headers={"X-Test": "v"}, subprotocols=["p1", "p2"]) as c:
+    with connect(
+        url(server, "/a%20b/scope?x=1&y=%2F"),
+        open_timeout=5,
+        additional_headers={"X-Test": "v"},
+        subprotocols=["p1", "p2"],
+    ) as c:
         info = json.loads(c.recv(timeout=5))
         local = c.socket.getsockname()
     assert info["type"] == "websocket"
@@ -371,8 +401,11 @@ def test_root_path(impl: str, ws: str) -> None:
 
 def test_proxy_headers_scheme_and_client(impl: str, ws: str) -> None:
     with run_server(scope_app, impl, ws=ws, proxy_headers=True, forwarded_allow_ips="*") as srv:
-        with connect(f"ws://127.0.0.1:{srv.port}/scope", open_timeout=5,
-                     additional_headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "1.2.3.4"}) as c:
+        with connect(
+            f"ws://127.0.0.1:{srv.port}/scope",
+            open_timeout=5,
+            additional_headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "1.2.3.4"},
+        ) as c:
             info = json.loads(c.recv(timeout=5))
     assert info["scheme"] == "wss"
     assert info["client"][0] == "1.2.3.4"
@@ -471,6 +504,7 @@ def test_plain_http_on_same_server(server: Any) -> None:
 
 # ----------------------------------------------------------------------------------------- handshake errors
 
+
 @pytest.mark.parametrize(
     "kwargs, status",
     [
@@ -507,6 +541,7 @@ def test_bad_upgrade_or_connection_header(server: Any, kwargs: dict[str, Any]) -
 
 
 # ----------------------------------------------------------------------------------------- options
+
 
 def test_max_size(impl: str, ws: str) -> None:
     with run_server(echo_app, impl, ws=ws, ws_max_size=1000) as srv:
@@ -603,7 +638,7 @@ def test_max_queue_stops_reading(impl: str, ws: str) -> None:
         for _ in range(400 - frames):
             raw.sock.sendall(frame)
         raw.sock.settimeout(10)
-        fin, op, payload = raw.recv_frame()
+        _fin, op, payload = raw.recv_frame()
         assert (op, payload) == (0x1, b"done")
         assert received == [65536] * 400
         raw.close()
@@ -707,6 +742,7 @@ def test_ws_none_serves_plain_http(impl: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------- wsproto as the client
+
 
 def test_wsproto_client(impl: str, ws: str) -> None:
     from wsproto import ConnectionType, WSConnection

@@ -91,10 +91,16 @@ def test_empty_and_large_frames(raw: RawWS) -> None:
     [
         pytest.param([dict(opcode=0x1, payload=b"\xff\xfe")], 1007, id="invalid-utf8"),
         pytest.param([dict(opcode=0x1, payload=b"\xed\xa0\x80")], 1007, id="utf8-surrogate"),
-        pytest.param([dict(opcode=0x1, payload=b"ok", fin=False), dict(opcode=0x0, payload=b"\xc0\xaf", fin=False)],
-                     1007, id="invalid-utf8-in-fragment-fails-fast"),
-        pytest.param([dict(opcode=0x1, payload=b"\xce", fin=False), dict(opcode=0x0, payload=b"", fin=True)],
-                     1007, id="truncated-utf8-at-end"),
+        pytest.param(
+            [dict(opcode=0x1, payload=b"ok", fin=False), dict(opcode=0x0, payload=b"\xc0\xaf", fin=False)],
+            1007,
+            id="invalid-utf8-in-fragment-fails-fast",
+        ),
+        pytest.param(
+            [dict(opcode=0x1, payload=b"\xce", fin=False), dict(opcode=0x0, payload=b"", fin=True)],
+            1007,
+            id="truncated-utf8-at-end",
+        ),
         pytest.param([dict(opcode=0x1, payload=b"x", rsv=1)], 1002, id="rsv1-without-extension"),
         pytest.param([dict(opcode=0x1, payload=b"x", rsv=2)], 1002, id="rsv2"),
         pytest.param([dict(opcode=0x1, payload=b"x", rsv=4)], 1002, id="rsv3"),
@@ -104,8 +110,11 @@ def test_empty_and_large_frames(raw: RawWS) -> None:
         pytest.param([dict(opcode=0x9, payload=b"x", fin=False)], 1002, id="fragmented-ping"),
         pytest.param([dict(opcode=0x9, payload=b"x" * 126)], 1002, id="ping-too-long"),
         pytest.param([dict(opcode=0x0, payload=b"x")], 1002, id="continuation-without-start"),
-        pytest.param([dict(opcode=0x1, payload=b"a", fin=False), dict(opcode=0x1, payload=b"b")], 1002,
-                     id="data-frame-inside-fragmented-message"),
+        pytest.param(
+            [dict(opcode=0x1, payload=b"a", fin=False), dict(opcode=0x1, payload=b"b")],
+            1002,
+            id="data-frame-inside-fragmented-message",
+        ),
     ],
 )
 def test_protocol_errors(raw: RawWS, frames: list[dict[str, Any]], code: int) -> None:
@@ -125,7 +134,7 @@ def test_valid_close_codes_are_echoed(raw: RawWS, ws: str, code: int) -> None:
         # a library limitation, listed in README.md, section WebSockets
         pytest.skip("wsproto does not know close code 1014")
     raw.send_close(code, b"reason \xe2\x98\x83")
-    got, reason = raw.recv_close()
+    got, _reason = raw.recv_close()
     assert got == code
     assert raw.at_eof()
 

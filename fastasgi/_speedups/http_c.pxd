@@ -51,11 +51,16 @@ cdef class HttpProtocol:
     cdef object body_mark
     cdef double body_mark_time
 
-    @cython.locals(cycle=RequestCycle, pending=list, active=RequestCycle)
+    @cython.locals(cycle=RequestCycle, pending=list, active=RequestCycle, starting=RequestCycle)
     cpdef handle_events(self, list events)
 
-    @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, limit=Py_ssize_t, root_path=str)
-    cpdef start_request(self, tuple head)
+    @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, root_path=str)
+    cpdef RequestCycle start_request(self, tuple head)
+
+    @cython.locals(limit=Py_ssize_t)
+    cpdef start_app(self, RequestCycle cycle)
+
+    cpdef became_idle(self)
 
     @cython.locals(pending=list)
     cpdef on_response_complete(self, RequestCycle cycle)

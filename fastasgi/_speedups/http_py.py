@@ -197,16 +197,24 @@ class HttpProtocol:
     # -- events ---------------------------------------------------------------------
 
     def handle_events(self, events):
+        # A request's app starts once the body events that came with its head in this
+        # batch are consumed (at its end of message, the next head, or the end of the
+        # batch): an app started eagerly then finds its body there instead of
+        # suspending for it.
+        starting = None
         for ev in events:
             pending = self.pending
             if pending is not None:
                 pending.append(ev)
             elif type(ev) is tuple:
+                if starting is not None:
+                    self.start_app(starting)
+                    starting = None
                 active = self.active
                 if active is not None and not active.response_complete:
                     self.pending = [ev]
                 else:
-                    self.start_request(ev)
+                    starting = self.start_request(ev)
                     if self.closed or (self.closing and self.active is None):
                         return
             elif ev is None:
@@ -214,6 +222,11 @@ class HttpProtocol:
                 if cycle is not None:
                     self.receiving = None
                     cycle.on_body_end()
+                if starting is not None:
+                    self.start_app(starting)
+                    starting = None
+                elif cycle is not None and cycle.response_complete:
+                    self.became_idle()  # answered before its body had fully arrived
             else:
                 cycle = self.receiving
                 if cycle is not None:
@@ -221,13 +234,16 @@ class HttpProtocol:
                     if cycle.body_size > HIGH_WATER and not self.read_paused:
                         self.read_paused = True
                         self.transport.pause_reading()
+        if starting is not None:
+            self.start_app(starting)
 
     def start_request(self, head):
+        """Build the scope and the cycle of a request (the app starts in start_app)."""
         method, path, raw_path, query_string, http_version, headers, keep_alive, expect_continue, upgrade = head
         self.idle_since = -1.0
         if upgrade is not None and self.ws_protocol_class is not None:
             self.upgrade_to_websocket(head)
-            return
+            return None
         if upgrade is not None:
             keep_alive = False  # the parser stopped after the upgrade request
             if self.config.ws == "none" or self.ws_protocol_class is None:
@@ -256,7 +272,10 @@ class HttpProtocol:
         self.active = cycle
         self.receiving = cycle
         self.server_state.total_requests += 1
+        return cycle
 
+    def start_app(self, cycle):
+        """Run the app of a request: eagerly in the idle runner, else in a Task of its own."""
         limit = self.limit_concurrency
         if limit >= 0 and (len(self.connections) > limit or len(self.tasks) >= limit):
             app = service_unavailable
@@ -423,7 +442,11 @@ class HttpProtocol:
         if self.read_paused and self.pending is None and (self.receiving is None or self.receiving.body_size <= HIGH_WATER):
             self.read_paused = False
             self.transport.resume_reading()
-        if self.active is None and self.receiving is None:
+        self.became_idle()
+
+    def became_idle(self):
+        """No request in progress any more: start the keep-alive clock (or close)."""
+        if self.active is None and self.receiving is None and not self.closed:
             self.idle_since = self.loop.time()
             if self.closing:
                 self.transport.close()

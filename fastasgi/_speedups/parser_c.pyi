@@ -1,19 +1,11 @@
-"""Type stub of the llhttp binding; the contract is documented in parser_py.py (its twin)."""
+"""Type stub of the llhttp binding: its contract is its twin's, parser_py.py.
 
-from typing import List, Optional, Tuple, Union
+Typed as the twin's own names, so code that imports either one (http_py.py picks
+by its module name) type-checks against a single set of classes.
+"""
 
-Head = Tuple[str, str, bytes, bytes, str, List[Tuple[bytes, bytes]], bool, bool, Optional[bytes]]
-Event = Union[Head, bytes, None]
-
-DESCRIPTION: str
-
-class ParseError(Exception):
-    status: int
-    reason: str
-    events: List[Event]
-    def __init__(self, status: int, reason: str) -> None: ...
-
-class RequestParser:
-    trailing: bytes
-    def __init__(self, max_header_size: int = 16384, max_request_line: int = 8190, max_headers: int = 100) -> None: ...
-    def feed(self, data: bytes) -> List[Event]: ...
+from fastasgi._speedups.parser_py import DESCRIPTION as DESCRIPTION
+from fastasgi._speedups.parser_py import Event as Event
+from fastasgi._speedups.parser_py import Head as Head
+from fastasgi._speedups.parser_py import ParseError as ParseError
+from fastasgi._speedups.parser_py import RequestParser as RequestParser

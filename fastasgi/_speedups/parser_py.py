@@ -46,16 +46,16 @@ them).
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Union
 from urllib.parse import unquote
 
 import h11
 
-__all__ = ["ParseError", "RequestParser", "DESCRIPTION"]
+__all__ = ["DESCRIPTION", "ParseError", "RequestParser"]
 
 DESCRIPTION = f"pure-Python: h11 {h11.__version__}"
 
-Head = Tuple[str, str, bytes, bytes, str, List[Tuple[bytes, bytes]], bool, bool, Optional[bytes]]
+Head = tuple[str, str, bytes, bytes, str, list[tuple[bytes, bytes]], bool, bool, Optional[bytes]]
 Event = Union[Head, bytes, None]
 
 
@@ -68,7 +68,7 @@ class ParseError(Exception):
         self.reason = reason
         # Events completed by the failing feed() call before the error, in
         # order (earlier pipelined requests the server may still answer).
-        self.events: List[Event] = []
+        self.events: list[Event] = []
 
     def __str__(self) -> str:
         return f"{self.status} {self.reason}"
@@ -160,24 +160,24 @@ class RequestParser:
     """Incremental HTTP/1.x request parser (see the module docstring)."""
 
     __slots__ = (
-        "trailing",
-        "_max_header_size",
-        "_max_request_line",
-        "_max_headers",
-        "_max_field_size",
-        "_max_chunk_ext",
-        "_max_body_size",
         "_body_total",
-        "fed",
-        "_state",
         "_buf",
-        "_scan",
-        "_lines",
-        "_remaining",
         "_conn",
         "_cstate",
-        "_keep_alive",
         "_error",
+        "_keep_alive",
+        "_lines",
+        "_max_body_size",
+        "_max_chunk_ext",
+        "_max_field_size",
+        "_max_header_size",
+        "_max_headers",
+        "_max_request_line",
+        "_remaining",
+        "_scan",
+        "_state",
+        "fed",
+        "trailing",
     )
 
     def __init__(
@@ -203,16 +203,16 @@ class RequestParser:
         self._scan = 0  # how much of _buf the bad-byte scan has covered
         self._lines = 0  # where the lines not yet checked early start (0: request line)
         self._remaining = 0  # Content-Length bytes left, or bytes left in the current chunk
-        self._conn: Optional[h11.Connection] = None  # the h11 connection of a chunked request
+        self._conn: h11.Connection | None = None  # the h11 connection of a chunked request
         self._cstate = _C_SIZE
         self._keep_alive = True
-        self._error: Optional[Tuple[int, str]] = None
+        self._error: tuple[int, str] | None = None
 
     # -- public -------------------------------------------------------------
 
-    def feed(self, data: bytes) -> List[Event]:
+    def feed(self, data: bytes) -> list[Event]:
         """Parse ``data``; return the events it completes (a new list each call)."""
-        events: List[Event] = []
+        events: list[Event] = []
         state = self._state
         if state == _DEAD:
             assert self._error is not None
@@ -226,7 +226,7 @@ class RequestParser:
         self.fed += len(data)
         if self._buf:
             self._buf += data
-            buf: Union[bytes, bytearray] = self._buf
+            buf: bytes | bytearray = self._buf
         else:
             buf = data
         try:
@@ -248,7 +248,7 @@ class RequestParser:
 
     # -- internals ----------------------------------------------------------
 
-    def _run(self, buf: Union[bytes, bytearray], events: List[Event]) -> int:
+    def _run(self, buf: bytes | bytearray, events: list[Event]) -> int:
         pos = 0
         n = len(buf)
         while pos < n:
@@ -272,7 +272,7 @@ class RequestParser:
                 return n
         return pos
 
-    def _end_message(self, events: List[Event]) -> None:
+    def _end_message(self, events: list[Event]) -> None:
         events.append(None)
         self._conn = None
         self._scan = 0
@@ -281,7 +281,7 @@ class RequestParser:
         # once it has answered; nothing after it is parsed.
         self._state = _HEAD if self._keep_alive else _STOPPED
 
-    def _scan_bad(self, buf: Union[bytes, bytearray], start: int, end: int) -> None:
+    def _scan_bad(self, buf: bytes | bytearray, start: int, end: int) -> None:
         # Scan [start + _scan - 1, end) for bad bytes; the 1-byte overlap catches a
         # CRLF or LF+SP split across two feeds.  ``end`` excludes a final CR that
         # may yet be followed by LF.
@@ -296,7 +296,7 @@ class RequestParser:
             raise ParseError(400, "Invalid control character")
         self._scan = end - start
 
-    def _check_unfinished_head(self, buf: Union[bytes, bytearray], pos: int, limit: int, rl: int) -> None:
+    def _check_unfinished_head(self, buf: bytes | bytearray, pos: int, limit: int, rl: int) -> None:
         """Fail now on what llhttp would already have refused.
 
         llhttp stops at the first byte that cannot be right; h11 looks only at
@@ -319,7 +319,7 @@ class RequestParser:
             self._lines = rl + 2 - pos
         self._lines = _check_field_lines(buf, pos + self._lines, limit) - pos
 
-    def _head(self, buf: Union[bytes, bytearray], pos: int, n: int, events: List[Event]) -> int:
+    def _head(self, buf: bytes | bytearray, pos: int, n: int, events: list[Event]) -> int:
         """Parse a request head at ``pos``; return the position after it.
 
         To wait for more bytes, return ``~start`` where ``start`` is where the
@@ -329,7 +329,9 @@ class RequestParser:
         if scan == 0:
             c = buf[pos]
             if c == 13 or c == 10:
-                pos = _LEADING_EOL.match(buf, pos).end()
+                m = _LEADING_EOL.match(buf, pos)
+                assert m is not None  # [\r\n]* always matches
+                pos = m.end()
                 if pos == n:
                     return pos
         end = buf.find(b"\r\n\r\n", pos + scan - 3 if scan > 3 else pos)
@@ -391,11 +393,11 @@ class RequestParser:
 
         # h11 validated every field line; take names and values from the bytes
         # (h11 normalizes some values, e.g. lowercases Transfer-Encoding).
-        headers: List[Tuple[bytes, bytes]] = []
+        headers: list[tuple[bytes, bytes]] = []
         host = 0
-        content_length: Optional[bytes] = None
+        content_length: bytes | None = None
         n_length = 0
-        transfer_encoding: Optional[bytes] = None
+        transfer_encoding: bytes | None = None
         n_te = 0
         close = keep_alive_token = conn_upgrade = ws = expect = False
         lines = head[rl - pos + 2 : end - pos].split(b"\r\n") if end > rl else ()
@@ -504,7 +506,7 @@ class RequestParser:
             self._end_message(events)
         return limit
 
-    def _chunked(self, buf: Union[bytes, bytearray], pos: int, n: int, events: List[Event]) -> int:
+    def _chunked(self, buf: bytes | bytearray, pos: int, n: int, events: list[Event]) -> int:
         """Parse chunked framing at ``pos``; return the position reached (``~pos`` to wait).
 
         The adapter checks each framing element strictly and hands it to h11,
@@ -516,7 +518,7 @@ class RequestParser:
             cstate = self._cstate
             if cstate == _C_DATA:
                 take = min(self._remaining, n - pos)
-                conn.receive_data(buf[pos : pos + take])
+                conn.receive_data(buf[pos : pos + take])  # type: ignore[arg-type]  # h11 takes a bytearray too
                 pos += take
                 self._remaining -= take
                 try:
@@ -533,7 +535,9 @@ class RequestParser:
                 self._scan_bad(buf, pos, limit)
                 if i < 0:
                     # Unfinished line: fail as soon as it is certain to break a limit.
-                    digits = _HEXDIGITS.match(buf, pos, limit).end() - pos
+                    m = _HEXDIGITS.match(buf, pos, limit)
+                    assert m is not None  # [0-9A-Fa-f]* always matches
+                    digits = m.end() - pos
                     if digits > _MAX_CHUNK_DIGITS:
                         raise ParseError(400, "Chunk size too long")
                     if limit - pos - digits > self._max_chunk_ext:
@@ -558,7 +562,7 @@ class RequestParser:
                     self._body_total += size
                     if self._body_total > self._max_body_size:
                         raise ParseError(413, "Request body too large")
-                conn.receive_data(buf[pos : i + 2])
+                conn.receive_data(buf[pos : i + 2])  # type: ignore[arg-type]
                 pos = i + 2
                 if size:
                     self._remaining = size
@@ -599,7 +603,7 @@ class RequestParser:
                 # refuses them (as a Content-Length/Transfer-Encoding clash).
                 if _FRAMING_TRAILER.search(buf, pos, limit) is not None:
                     raise ParseError(400, "Framing field in trailer section")
-                conn.receive_data(buf[pos:limit])
+                conn.receive_data(buf[pos:limit])  # type: ignore[arg-type]
                 try:
                     event = conn.next_event()
                 except h11.RemoteProtocolError as exc:
@@ -624,7 +628,7 @@ def _check_request_line(line: bytes) -> None:
     _split_target(m.group(2), method)
 
 
-def _check_field_lines(buf: Union[bytes, bytearray], start: int, limit: int) -> int:
+def _check_field_lines(buf: bytes | bytearray, start: int, limit: int) -> int:
     """Early check of the field lines in buf[start:limit]; return where the unfinished one starts."""
     while True:
         end = buf.find(b"\r\n", start, limit)
@@ -637,7 +641,7 @@ def _check_field_lines(buf: Union[bytes, bytearray], start: int, limit: int) -> 
         start = end + 2
 
 
-def _split_target(target: bytes, method: str) -> Tuple[bytes, bytes, str]:
+def _split_target(target: bytes, method: str) -> tuple[bytes, bytes, str]:
     """Split a request-target into (raw_path, query_string, path); 400 if invalid."""
     # RFC 9112 §3.2: the request-target carries no fragment; reject '#'.
     # (h11 has already limited it to visible ASCII: non-ASCII -> 400.)
@@ -645,7 +649,7 @@ def _split_target(target: bytes, method: str) -> Tuple[bytes, bytes, str]:
         raise ParseError(400, "Fragment in request target")
     if target[:1] == b"/":
         # RFC 9112 §3.2.1 origin-form.
-        raw, sep, query = target.partition(b"?")
+        raw, _sep, query = target.partition(b"?")
     elif target == b"*":
         # RFC 9112 §3.2.4 asterisk-form: only for a server-wide OPTIONS.
         if method != "OPTIONS":
@@ -656,7 +660,7 @@ def _split_target(target: bytes, method: str) -> Tuple[bytes, bytes, str]:
         m = _ABSOLUTE.match(target)
         if m is None:
             raise ParseError(400, "Invalid request target")
-        raw, sep, query = target[m.end() :].partition(b"?")
+        raw, _sep, query = target[m.end() :].partition(b"?")
         if not raw:
             raw = b"/"
     path = raw.decode("ascii")

@@ -34,7 +34,7 @@ class LifespanOn:
     async def startup(self) -> None:
         self.logger.info("Waiting for application startup.")
         loop = asyncio.get_running_loop()
-        main_lifespan_task = loop.create_task(self.main())  # noqa: F841
+        main_lifespan_task = loop.create_task(self.main())
         # keep a reference so the task is not garbage collected
         self._task = main_lifespan_task
         await self.receive_queue.put({"type": "lifespan.startup"})

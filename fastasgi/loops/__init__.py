@@ -33,9 +33,11 @@ def resolve_loop_factory(loop: Any) -> Callable[[], asyncio.AbstractEventLoop] |
         return asyncio_loop_factory
     if loop == "uvloop":
         try:
-            import uvloop  # noqa: F401
+            import uvloop
         except ImportError:
-            raise ConfigError("--loop uvloop needs uvloop: pip install uvloop (not available on PyPy/Windows)") from None
+            raise ConfigError(
+                "--loop uvloop needs uvloop: pip install uvloop (not available on PyPy/Windows)"
+            ) from None
         return uvloop_loop_factory
     if loop == "auto":
         try:

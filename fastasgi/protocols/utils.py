@@ -72,4 +72,4 @@ def error_response(status: int, message: str) -> bytes:
 def format_client(client: Any) -> str:
     if not client:
         return ""
-    return "%s:%d" % (client[0], client[1])
+    return f"{client[0]}:{client[1]:d}"

@@ -38,4 +38,4 @@ def run_multiprocess(config: Any, sockets: Any = None) -> None:
     _run(config, sockets)
 
 
-__all__ = ["run_reloader", "run_multiprocess"]
+__all__ = ["run_multiprocess", "run_reloader"]

@@ -67,7 +67,9 @@ HEALTHCHECK_INTERVAL = 1.0  # seconds between two pings of one worker (or the ti
 class WorkerProcess:
     """One spawned worker, seen from the parent."""
 
-    def __init__(self, config: Config, sockets: list[socket.socket], slot: int, reason: str, drain: bool = True) -> None:
+    def __init__(
+        self, config: Config, sockets: list[socket.socket], slot: int, reason: str, drain: bool = True
+    ) -> None:
         self.slot = slot
         # why it was started: "initial", "respawn", "restart", "scale"; a "restart" or
         # "scale" worker that fails to start is not fatal (the running workers stay)
@@ -224,7 +226,6 @@ class Multiprocess:
         self.signals.append(sig)
 
     def run(self) -> int:
-        config = self.config
         logger.info("Started parent process [%d]", os.getpid())
         self._log_address()
         original = {sig: signal.signal(sig, self._on_signal) for sig in SUPERVISOR_SIGNALS}
@@ -361,12 +362,14 @@ class Multiprocess:
                 if old.alive and old.state != STOPPING:
                     self.stop_worker(old)
                 self.close_unused_slots()
-        elif kind == "retire":
-            if worker.state == READY and worker not in self.restart_queue and not any(
-                w.replaces is worker for w in self.workers
-            ):
-                logger.info("Worker process [%d] reached its request limit; replacing it.", worker.pid)
-                self.restart_queue.append(worker)
+        elif (
+            kind == "retire"
+            and worker.state == READY
+            and worker not in self.restart_queue
+            and not any(w.replaces is worker for w in self.workers)
+        ):
+            logger.info("Worker process [%d] reached its request limit; replacing it.", worker.pid)
+            self.restart_queue.append(worker)
 
     def reap(self) -> None:
         for worker in list(self.workers):
@@ -402,9 +405,7 @@ class Multiprocess:
         why = "did not answer the health check" if worker.health_killed else exit_description(code)
         if worker.reason in ("restart", "scale"):
             # the running workers are healthy: keep them rather than stop the service
-            logger.error(
-                "New worker process [%d] failed to start (%s); keeping the running workers.", worker.pid, why
-            )
+            logger.error("New worker process [%d] failed to start (%s); keeping the running workers.", worker.pid, why)
             if worker.reason == "scale":
                 self.target = max(1, self.target - 1)
             if worker is self.replacing or worker.replaces is not None:

@@ -23,8 +23,9 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from fastasgi.config import Config
 from fastasgi.supervisors.multiprocess import log_address, spawn

@@ -22,7 +22,9 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def resolve_reload_config(dirs: Any, includes: Any, excludes: Any) -> tuple[list[Path], list[str], list[str], list[Path]]:
+def resolve_reload_config(
+    dirs: Any, includes: Any, excludes: Any
+) -> tuple[list[Path], list[str], list[str], list[Path]]:
     cwd = Path.cwd()
     reload_dirs = [Path(d).resolve() for d in _as_list(dirs) if Path(d).is_dir()]
     include_patterns: list[str] = list(DEFAULT_INCLUDES)

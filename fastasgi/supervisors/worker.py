@@ -121,16 +121,20 @@ class SupervisedServer(Server):
         if await super().on_tick(counter):
             return True
         limit = self._request_limit
-        if self.conn is not None and limit is not None and self.server_state.total_requests >= limit:
-            if not self._retire_sent:
-                self._retire_sent = True
-                logger.info(
-                    "Maximum request limit of %d reached; asking the supervisor to replace worker [%d].",
-                    limit,
-                    os.getpid(),
-                )
-                if not self.send(("retire", self.server_state.total_requests)):
-                    return True  # no supervisor to ask: stop as a single server would
+        if (
+            self.conn is not None
+            and limit is not None
+            and self.server_state.total_requests >= limit
+            and not self._retire_sent
+        ):
+            self._retire_sent = True
+            logger.info(
+                "Maximum request limit of %d reached; asking the supervisor to replace worker [%d].",
+                limit,
+                os.getpid(),
+            )
+            if not self.send(("retire", self.server_state.total_requests)):
+                return True  # no supervisor to ask: stop as a single server would
         return False
 
     async def shutdown(self, sockets: Any = None) -> None:
@@ -188,7 +192,7 @@ def worker_main(config: Config, sockets: list[Any], conn: Any, drain: bool = Tru
         if not server.started:
             sys.exit(STARTUP_FAILURE)
         return
-    except BaseException as exc:  # noqa: BLE001 - anything that escapes is fatal for this worker
+    except BaseException as exc:  # anything that escapes is fatal for this worker
         if not server.started:
             logger.error("Worker [%d] failed to start: %s: %s", os.getpid(), type(exc).__name__, exc)
             sys.exit(STARTUP_FAILURE)

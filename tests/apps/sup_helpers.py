@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -141,7 +142,9 @@ def process_gone(pid: int) -> bool:
         return True
 
 
-def get(port: int, path: str = "/", timeout: float = 10.0, conn: http.client.HTTPConnection | None = None) -> tuple[int, str]:
+def get(
+    port: int, path: str = "/", timeout: float = 10.0, conn: http.client.HTTPConnection | None = None
+) -> tuple[int, str]:
     """One GET; a fresh connection unless ``conn`` (keep-alive) is given."""
     own = conn is None
     c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 HERE = Path(__file__).parent
 
 
-def load() -> List[Dict[str, Any]]:
+def load() -> list[dict[str, Any]]:
     """Return the corpus entries, ``data`` (and ``trailing``) as bytes."""
     with open(HERE / "requests.json", encoding="ascii") as f:
         entries = json.load(f)

@@ -17,17 +17,35 @@ future; ``receive()`` returns without suspending while messages are queued; an
 uncompressed data frame sent by the app is framed here with one ``bytes``
 concatenation (a server frame is unmasked: RFC 6455 §5.1) and written with one
 ``transport.write``.
+
+Fast path in.  Most frames a server reads are complete, masked, unfragmented
+text or binary frames with no reserved bits.  While no compression was
+negotiated and the backend's library is idle (:meth:`WebSocketBase.library_idle`:
+OPEN, between two frames, nothing buffered, no fragmented message in progress),
+:meth:`WebSocketBase.data_received` parses such frames itself: the header with
+a few index operations, the payload unmasked in one C call (the ``websockets``
+C extension's ``apply_mask`` when importable, else an ``int.from_bytes`` XOR),
+text validated by ``bytes.decode``.  For such a frame the library would change
+no state but emit one message event, so skipping it is equivalent.  An
+incomplete frame that qualifies so far is held here until it is whole.  The
+first frame that does not qualify (control frame, fragment, reserved bits,
+unmasked, unknown opcode, non-minimal length, over --ws-max-size, invalid
+UTF-8 ...) and everything after it go to the library, which checks it and
+fails the connection as before (1002, 1007, 1009); the fast path resumes only
+once the library is idle again.  So frames are handled in order, each by
+exactly one parser.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import base64
+import binascii
 import http
 import logging
 import os
 import struct
+import sys
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -56,6 +74,21 @@ OP_PING = 0x9
 _pack_16 = struct.Struct("!BBH").pack
 _pack_64 = struct.Struct("!BBQ").pack
 _pack_code = struct.Struct("!H").pack
+
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # PyPy, no websockets, or websockets without its C extension
+
+    def apply_mask(data: Any, mask: Any) -> bytes:
+        n = len(data)
+        key = int.from_bytes(bytes(mask) * (n // 4 + 1), "little") & ((1 << (8 * n)) - 1)
+        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
+
+
+# two-byte headers of unmasked final text / binary frames with a payload under 126 bytes
+_TEXT_HEADS = [bytes((0x81, n)) for n in range(126)]
+_BINARY_HEADS = [bytes((0x82, n)) for n in range(126)]
 
 
 class ClientDisconnected(OSError):
@@ -193,7 +226,9 @@ def check_handshake(method: bytes, version: bytes, headers: list[tuple[bytes, by
             problem = "invalid Sec-WebSocket-Key"
     if problem is None and versions != [b"13"]:  # item 6
         body = b"Unsupported WebSocket version; this server speaks version 13.\n"
-        return http_response(426, [(b"sec-websocket-version", b"13"), (b"content-type", b"text/plain; charset=utf-8")], body)
+        return http_response(
+            426, [(b"sec-websocket-version", b"13"), (b"content-type", b"text/plain; charset=utf-8")], body
+        )
     if problem is None:
         return None
     body = f"Invalid WebSocket handshake: {problem}.\n".encode()
@@ -257,6 +292,11 @@ class WebSocketBase(asyncio.Protocol):
         self.frag_parts: list[Any] = []
         self.frag_size = 0
 
+        # fast path in (see the module docstring): on while the library is idle
+        self.fast = False
+        self.pending: bytearray | None = None  # start of a frame the fast path waits to complete
+        self.fast_max = self.max_size if self.max_size is not None else sys.maxsize
+
     # -- backend hooks ----------------------------------------------------------------
 
     def start_handshake(self, head: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -281,6 +321,10 @@ class WebSocketBase(asyncio.Protocol):
     def encode_ping(self, payload: bytes) -> bytes:
         return encode_frame(OP_PING, payload)
 
+    def library_idle(self) -> bool:
+        """The library is OPEN, between frames, with nothing buffered and no fragmented message."""
+        return False
+
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -292,6 +336,7 @@ class WebSocketBase(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
+        self.fast = False
         self.connections.discard(self)
         self.stop_keepalive()
         if self.close_timer is not None:
@@ -319,6 +364,74 @@ class WebSocketBase(asyncio.Protocol):
         self.drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        if self.fast:  # implies OPEN, nothing sent or received to close, no compression
+            pending = self.pending
+            if pending is not None:
+                pending += data
+                buf: Any = pending
+            else:
+                buf = data
+            size = len(buf)
+            pos = 0
+            max_size = self.fast_max
+            while size - pos >= 2:
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                # FIN, no RSV bits, text or binary, MASK set (RFC 6455 §5.2); else the library decides
+                if (b0 != 0x81 and b0 != 0x82) or b1 < 0x80:
+                    break
+                n = b1 & 0x7F
+                if n < 126:
+                    start = pos + 6
+                elif n == 126:
+                    start = pos + 8
+                    if start > size:
+                        n = -1
+                    else:
+                        n = (buf[pos + 2] << 8) | buf[pos + 3]
+                        if n < 126:  # not the minimal length encoding
+                            break
+                else:
+                    start = pos + 14
+                    if start > size:
+                        n = -1
+                    else:
+                        n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                        if n < 65536:  # not the minimal length encoding (a set top bit fails max_size)
+                            break
+                if n > max_size:
+                    break
+                end = start + n
+                if n < 0 or end > size:  # incomplete: hold it until the rest arrives
+                    if pos or pending is None:
+                        self.pending = bytearray(buf[pos:])
+                    return
+                if n > 4096:
+                    view = memoryview(buf)
+                    payload = apply_mask(view[start:end], view[start - 4 : start])
+                    view.release()
+                else:
+                    payload = apply_mask(buf[start:end], buf[start - 4 : start])
+                if b0 == 0x81:
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        break  # the library fails the connection with 1007
+                    self.put({"type": "websocket.receive", "text": text})
+                else:
+                    self.put({"type": "websocket.receive", "bytes": payload})
+                pos = end
+            else:  # every frame was whole (the first byte of the next one may be here)
+                if pos == size:
+                    self.pending = None
+                elif pos or pending is None:
+                    self.pending = bytearray(buf[pos:])
+                return
+            # a frame the fast path does not take: it and all that follows go to the library
+            self.pending = None
+            self.fast = False
+            self.feed(buf[pos:] if pos else buf)
+            return
         if self.state == OPEN:
             self.feed(data)
         elif self.state == CLOSED:
@@ -381,11 +494,7 @@ class WebSocketBase(asyncio.Protocol):
             "extensions": {"websocket.http.response": {}},
         }
         trust = self.server_state.proxy_trust
-        if (
-            trust is not None
-            and has_forwarded_headers(headers)
-            and trust_key(self.transport, self.client) in trust
-        ):
+        if trust is not None and has_forwarded_headers(headers) and trust_key(self.transport, self.client) in trust:
             apply_forwarded(scope, trust)
         self.scope = scope
         self.state = CONNECTING
@@ -495,6 +604,7 @@ class WebSocketBase(asyncio.Protocol):
 
     def on_peer_close(self, code: int, reason: str, echo: bytes) -> None:
         """A close frame arrived; ``echo`` is the reply (empty when ours was sent first)."""
+        self.fast = False
         if self.lost:
             return
         if echo and not self.close_sent:
@@ -511,6 +621,7 @@ class WebSocketBase(asyncio.Protocol):
 
     def on_failure(self, code: int, reason: str, data: bytes) -> None:
         """Fail the WebSocket connection (RFC 6455 §7.1.7): send ``data`` (a close frame) and drop TCP."""
+        self.fast = False
         if self.lost:
             return
         if data and not self.close_sent:
@@ -554,7 +665,9 @@ class WebSocketBase(asyncio.Protocol):
                     if self.compress:
                         self.transport.write(self.encode_compressed(True, text))
                     else:
-                        self.transport.write(encode_frame(OP_TEXT, text.encode("utf-8")))
+                        data = text.encode("utf-8")
+                        n = len(data)
+                        self.transport.write(_TEXT_HEADS[n] + data if n < 126 else encode_frame(OP_TEXT, data))
                 else:
                     payload = message.get("bytes")
                     if payload is None:
@@ -562,7 +675,10 @@ class WebSocketBase(asyncio.Protocol):
                     if self.compress:
                         self.transport.write(self.encode_compressed(False, payload))
                     else:
-                        self.transport.write(encode_frame(OP_BINARY, payload))
+                        n = len(payload)
+                        self.transport.write(
+                            _BINARY_HEADS[n] + payload if n < 126 else encode_frame(OP_BINARY, payload)
+                        )
             elif mtype == "websocket.close":
                 code = message.get("code")
                 code = 1000 if code is None else int(code)
@@ -643,7 +759,7 @@ class WebSocketBase(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
         if early:
-            self.feed(bytes(early))
+            self.data_received(bytes(early))
 
     def log_outcome(self, outcome: str) -> None:
         if logger.isEnabledFor(INFO):
@@ -658,6 +774,7 @@ class WebSocketBase(asyncio.Protocol):
         if self.close_sent or self.lost:
             return
         self.close_sent = True
+        self.fast = False
         self.stop_keepalive()
         self.put_disconnect(code, reason)
         self.transport.write(self.encode_close(code, reason))
@@ -713,6 +830,7 @@ class WebSocketBase(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Server shutdown: close with 1012 "service restart" (RFC 6455 §7.4.1, IANA) and drop TCP."""
+        self.fast = False
         if self.lost:
             return
         state = self.state

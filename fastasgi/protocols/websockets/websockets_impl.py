@@ -7,18 +7,25 @@ backend (``wsproto_impl``).  Two things the library leaves to its asyncio layer
 are done here: UTF-8 validation of text messages (incremental across
 fragments, so a bad fragment fails at once: RFC 6455 §8.1) and reassembly of
 fragmented messages.
+
+Complete, unfragmented, uncompressed data frames take the fast path of
+:meth:`.common.WebSocketBase.data_received` while :meth:`library_idle` says the
+library's parser is between frames; everything else goes through the library.
 """
 
 from __future__ import annotations
 
 import codecs
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
+
 
 from fastasgi.protocols.websockets.common import OP_CLOSE as _OP_CLOSE
 from fastasgi.protocols.websockets.common import WebSocketBase, close_payload, encode_frame, http_response
@@ -31,6 +38,20 @@ OP_PING = Opcode.PING
 OP_PONG = Opcode.PONG
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+_AT_EOF = StreamReader.at_eof.__code__  # the parser waits here between frames
+_STATE_OPEN = State.OPEN
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class ReceivedFrame(Protocol):
+        """A ``Frame`` as the library's parser builds it: ``data`` is ``bytes`` (typed ``BytesLike``)."""
+
+        opcode: Opcode
+        fin: bool
+        data: bytes
+
+
 # the library logs "connection open/closed" at INFO for every connection; keep its warnings only
 _ws_logger = logging.getLogger("fastasgi.websockets.sansio")
 _ws_logger.setLevel(logging.WARNING)
@@ -94,9 +115,9 @@ class WebSocketProtocol(WebSocketBase):
     def accept_bytes(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
         response = self.response
         rh = response.headers
-        for name in ("Date", "Server", "Sec-WebSocket-Protocol"):  # ours replace the library's
-            if name in rh:
-                del rh[name]
+        for library_name in ("Date", "Server", "Sec-WebSocket-Protocol"):  # ours replace the library's
+            if library_name in rh:
+                del rh[library_name]
         for name, value in headers:
             rh[name.decode("latin-1")] = value.decode("latin-1")
         if subprotocol:
@@ -105,14 +126,27 @@ class WebSocketProtocol(WebSocketBase):
         conn.send_response(response)
         self.compress = bool(conn.extensions)
         self.response = None
+        self.fast = not self.compress and self.library_idle()
         return b"".join(conn.data_to_send())
 
     # -- frames in -------------------------------------------------------------------------
 
+    def library_idle(self) -> bool:
+        """The library's parser is OPEN, between frames, with nothing buffered and no fragmented message."""
+        conn = self.conn
+        if conn.state is not _STATE_OPEN or conn.reader.buffer or self.frag_parts or self.close_sent:
+            return False
+        gen: Any = conn.parser
+        inner = getattr(gen, "gi_yieldfrom", None)
+        while inner is not None:
+            gen = inner
+            inner = getattr(gen, "gi_yieldfrom", None)
+        return getattr(gen, "gi_code", None) is _AT_EOF
+
     def feed(self, data: bytes) -> None:
         conn = self.conn
         conn.receive_data(data)
-        events = conn.events_received()
+        events = cast("list[ReceivedFrame]", conn.events_received())  # only frames once accepted
         for frame in events:
             opcode = frame.opcode
             if opcode is OP_TEXT:
@@ -158,6 +192,7 @@ class WebSocketProtocol(WebSocketBase):
                 self.on_pong(frame.data)
             elif opcode is OP_CLOSE:
                 close = conn.close_rcvd
+                assert close is not None  # set with the close frame
                 self.frag_parts = []
                 writes = conn.data_to_send()
                 self.on_peer_close(close.code, close.reason, b"".join(writes))
@@ -171,6 +206,8 @@ class WebSocketProtocol(WebSocketBase):
         writes = conn.writes
         if writes:
             self.transport.write(b"".join(conn.data_to_send()))
+        if not self.compress:
+            self.fast = self.library_idle()
 
     def invalid_utf8(self) -> None:
         """Text that is not UTF-8: close with 1007 (RFC 6455 §8.1)."""

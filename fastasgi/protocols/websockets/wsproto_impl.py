@@ -5,6 +5,10 @@ and opcodes, control-frame rules, UTF-8 of text across fragments, close codes,
 permessage-deflate); :mod:`.common` holds the ASGI side, shared with the
 websockets backend (``websockets_impl``).  wsproto has no message size limit,
 so --ws-max-size is enforced here while fragments (and partial frames) arrive.
+
+Complete, unfragmented, uncompressed data frames take the fast path of
+:meth:`.common.WebSocketBase.data_received` while :meth:`library_idle` says
+wsproto is between frames; everything else goes through wsproto.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.utilities import RemoteProtocolError
 
 from fastasgi.protocols.websockets.common import OP_CLOSE, WebSocketBase, close_payload, encode_frame, http_response
@@ -53,13 +57,14 @@ class WSProtocol(WebSocketBase):
         return None
 
     def accept_bytes(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
-        extensions = [PerMessageDeflate()] if self.per_message_deflate else []
+        extensions: list[Extension] = [PerMessageDeflate()] if self.per_message_deflate else []
         ws = self.ws
         data = ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions, extra_headers=headers))
         self.proto = proto = ws.connection
         # wsproto keeps the header of the frame being read here; None if a future version moves it
         self.frame_decoder = getattr(getattr(proto, "_proto", None), "_frame_decoder", None)
         self.compress = any(ext.enabled() for ext in extensions)
+        self.fast = not self.compress and self.library_idle()
         return data
 
     # -- frames in -------------------------------------------------------------------------
@@ -135,6 +140,28 @@ class WSProtocol(WebSocketBase):
                 and not header.opcode.iscontrol()
             ):
                 self.too_big()
+                return
+        if not self.compress:
+            self.fast = self.library_idle()
+
+    def library_idle(self) -> bool:
+        """wsproto is OPEN, between frames, with nothing buffered and no fragmented message."""
+        proto = self.proto
+        if proto is None or proto.state is not _OPEN or self.close_sent or self.frag_parts:
+            return False
+        try:  # wsproto's internals; if a version moves them the fast path stays off
+            if proto._events:
+                return False
+            frames = proto._proto
+            decoder = frames._frame_decoder
+            return (
+                decoder.header is None
+                and not decoder.buffer.buffer
+                and frames._message_decoder.opcode is None
+                and not frames.extensions
+            )
+        except AttributeError:
+            return False
 
     # -- frames out ------------------------------------------------------------------------
 
