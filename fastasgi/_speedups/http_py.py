@@ -57,12 +57,11 @@ TASK_NAME = "fastasgi.request"
 RUNNER_NAME = "fastasgi.connection"
 Task = asyncio.Task
 CancelledError = asyncio.CancelledError
-try:
-    # Marking a task as the running one is what asyncio's own Task.__step and
-    # Python 3.12's eager tasks do; used for eager starts (see HttpProtocol.run_eagerly).
-    from asyncio.tasks import _enter_task, _leave_task
-except ImportError:  # pragma: no cover - every supported CPython and PyPy has them
-    _enter_task = _leave_task = None
+# Marking a task as the running one is what asyncio's own Task.__step and Python
+# 3.12's eager tasks do; used for eager starts (see HttpProtocol.run_eagerly).
+# Every supported CPython and PyPy has both.
+from asyncio.tasks import _enter_task, _leave_task
+
 HIGH_WATER = 65536  # buffered request body (or pipelined bytes) above which reading pauses
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
 INFO = logging.INFO
@@ -120,7 +119,7 @@ class HttpProtocol:
         self.keepalive_handle = None
         self.head_partial = False
         # eager starts: one long-lived Task per keep-alive connection in which apps run
-        self.eager = _enter_task is not None and not self.reset_contextvars
+        self.eager = not self.reset_contextvars
         self.runner = None  # that Task, created after the first keep-alive response
         self.runner_waiter = None  # the future the idle runner awaits (None: busy or absent)
         self.runner_job = None  # (coro, ctx, yielded) of an eager start that suspended
@@ -378,7 +377,8 @@ class HttpProtocol:
                 runner.cancel()  # idle: nothing of an app is running in it
 
     def upgrade_to_websocket(self, head):
-        method, path, raw_path, query_string, http_version, headers, keep_alive, expect_continue, upgrade = head
+        method = head[0]
+        raw_path, query_string, http_version, headers = head[2:6]
         target = raw_path + (b"?" + query_string if query_string else b"")
         lines = [method.encode("ascii") + b" " + target + b" HTTP/" + http_version.encode("ascii")]
         for name, value in headers:
@@ -439,7 +439,11 @@ class HttpProtocol:
             self.handle_events(pending)
             if self.receiving is not None:
                 self._arm_keepalive()  # a pipelined body: the body-read timeout needs the timer
-        if self.read_paused and self.pending is None and (self.receiving is None or self.receiving.body_size <= HIGH_WATER):
+        if (
+            self.read_paused
+            and self.pending is None
+            and (self.receiving is None or self.receiving.body_size <= HIGH_WATER)
+        ):
             self.read_paused = False
             self.transport.resume_reading()
         self.became_idle()
@@ -506,7 +510,8 @@ class HttpProtocol:
         ``status`` unless a response has started, close, and tell its app."""
         if status == 408:
             error_logger.warning(
-                "Request timed out: %s", "no complete header block" if self.receiving is None else "request body stalled"
+                "Request timed out: %s",
+                "no complete header block" if self.receiving is None else "request body stalled",
             )
         self.closing = True
         cycle = self.receiving
@@ -800,8 +805,8 @@ class RequestCycle:
         self.log_access(self.status)
         self.transport.close()
         raise RuntimeError(
-            "Response content longer than Content-Length (%d > %d bytes); the excess was not sent and the "
-            "connection was closed." % (size, self.expected_length)
+            f"Response content longer than Content-Length ({size} > {self.expected_length} bytes); the excess was "
+            "not sent and the connection was closed."
         )
 
     def log_access(self, status):
@@ -854,10 +859,9 @@ def _drive(coro, ctx, yielded, exc):
             except StopIteration:
                 return
         else:
-            thrown = exc
-            exc = None
+            pending, exc = exc, None
             try:
-                yielded = run(coro.throw, thrown)
+                yielded = run(coro.throw, pending)
             except StopIteration:
                 return
 
