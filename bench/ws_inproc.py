@@ -10,7 +10,9 @@ message (deterministic, unlike wall-clock numbers on a busy machine):
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         /root/.pyenv/versions/3.11.7/bin/python bench/ws_inproc.py --ws websockets -n 20000
 
-Without valgrind it prints µs/message (best of --repeat).
+Without valgrind it prints µs/message (best of --repeat).  ``--server uvicorn``
+drives uvicorn's protocol classes the same way (``--ws websockets-sansio`` or
+``wsproto``), for an in-process ratio.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import struct
 import sys
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -76,17 +79,31 @@ class FakeTransport:
         pass
 
 
-async def drive(ws: str, n: int, size: int, binary: bool, batch: int) -> float:
+def make_protocol(server: str, ws: str, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
     from bench.ws_apps import echo
+
+    if server == "uvicorn":  # the same driver on uvicorn's protocol classes, for an in-process ratio
+        import uvicorn.config
+        import uvicorn.server
+
+        uconfig = uvicorn.config.Config(
+            echo, ws=ws, lifespan="off", log_config=None, access_log=False, ws_ping_interval=None
+        )
+        uconfig.load()
+        ucls: Any = uconfig.ws_protocol_class
+        return ucls(  # type: ignore[no-any-return]
+            config=uconfig, server_state=uvicorn.server.ServerState(), app_state={}, _loop=loop
+        )
+    from fastasgi.protocols.websockets import resolve_ws_protocol
 
     config = Config(echo, ws=ws, lifespan="off", log_config=None, access_log=False, ws_ping_interval=None)
     config.load()
-    if ws == "wsproto":
-        from fastasgi.protocols.websockets.wsproto_impl import WSProtocol as cls
-    else:
-        from fastasgi.protocols.websockets.websockets_impl import WebSocketProtocol as cls
+    return resolve_ws_protocol(ws)(config, ServerState(), {}, loop)  # type: ignore[no-any-return]
+
+
+async def drive(server: str, ws: str, n: int, size: int, binary: bool, batch: int) -> float:
     loop = asyncio.get_running_loop()
-    proto = cls(config, ServerState(), {}, loop)
+    proto: Any = make_protocol(server, ws, loop)
     transport = FakeTransport()
     proto.connection_made(transport)
     proto.data_received(HANDSHAKE)
@@ -112,7 +129,8 @@ async def drive(ws: str, n: int, size: int, binary: bool, batch: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ws", default="websockets", choices=["websockets", "wsproto"])
+    ap.add_argument("--server", default="fastasgi", choices=["fastasgi", "uvicorn"])
+    ap.add_argument("--ws", default="websockets", choices=["websockets", "wsproto", "websockets-sansio"])
     ap.add_argument("-n", "--messages", type=int, default=100000)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--binary", action="store_true")
@@ -122,9 +140,10 @@ def main() -> None:
     import uvloop
 
     best = min(
-        uvloop.run(drive(args.ws, args.messages, args.size, args.binary, args.batch)) for _ in range(args.repeat)
+        uvloop.run(drive(args.server, args.ws, args.messages, args.size, args.binary, args.batch))
+        for _ in range(args.repeat)
     )
-    print(f"{args.ws} size={args.size} batch={args.batch}: {best:.2f} us/message (best of {args.repeat})")
+    print(f"{args.server} {args.ws} size={args.size} batch={args.batch}: {best:.2f} us/message (best of {args.repeat})")
 
 
 if __name__ == "__main__":

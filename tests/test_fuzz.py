@@ -183,6 +183,7 @@ def request(draw):
 END = b"GET /end HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
 
 
+@pytest.mark.c_extension  # compares the compiled server with the pure one
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
 @given(st.lists(request(), min_size=1, max_size=3), st.data())
 def test_compiled_and_pure_servers_agree(servers, reqs, data):
@@ -203,6 +204,7 @@ def test_compiled_and_pure_servers_agree(servers, reqs, data):
 SERVER_CORPUS: list[bytes] = []
 
 
+@pytest.mark.c_extension
 @pytest.mark.parametrize("blob", SERVER_CORPUS or [END])
 def test_server_corpus(servers, blob):
     c, py = (normalize(exchange(srv.port, [blob])) for srv in servers)
@@ -219,6 +221,7 @@ CORPUS = {entry["name"]: entry for entry in load_corpus()}
 SMALL_VALID = [name for name, e in CORPUS.items() if "error" not in e and len(e["data"]) <= 200][:20]
 
 
+@pytest.mark.c_extension
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_corpus_through_both_servers(servers, name):
     blob = CORPUS[name]["data"] + END
@@ -226,6 +229,7 @@ def test_corpus_through_both_servers(servers, name):
     assert c == py, (name, c, py)
 
 
+@pytest.mark.c_extension
 @pytest.mark.parametrize("name", SMALL_VALID)
 def test_corpus_byte_by_byte_through_both_servers(servers, name):
     blob = CORPUS[name]["data"] + END

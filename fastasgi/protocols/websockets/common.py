@@ -76,14 +76,19 @@ _pack_64 = struct.Struct("!BBQ").pack
 _pack_code = struct.Struct("!H").pack
 
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # PyPy, no websockets, or websockets without its C extension
+def _apply_mask(data: Any, mask: Any) -> bytes:
+    """XOR ``data`` with the 4-byte ``mask`` repeated (RFC 6455 §5.3), as one big-integer operation."""
+    n = len(data)
+    key = int.from_bytes(bytes(mask) * (n // 4 + 1), "little") & ((1 << (8 * n)) - 1)
+    return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
 
-    def apply_mask(data: Any, mask: Any) -> bytes:
-        n = len(data)
-        key = int.from_bytes(bytes(mask) * (n // 4 + 1), "little") & ((1 << (8 * n)) - 1)
-        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
+
+try:  # the websockets package's C version, when importable
+    import websockets.speedups as _ws_speedups
+
+    apply_mask: Any = _ws_speedups.apply_mask
+except ImportError:  # PyPy, no websockets, or websockets without its C extension
+    apply_mask = _apply_mask
 
 
 # two-byte headers of unmasked final text / binary frames with a payload under 126 bytes
@@ -239,6 +244,7 @@ class WebSocketBase(asyncio.Protocol):
     """One WebSocket connection, from the handshake request to connection_lost."""
 
     library = ""
+    partial_text_to_library = False  # the library validates a text frame's UTF-8 before it is whole
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
         if not config.loaded:
@@ -384,26 +390,28 @@ class WebSocketBase(asyncio.Protocol):
                 if n < 126:
                     start = pos + 6
                 elif n == 126:
-                    start = pos + 8
-                    if start > size:
+                    if size - pos < 4:
                         n = -1
                     else:
                         n = (buf[pos + 2] << 8) | buf[pos + 3]
                         if n < 126:  # not the minimal length encoding
                             break
+                    start = pos + 8
                 else:
-                    start = pos + 14
-                    if start > size:
+                    if size - pos < 10:
                         n = -1
                     else:
                         n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                         if n < 65536:  # not the minimal length encoding (a set top bit fails max_size)
                             break
-                if n > max_size:
+                    start = pos + 14
+                if n > max_size:  # known as soon as the length is: the library fails it at once
                     break
                 end = start + n
-                if n < 0 or end > size:  # incomplete: hold it until the rest arrives
-                    if pos or pending is None:
+                if n < 0 or end > size:  # incomplete
+                    if b0 == 0x81 and start < size and self.partial_text_to_library:
+                        break  # the library checks UTF-8 as payload arrives (fails fast, RFC 6455 §8.1)
+                    if pos or pending is None:  # hold it until the rest arrives
                         self.pending = bytearray(buf[pos:])
                     return
                 if n > 4096:

@@ -26,7 +26,6 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
-
 from fastasgi.protocols.websockets.common import OP_CLOSE as _OP_CLOSE
 from fastasgi.protocols.websockets.common import WebSocketBase, close_payload, encode_frame, http_response
 

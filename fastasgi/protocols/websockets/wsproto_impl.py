@@ -37,6 +37,7 @@ _REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
 
 class WSProtocol(WebSocketBase):
     library = "wsproto"
+    partial_text_to_library = True
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
