@@ -312,3 +312,29 @@ def test_many_concurrent_clients(server):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(64)))
     assert results == [b"%d" % i for i in range(64)]
+
+
+def test_streamed_chunk_reaches_client_while_app_waits(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /sse HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = b""
+        while b"data: first" not in data:
+            chunk = sock.recv(65536)  # times out (fails) if the first chunk is held back
+            assert chunk
+            data += chunk
+        assert b"second" not in data
+        with httpx.Client(base_url=server.url) as c:
+            assert c.get("/release").text == "released"
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+    assert b"data: second" in data
+
+
+def test_many_small_chunks_arrive_intact(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        for _ in range(3):
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, headers, body = read_response(sock)
+            assert (status, body) == (200, b"chunk0;chunk1;chunk2;")

@@ -210,6 +210,7 @@ def test_corpus_one_byte_at_a_time(mod: ModuleType, entry: dict[str, Any]) -> No
         check_entry(entry, bytewise(mod, data))
 
 
+@pytest.mark.c_extension  # compares the two parsers
 @pytest.mark.parametrize("entry", CORPUS, ids=[e["name"] for e in CORPUS])
 def test_corpus_both_implementations_agree(entry: dict[str, Any]) -> None:
     c, py = both()
@@ -667,6 +668,7 @@ def test_chunk_extension_limit_default(mod: ModuleType, ext_len: int, expected: 
 # -- the twins agree on random garbage too -------------------------------------
 
 
+@pytest.mark.c_extension  # compares the two parsers
 def test_random_mutations_agree() -> None:
     """Mutated corpus entries: both give the same outcome (once the bytes are complete)."""
     c, py = both()

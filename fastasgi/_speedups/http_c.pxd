@@ -97,6 +97,9 @@ cdef class RequestCycle:
     cdef int mode
     cdef Py_ssize_t expected_length
     cdef Py_ssize_t sent_length
+    cdef list out
+    cdef Py_ssize_t out_size
+    cdef bint flush_scheduled
 
     cpdef on_body(self, bytes data)
     cpdef on_body_end(self)
@@ -105,6 +108,8 @@ cdef class RequestCycle:
     cpdef fail(self, int status, str message)
     cpdef abort(self)
     cpdef forget_task(self)
+    cpdef emit(self, bytes data, bint final)
+    cpdef flush(self)
     cpdef too_long(self, Py_ssize_t size)
 
     @cython.locals(qs=bytes, path=str)

@@ -582,6 +582,9 @@ class RequestCycle:
         self.mode = NO_BODY
         self.expected_length = -1
         self.sent_length = 0
+        self.out = None  # response bytes waiting to be written together (see emit)
+        self.out_size = 0
+        self.flush_scheduled = False
 
     # -- fed by the protocol --------------------------------------------------------
 
@@ -665,6 +668,7 @@ class RequestCycle:
     def abort(self):
         self.response_complete = True
         self.keep_alive = False
+        self.flush()
         if not self.protocol.closed:
             self.transport.close()
 
@@ -728,7 +732,6 @@ class RequestCycle:
                 body = bytes(body)
             else:
                 raise RuntimeError(f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}.")
-        transport = self.transport
         headers = self.headers
         if headers is not None:
             # first body message: head and (when complete) body in one write
@@ -750,37 +753,41 @@ class RequestCycle:
             self.mode = mode
             self.expected_length = length
             self.keep_alive = keep_alive
+            final = not more_body
             if mode == CONTENT_LENGTH:
                 if len(body) > length:
-                    transport.write(head + body[:length])
+                    self.emit(head + body[:length], False)
                     self.too_long(len(body))
                 self.sent_length = len(body)
-                transport.write(head + body if body else head)
+                self.emit(head + body if body else head, final)
             elif mode == CHUNKED:
                 if body:
-                    transport.write(b"%b%x\r\n%b\r\n" % (head, len(body), body))
+                    self.emit(b"%b%x\r\n%b\r\n" % (head, len(body), body), False)
                 else:
-                    transport.write(head)
-                if not more_body:
-                    transport.write(LAST_CHUNK)
+                    self.emit(head, False)
+                self.emit(LAST_CHUNK if final else b"", final)
             elif mode == CLOSE_DELIMITED:
-                transport.write(head + body if body else head)
+                self.emit(head + body if body else head, final)
             else:
-                transport.write(head)
-        elif body:
+                self.emit(head, final)
+        else:
+            final = not more_body
             mode = self.mode
             if mode == CONTENT_LENGTH:
                 if self.sent_length + len(body) > self.expected_length:
-                    transport.write(body[: self.expected_length - self.sent_length])
+                    self.emit(body[: self.expected_length - self.sent_length], False)
                     self.too_long(self.sent_length + len(body))
                 self.sent_length += len(body)
-                transport.write(body)
+                self.emit(body, final)
             elif mode == CHUNKED:
-                transport.write(b"%x\r\n%b\r\n%b" % (len(body), body, b"" if more_body else LAST_CHUNK))
+                if body:
+                    self.emit(b"%x\r\n%b\r\n%b" % (len(body), body, LAST_CHUNK if final else b""), final)
+                else:
+                    self.emit(LAST_CHUNK if final else b"", final)
             elif mode == CLOSE_DELIMITED:
-                transport.write(body)
-        elif not more_body and self.mode == CHUNKED:
-            transport.write(LAST_CHUNK)
+                self.emit(body, final)
+            else:
+                self.emit(b"", final)
 
         if not more_body:
             self.response_complete = True
@@ -798,11 +805,50 @@ class RequestCycle:
         if protocol.write_paused:
             await protocol.drain()
 
+    def emit(self, data, final):
+        """Write response bytes; streamed pieces are coalesced.
+
+        Pieces of a response that is not finished yet are buffered and written
+        together at the end of the current loop iteration (or once 64 KiB are
+        buffered, or when the response ends): an app streaming many small chunks
+        without waiting in between costs one write system call, not one each.
+        """
+        out = self.out
+        if final and out is None:
+            if data:
+                self.transport.write(data)
+            return
+        if data:
+            if out is None:
+                self.out = [data]
+                self.out_size = len(data)
+            else:
+                out.append(data)
+                self.out_size += len(data)
+        if final or self.out_size >= HIGH_WATER:
+            self.flush()
+        elif self.out is not None and not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.protocol.loop.call_soon(self.scheduled_flush)
+
+    def scheduled_flush(self):
+        self.flush_scheduled = False
+        self.flush()
+
+    def flush(self):
+        out = self.out
+        if out is not None:
+            self.out = None
+            self.out_size = 0
+            if not self.protocol.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
     def too_long(self, size):
         """The app sent more than its Content-Length: the excess is cut and the connection closed."""
         self.response_complete = True
         self.keep_alive = False
         self.log_access(self.status)
+        self.flush()
         self.transport.close()
         raise RuntimeError(
             f"Response content longer than Content-Length ({size} > {self.expected_length} bytes); the excess was "

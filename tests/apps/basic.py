@@ -6,6 +6,16 @@ import asyncio
 import contextvars
 import json
 
+_RELEASE: dict = {}  # loop -> asyncio.Event, used by /sse and /release
+
+
+def release_event() -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    if loop not in _RELEASE:
+        _RELEASE[loop] = asyncio.Event()
+    return _RELEASE[loop]
+
+
 CANCELLED: list = []  # query strings of /forever requests that were cancelled
 request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
 
@@ -138,6 +148,17 @@ async def app(scope, receive, send):
         except asyncio.CancelledError:
             CANCELLED.append(scope["query_string"])
             raise
+    elif path == "/sse":
+        # a chunk, then wait until /release is requested: the chunk must reach the
+        # client while the app waits (streamed bytes are not held back)
+        release_event().clear()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b"data: first\n\n", "more_body": True})
+        await release_event().wait()
+        await send({"type": "http.response.body", "body": b"data: second\n\n"})
+    elif path == "/release":
+        release_event().set()
+        await respond(send, body=b"released")
     elif path == "/custom-headers":
         await respond(
             send,
