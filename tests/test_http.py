@@ -338,3 +338,4 @@ def test_many_small_chunks_arrive_intact(server):
             sock.sendall(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
             status, headers, body = read_response(sock)
             assert (status, body) == (200, b"chunk0;chunk1;chunk2;")
+            assert headers[b"transfer-encoding"] == b"chunked"
