@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import platform
 import random
 import signal
 import socket
@@ -106,13 +105,6 @@ def raise_nofile_limit(cap: int = 1 << 20) -> int | None:
         return None
     logger.debug("Raised the open file limit from %d to %d.", soft, target)
     return target
-
-
-def implementation_summary(config: Config | None = None) -> str:
-    """``compiled: llhttp 9.x`` / ``pure-Python: h11 …``, loop and WebSocket library (for --version and the log)."""
-    from fastasgi import _speedups
-
-    return _speedups.describe()
 
 
 class Server:
@@ -420,7 +412,3 @@ def run_with_loop_factory(main: Any, loop_factory: Callable[[], asyncio.Abstract
         finally:
             asyncio.set_event_loop(None)
             loop.close()
-
-
-def python_description() -> str:
-    return f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"
