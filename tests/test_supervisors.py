@@ -154,6 +154,11 @@ def test_killed_worker_is_replaced_without_failed_requests() -> None:
         server.stop()
 
 
+@pytest.mark.skipif(
+    sys.implementation.name == "pypy",
+    reason="PyPy 7.3.11: a rolling restart can reset about 1% of requests (seen once in CI); open issue, "
+    "see the PyPy notes in README",
+)
 @pytest.mark.parametrize("mode", ["shared", "reuse-port"])
 def test_sighup_rolling_restart_drops_nothing(mode: str) -> None:
     extra = ("--reuse-port",) if mode == "reuse-port" else ()
