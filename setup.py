@@ -3,7 +3,8 @@
 Project metadata lives in pyproject.toml; this file only adds the extensions
 (STYLE.md "Build and wheels" and "llhttp without vendoring"):
 
-* ``fastasgi._speedups.parser_c`` from ``parser_c.pyx`` plus llhttp's C sources;
+* ``fastasgi._speedups.parser_c`` from ``parser_c.pyx`` plus llhttp's C sources,
+  and every other hand-written ``<stem>_c.pyx`` (``coro_c``) on its own;
 * ``fastasgi._speedups.<stem>_c`` for every ``<stem>_py.py`` that has a
   ``<stem>_c.pxd`` beside it (and no ``<stem>_c.pyx``): the plain-Python file
   is compiled by Cython under the ``_c`` module name.  Cython 3 finds the
@@ -189,7 +190,10 @@ def _pure_reason() -> str | None:
 
 def _extensions() -> list[Extension]:
     optional = not REQUIRE
-    exts = [Extension("fastasgi._speedups.parser_c", [str(SPEEDUPS / "parser_c.pyx")], optional=optional)]
+    exts = [
+        Extension(f"fastasgi._speedups.{pyx.stem}", [str(SPEEDUPS / pyx.name)], optional=optional)
+        for pyx in sorted((ROOT / SPEEDUPS).glob("*_c.pyx"))
+    ]
     for stem in _twin_stems():
         exts.append(Extension(f"fastasgi._speedups.{stem}_c", [str(SPEEDUPS / f"{stem}_py.py")], optional=optional))
     return exts
@@ -225,6 +229,9 @@ class build_ext(_build_ext):
                 folder = ensure_llhttp()
                 ext.include_dirs = [*ext.include_dirs, str(folder / "include")]
                 ext.sources = [*ext.sources, *(str(folder / "src" / c) for c in ("api.c", "http.c", "llhttp.c"))]
+        elif not SYSTEM_LLHTTP:
+            # http_c cimports the parser's type, whose struct embeds llhttp_t: the header is needed
+            ext.include_dirs = [*ext.include_dirs, str(ensure_llhttp() / "include")]
         if self.compiler.compiler_type == "msvc":
             ext.extra_compile_args = [*ext.extra_compile_args, "/O2"]
         else:

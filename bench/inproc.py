@@ -68,6 +68,8 @@ async def drive(impl: str, app_name: str, n: int, batch: int) -> float:
         loop.call_soon(proto.data_received, data)  # as a transport does: from a loop callback
         sent += batch
         while transport.written < sent:
+            if transport.closed:
+                raise SystemExit("the protocol closed the connection (see the error above)")
             await asyncio.sleep(0)
     dt = time.perf_counter() - t0
     proto.connection_lost(None)

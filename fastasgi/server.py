@@ -281,7 +281,8 @@ class Server:
             logger.info(message, protocol_name, host, port, extra={"color_message": color_message})
 
     def update_default_headers(self) -> None:
-        from fastasgi import _speedups
+        # framing_py only: loading the whole pure set would import h11 into every server
+        from fastasgi._speedups import framing_py
 
         state = self.server_state
         headers = []
@@ -289,8 +290,7 @@ class Server:
             headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
         headers += self.config.encoded_headers
         state.default_headers = headers
-        framing = _speedups.load("py").framing
-        state.default_headers_bytes = framing.render_default_headers(headers)
+        state.default_headers_bytes = framing_py.render_default_headers(headers)
 
     async def main_loop(self) -> None:
         counter = 0

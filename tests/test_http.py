@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import threading
+import types
 
 import httpx
 import pytest
@@ -339,3 +342,139 @@ def test_many_small_chunks_arrive_intact(server):
             status, headers, body = read_response(sock)
             assert (status, body) == (200, b"chunk0;chunk1;chunk2;")
             assert headers[b"transfer-encoding"] == b"chunked"
+
+
+# -- how the app is called ------------------------------------------------------------
+# send() is not a coroutine function (it does its work at once and returns an
+# awaitable), and an eagerly started app's coroutine is driven directly: these check
+# that apps that rely on the usual shapes still work.
+
+START = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+
+
+async def _send_shapes_app(scope, receive, send):
+    path = scope["path"]
+    if path == "/wait-for":
+        await asyncio.wait_for(send(START), 5)
+        await asyncio.ensure_future(send({"type": "http.response.body", "body": b"wait_for"}))
+    elif path == "/gather":
+        await asyncio.gather(send(START))
+        await asyncio.gather(send({"type": "http.response.body", "body": b"gather"}))
+    elif path == "/suspend-then-send":
+        await asyncio.sleep(0)
+        await send(START)
+        await asyncio.sleep(0.001)
+        await send({"type": "http.response.body", "body": b"later", "more_body": True})
+        await send({"type": "http.response.body", "body": b"!"})
+    elif path == "/not-awaited-error":
+        # errors come from the call itself, inside the app's own frame
+        try:
+            send({"type": "http.response.body", "body": b"too early"})
+        except RuntimeError as exc:
+            await send(START)
+            await send({"type": "http.response.body", "body": str(exc).encode()})
+
+
+class _Awaitable:
+    def __init__(self, coro):
+        self.coro = coro
+
+    def __await__(self):
+        return self.coro.__await__()
+
+
+class _ObjectApp:
+    """An ASGI app whose __call__ returns an awaitable that is not a coroutine."""
+
+    def __call__(self, scope, receive, send):
+        return _Awaitable(_send_shapes_app({**scope, "path": "/gather"}, receive, send))
+
+
+@types.coroutine
+def _generator_app(scope, receive, send):
+    # a generator-based coroutine: `yield from` what send() returns
+    yield from send(START)
+    yield from send({"type": "http.response.body", "body": b"generator"})
+
+
+def _not_awaitable_app(scope, receive, send):
+    return 42
+
+
+@pytest.fixture(scope="module")
+def shapes_server(impl):
+    with run_server(_send_shapes_app, impl) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/wait-for", b"wait_for"),
+        ("/gather", b"gather"),
+        ("/suspend-then-send", b"later!"),
+        ("/not-awaited-error", b"Expected ASGI message 'http.response.start', but got 'http.response.body'."),
+    ],
+)
+def test_send_result_is_a_usual_awaitable(shapes_server, path, body):
+    with socket.create_connection(("127.0.0.1", shapes_server.port)) as sock:
+        for _ in range(2):  # the second request runs on the keep-alive connection's runner
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path.encode())
+            status, _headers, got = read_response(sock)
+            assert (status, got) == (200, body)
+
+
+@pytest.mark.parametrize(("app", "body"), [(_ObjectApp(), b"gather"), (_generator_app, b"generator")])
+def test_apps_returning_other_awaitables(impl, app, body):
+    with run_server(app, impl, interface="asgi3") as srv, socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            status, _headers, got = read_response(sock)
+            assert (status, got) == (200, body)
+
+
+def test_app_returning_a_non_awaitable_gets_500(impl, caplog):
+    with run_server(_not_awaitable_app, impl, interface="asgi3") as srv:
+        for _ in range(2):  # the 500 closes the connection: a new one each time
+            data = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert data.startswith(b"HTTP/1.1 500 ")
+    assert "Exception in ASGI application" in caplog.text
+    assert "can't be used in 'await' expression" in caplog.text
+
+
+async def _count_tasks(srv):
+    await asyncio.sleep(0)
+    return len(srv.server_state.tasks)
+
+
+def test_runner_task_leaves_the_task_set_when_the_client_goes_mid_app(impl):
+    # A keep-alive connection's second request runs eagerly in the connection's
+    # runner; its app suspends, answers, and is still running when the client
+    # closes.  The runner must still leave the server's task set when the app
+    # ends, or a graceful shutdown would wait for it forever.
+    seen = {}
+    done = threading.Event()
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/linger":
+            seen["loop"] = asyncio.get_running_loop()
+            await asyncio.sleep(0)  # suspended: the runner drives the rest
+            await send(START)
+            await send({"type": "http.response.body", "body": b"bye"})
+            for _ in range(1000):  # until the server has seen the client go (bounded)
+                if not seen["server"].server_state.connections:
+                    break
+                await asyncio.sleep(0.01)
+            done.set()
+            return
+        await send(START)
+        await send({"type": "http.response.body", "body": b"hi"})
+
+    with run_server(app, impl) as srv:
+        seen["server"] = srv
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            for path, body in ((b"/", b"hi"), (b"/linger", b"bye")):
+                sock.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path)
+                assert read_response(sock)[2] == body
+        assert done.wait(15)
+        assert asyncio.run_coroutine_threadsafe(_count_tasks(srv), seen["loop"]).result(10) == 0

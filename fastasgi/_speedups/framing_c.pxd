@@ -19,8 +19,29 @@ cdef dict _STATUS_LINES_10
 cpdef bytes status_line(object status, bint http11)
 
 
+cdef tuple _last
+
+
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, pair=tuple)
+cdef bint _same_headers(object headers, tuple cached) except -1
+
+
+@cython.locals(last=tuple)
+cpdef tuple encode_head(
+    object status,
+    object headers,
+    bytes default_headers,
+    bint http11,
+    bint is_head,
+    Py_ssize_t body_length,
+    bint keep_alive,
+)
+
+
 # C ints for the framing decision and flags: no Python int/bool objects per header.
 @cython.locals(
+    cacheable=bint,
+    keep_alive_in=bint,
     content_length=Py_ssize_t,
     has_server=bint,
     has_date=bint,
@@ -31,7 +52,7 @@ cpdef bytes status_line(object status, bint http11)
     stripped=bytes,
     kind=int,
 )
-cpdef tuple encode_head(
+cpdef tuple encode_head_uncached(
     object status,
     object headers,
     bytes default_headers,

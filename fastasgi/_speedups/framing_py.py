@@ -84,7 +84,56 @@ def status_line(status: int, http11: bool) -> bytes:
     return line
 
 
+# The last head encoded, with what it was made from: (status, headers, default_headers,
+# http11, is_head, body_length, keep_alive, result).  Most apps answer with the same
+# headers again and again; a hit costs a comparison of the pairs instead of their
+# validation and serialization.  One tuple, swapped whole: a reader never sees a mix.
+_last: tuple = (None, (), b"", False, False, 0, False, None)
+
+
+def _same_headers(headers: object, cached: tuple) -> bool:
+    """``headers`` (a list or tuple of pairs) holds the same pairs as ``cached``."""
+    n = len(cached)
+    if len(headers) != n:  # type: ignore[arg-type]
+        return False
+    for i in range(n):
+        item = headers[i]  # type: ignore[index]
+        pair = cached[i]
+        if item is pair:
+            continue
+        if type(item) is not tuple or len(item) != 2 or item[0] != pair[0] or item[1] != pair[1]:
+            return False
+    return True
+
+
 def encode_head(
+    status: int,
+    headers: object,
+    default_headers: bytes,
+    http11: bool,
+    is_head: bool,
+    body_length: int,
+    keep_alive: bool,
+) -> tuple:
+    """Serialize a response head (see :func:`encode_head_uncached`), reusing the last one
+    when it was made from the same status, headers and flags."""
+    last = _last
+    if (
+        default_headers is last[2]
+        and type(status) is int
+        and status == last[0]
+        and http11 == last[3]
+        and is_head == last[4]
+        and body_length == last[5]
+        and keep_alive == last[6]
+        and (type(headers) is list or type(headers) is tuple)
+        and _same_headers(headers, last[1])
+    ):
+        return last[7]
+    return encode_head_uncached(status, headers, default_headers, http11, is_head, body_length, keep_alive)
+
+
+def encode_head_uncached(
     status: int,
     headers: object,
     default_headers: bytes,
@@ -104,22 +153,30 @@ def encode_head(
     Returns ``(head: bytes, mode: int, content_length: int, keep_alive: bool)``
     where ``content_length`` is -1 unless ``mode`` is CONTENT_LENGTH.
     """
+    global _last
+    keep_alive_in = keep_alive
     if type(status) is not int:
         raise ResponseHeaderError(f"Invalid HTTP status code {status!r} in response (must be an int)")
     parts = [status_line(status, http11)]
+    # the head can be reused for the same pairs when they are all tuples of bytes
+    cacheable = type(headers) is list or type(headers) is tuple
     content_length = -1
     has_server = False
     has_date = False
     connection_close = False
     cl_index = -1
     for item in headers:  # type: ignore[attr-defined]
+        if type(item) is not tuple:
+            cacheable = False
         name, value = item
         if type(name) is not bytes:
+            cacheable = False
             if isinstance(name, (bytes, bytearray, memoryview)):
                 name = bytes(name)
             else:
                 raise ResponseHeaderError(f"Response header names must be bytes, got {type(name).__name__}")
         if type(value) is not bytes:
+            cacheable = False
             if isinstance(value, (bytes, bytearray, memoryview)):
                 value = bytes(value)
             else:
@@ -196,7 +253,10 @@ def encode_head(
     elif keep_alive and not http11:
         parts.append(b"connection: keep-alive\r\n")
     parts.append(b"\r\n")
-    return b"".join(parts), mode, content_length, keep_alive
+    result = (b"".join(parts), mode, content_length, keep_alive)
+    if cacheable:
+        _last = (status, tuple(headers), default_headers, http11, is_head, body_length, keep_alive_in, result)  # type: ignore[arg-type]
+    return result
 
 
 def chunk(data: bytes) -> bytes:

@@ -3,6 +3,10 @@
 # protocol <-> cycle calls into direct C calls; the .py file stays plain Python.
 import cython
 
+from fastasgi._speedups.coro_c cimport start as start_coroutine
+from fastasgi._speedups.framing_c cimport encode_head
+from fastasgi._speedups.parser_c cimport RequestParser
+
 cdef class RequestCycle
 
 cdef class HttpProtocol:
@@ -10,7 +14,7 @@ cdef class HttpProtocol:
     cdef object app
     cdef public object loop
     cdef public object server_state
-    cdef object app_state
+    cdef dict app_state
     cdef set connections
     cdef set tasks
     cdef str root_path
@@ -20,12 +24,13 @@ cdef class HttpProtocol:
     cdef object proxy_trust
     cdef bint reset_contextvars
     cdef str asgi_version
-    cdef public object parser
+    cdef public RequestParser parser
 
     cdef public object transport
     cdef public object client
     cdef public object server
     cdef public str scheme
+    cdef dict scope_template
     cdef bint trusted
     cdef public bint access_log
 
@@ -54,7 +59,7 @@ cdef class HttpProtocol:
     @cython.locals(cycle=RequestCycle, pending=list, active=RequestCycle, starting=RequestCycle)
     cpdef handle_events(self, list events)
 
-    @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, root_path=str)
+    @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, root_path=str, scope=dict)
     cpdef RequestCycle start_request(self, tuple head)
 
     @cython.locals(limit=Py_ssize_t)
@@ -65,7 +70,7 @@ cdef class HttpProtocol:
     @cython.locals(pending=list)
     cpdef on_response_complete(self, RequestCycle cycle)
 
-    cpdef bint run_eagerly(self, object coro, object waiter)
+    cpdef bint run_eagerly(self, RequestCycle cycle, object app, object waiter)
     cpdef start_runner(self)
     cpdef stop_runner(self)
     cpdef _arm_keepalive(self)
@@ -101,6 +106,9 @@ cdef class RequestCycle:
     cdef Py_ssize_t out_size
     cdef bint flush_scheduled
 
+    cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue)
+    cpdef app_returned(self, object result)
+    cpdef bint app_raised(self, object exc)
     cpdef on_body(self, bytes data)
     cpdef on_body_end(self)
     cpdef on_disconnect(self)
@@ -114,3 +122,7 @@ cdef class RequestCycle:
 
     @cython.locals(qs=bytes, path=str)
     cpdef log_access(self, object status)
+
+
+cdef class Done:
+    pass

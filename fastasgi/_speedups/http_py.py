@@ -21,6 +21,7 @@ import sys
 from contextvars import Context, copy_context
 
 if __name__.endswith("_c"):  # compiled: the compiled set
+    from fastasgi._speedups.coro_c import start as start_coroutine
     from fastasgi._speedups.framing_c import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -30,8 +31,10 @@ if __name__.endswith("_c"):  # compiled: the compiled set
         ResponseHeaderError,
         encode_head,
     )
-    from fastasgi._speedups.parser_c import ParseError, RequestParser
+    from fastasgi._speedups.parser_c import ParseError
+    from fastasgi._speedups.parser_c import RequestParser as new_parser
 else:
+    from fastasgi._speedups.coro_py import start as start_coroutine
     from fastasgi._speedups.framing_py import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -41,7 +44,8 @@ else:
         ResponseHeaderError,
         encode_head,
     )
-    from fastasgi._speedups.parser_py import ParseError, RequestParser
+    from fastasgi._speedups.parser_py import ParseError
+    from fastasgi._speedups.parser_py import RequestParser as new_parser
 
 from fastasgi.middleware.proxy_headers import apply_forwarded, has_forwarded_headers
 from fastasgi.protocols.utils import (
@@ -91,7 +95,7 @@ class HttpProtocol:
         self.proxy_trust = server_state.proxy_trust
         self.reset_contextvars = bool(config.reset_contextvars)
         self.asgi_version = config.asgi_version
-        self.parser = RequestParser(**config.parser_limits())
+        self.parser = new_parser(**config.parser_limits())  # (http_c.pxd types it: C calls to feed())
         # slow-client timeouts (checked by the one lazy per-connection timer, on_keepalive_timer)
         self.timeout_request_header = float(config.timeout_request_header)
         self.timeout_request_body = float(config.timeout_request_body)
@@ -102,6 +106,7 @@ class HttpProtocol:
         self.client = None
         self.server = None
         self.scheme = "http"
+        self.scope_template = None
         self.trusted = False
         self.access_log = False
 
@@ -132,6 +137,24 @@ class HttpProtocol:
         self.client = get_remote_addr(transport)
         self.server = get_local_addr(transport)
         self.scheme = "https" if is_ssl(transport) else "http"
+        # What every request's scope on this connection shares; start_request copies
+        # it and fills in the rest (compiled, a dict copy plus a few replacements
+        # costs less than building a 13-key dict).  Key order is the scope's.
+        self.scope_template = {
+            "type": "http",
+            "asgi": None,
+            "http_version": None,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": None,
+            "root_path": self.root_path,
+            "path": None,
+            "raw_path": None,
+            "query_string": None,
+            "headers": None,
+            "state": None,
+        }
         self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
         if self.proxy_trust is not None:
             self.trusted = trust_key(transport, self.client) in self.proxy_trust
@@ -248,26 +271,21 @@ class HttpProtocol:
             if self.config.ws == "none" or self.ws_protocol_class is None:
                 error_logger.warning("Unsupported upgrade request.")
         root_path = self.root_path
-        scope = {
-            "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
-            "http_version": http_version,
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method,
-            "root_path": root_path,
-            "path": root_path + path if root_path else path,
-            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
-            "query_string": query_string,
-            "headers": headers,
-            "state": self.app_state.copy(),
-        }
+        scope = self.scope_template.copy()
+        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
+        scope["http_version"] = http_version
+        scope["method"] = method
+        scope["path"] = root_path + path if root_path else path
+        scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
+        scope["query_string"] = query_string
+        scope["headers"] = headers
+        scope["state"] = self.app_state.copy()
         if self.trusted and has_forwarded_headers(headers):
             apply_forwarded(scope, self.proxy_trust)
         if self.close_after_response:
             keep_alive = False
-        cycle = RequestCycle(self, scope, keep_alive, expect_continue)
+        cycle = RequestCycle.__new__(RequestCycle)
+        cycle.setup(self, scope, keep_alive, expect_continue)
         self.active = cycle
         self.receiving = cycle
         self.server_state.total_requests += 1
@@ -281,11 +299,11 @@ class HttpProtocol:
             error_logger.warning("Exceeded concurrency limit.")
         else:
             app = self.app
-        coro = cycle.run_asgi(app)
-        loop = self.loop
         waiter = self.runner_waiter
-        if waiter is not None and not waiter.done() and self.run_eagerly(coro, waiter):
+        if waiter is not None and not waiter.done() and self.run_eagerly(cycle, app, waiter):
             return
+        loop = self.loop
+        coro = cycle.run_asgi(app)
         if self.reset_contextvars:
             task = Context().run(loop.create_task, coro)
         elif loop.get_task_factory() is not None:
@@ -302,7 +320,7 @@ class HttpProtocol:
             cycle.task = task
             self.tasks.add(task)
 
-    def run_eagerly(self, coro, waiter):
+    def run_eagerly(self, cycle, app, waiter):
         """Run the app at once, inside the connection's idle runner Task.
 
         The runner Task is marked as the current task (``asyncio.current_task()``,
@@ -310,7 +328,10 @@ class HttpProtocol:
         here, in ``data_received``.  An app that answers without suspending costs
         no Task and no trip through the event loop; one that suspends is handed to
         the runner, which goes on driving it, each step in the request's own
-        context, exactly as a Task of its own would.
+        context, exactly as a Task of its own would.  The app's coroutine is
+        driven directly (no wrapping coroutine): what ``run_asgi`` does after the
+        app is ``cycle.app_returned`` / ``cycle.app_raised``, run in the same
+        context.
         """
         loop = self.loop
         runner = self.runner
@@ -320,14 +341,22 @@ class HttpProtocol:
         except RuntimeError:
             return False  # called from inside another task: use a Task of its own
         try:
-            yielded = ctx.run(coro.send, None)
-        except StopIteration:
-            return True
+            try:
+                coro, value = start_coroutine(ctx, app, cycle.scope, cycle.receive, cycle.send)
+            except BaseException as exc:
+                if ctx.run(cycle.app_raised, exc):
+                    raise
+                return True
         finally:
             _leave_task(loop, runner)
+        if coro is None:
+            # returned; the usual case (None, response complete) has nothing left to do
+            if value is not None or not cycle.response_complete:
+                ctx.run(cycle.app_returned, value)
+            return True
         # suspended: the runner takes over (and counts as a running task until it ends)
         self.runner_waiter = None
-        self.runner_job = (coro, ctx, yielded)
+        self.runner_job = (cycle, coro, ctx, value)
         self.tasks.add(runner)
         if not waiter.done():
             waiter.set_result(None)
@@ -339,6 +368,10 @@ class HttpProtocol:
         """The runner: waits for apps that suspended during an eager start and drives them."""
         loop = self.loop
         tasks = self.tasks
+        # This Task (start_runner assigned it before its first step).  Kept here:
+        # connection_lost clears self.runner while a job may still be running,
+        # and the task must still leave the server's set when that job ends.
+        runner = self.runner
         while not self.closed:
             waiter = loop.create_future()
             self.runner_waiter = waiter
@@ -354,12 +387,13 @@ class HttpProtocol:
             self.runner_job = None
             if job is None:
                 continue
-            coro, ctx, yielded = job
+            cycle, coro, ctx, yielded = job
             try:
-                await Resume(coro, ctx, yielded, pending_exc)
+                await Resume(cycle, coro, ctx, yielded, pending_exc)
             finally:
-                tasks.discard(self.runner)
-        self.runner = None
+                tasks.discard(runner)
+        if self.runner is runner:
+            self.runner = None
 
     def start_runner(self):
         loop = self.loop
@@ -557,7 +591,9 @@ class HttpProtocol:
 class RequestCycle:
     """One request and its response: the ``receive``/``send`` pair an app sees."""
 
-    def __init__(self, protocol, scope, keep_alive, expect_continue):
+    def setup(self, protocol, scope, keep_alive, expect_continue):
+        # Called on RequestCycle.__new__(RequestCycle): compiled, that is a direct
+        # tp_new plus a C call, with no argument parsing of a Python __init__.
         self.protocol = protocol
         self.transport = protocol.transport
         self.scope = scope
@@ -566,7 +602,7 @@ class RequestCycle:
         self.is_head = scope["method"] == "HEAD"
         self.http11 = scope["http_version"] == "1.1"
 
-        self.body_chunks = []
+        self.body_chunks = None  # a list once body bytes arrive
         self.body_size = 0
         self.more_body = True
         self.delivered = False  # the last body message (more_body=False) was handed to the app
@@ -591,7 +627,11 @@ class RequestCycle:
     def on_body(self, data):
         if self.discard_body or self.disconnected:
             return
-        self.body_chunks.append(data)
+        chunks = self.body_chunks
+        if chunks is None:
+            self.body_chunks = [data]
+        else:
+            chunks.append(data)
         self.body_size += len(data)
         waiter = self.body_waiter
         if waiter is not None:
@@ -621,28 +661,36 @@ class RequestCycle:
     # -- the app ----------------------------------------------------------------------
 
     async def run_asgi(self, app):
+        """The app in a Task of its own (when it cannot start eagerly, see run_eagerly)."""
         try:
             result = await app(self.scope, self.receive, self.send)
         except BaseException as exc:
-            self.forget_task()
-            if isinstance(exc, asyncio.CancelledError) and self.protocol.closed:
-                raise
-            error_logger.error("Exception in ASGI application\n", exc_info=exc)
-            self.fail(500, "Internal Server Error")
-            if not isinstance(exc, Exception):
+            if self.app_raised(exc):
                 raise
         else:
-            self.forget_task()
-            if result is not None:
-                error_logger.error("ASGI callable should return None, but returned '%s'.", result)
-            if not self.response_started:
-                if not self.disconnected:
-                    error_logger.error("ASGI callable returned without starting response.")
-                self.fail(500, "Internal Server Error")
-            elif not self.response_complete:
-                if not self.disconnected:
-                    error_logger.error("ASGI callable returned without completing response.")
-                self.abort()
+            self.app_returned(result)
+
+    def app_returned(self, result):
+        self.forget_task()
+        if result is not None:
+            error_logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if not self.response_started:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without starting response.")
+            self.fail(500, "Internal Server Error")
+        elif not self.response_complete:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without completing response.")
+            self.abort()
+
+    def app_raised(self, exc):
+        """The app raised ``exc``: answer 500 (or close).  True when ``exc`` must propagate."""
+        self.forget_task()
+        if isinstance(exc, asyncio.CancelledError) and self.protocol.closed:
+            return True
+        error_logger.error("Exception in ASGI application\n", exc_info=exc)
+        self.fail(500, "Internal Server Error")
+        return not isinstance(exc, Exception)
 
     def forget_task(self):
         # run_asgi removes its own task from the server's set (instead of a done-callback)
@@ -691,11 +739,13 @@ class RequestCycle:
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
         chunks = self.body_chunks
-        if len(chunks) == 1:
+        if chunks is None:
+            body = b""
+        elif len(chunks) == 1:
             body = chunks[0]
         else:
             body = b"".join(chunks)
-        self.body_chunks = []
+        self.body_chunks = None
         self.body_size = 0
         protocol = self.protocol
         if protocol.read_paused:
@@ -704,9 +754,16 @@ class RequestCycle:
             self.delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
-    async def send(self, message):
+    def send(self, message):
+        """ASGI ``send``: does its work at once and returns an awaitable.
+
+        Not a coroutine function: no coroutine object per message.  What it
+        returns is ``DONE`` (awaiting it completes at once), or, when the
+        transport asked us to stop writing, the wait for it to drain.  An app
+        awaits it as usual; errors are raised by the call, inside that ``await``.
+        """
         if self.disconnected:
-            return
+            return DONE
         mtype = message["type"]
         if not self.response_started:
             if mtype != "http.response.start":
@@ -720,7 +777,7 @@ class RequestCycle:
                 # the app answers without reading the body: the client may or may not send it
                 self.expect_continue = False
                 self.keep_alive = False
-            return
+            return DONE
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
         if mtype != "http.response.body":
@@ -803,7 +860,8 @@ class RequestCycle:
             self.protocol.on_response_complete(self)
         protocol = self.protocol
         if protocol.write_paused:
-            await protocol.drain()
+            return protocol.drain()
+        return DONE
 
     def emit(self, data, final):
         """Write response bytes; streamed pieces are coalesced.
@@ -873,43 +931,62 @@ class RequestCycle:
             )
 
 
+class Done:
+    """What ``send`` returns when it has finished: awaiting it completes at once."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        return iter(())
+
+    def __iter__(self):  # `yield from send(...)` in a generator-based coroutine
+        return iter(())
+
+
+DONE = Done()
+
+
 class Resume:
-    """Awaitable that goes on driving a coroutine which suspended during an eager start.
+    """Awaitable that goes on driving an app's coroutine which suspended during an eager start.
 
     Each step runs in the request's context (``ctx.run``), and what the coroutine
     yields (the future it waits for) is passed up to the enclosing Task unchanged,
     so waiting, wake-up and cancellation work as if the coroutine were that Task's.
+    When the app ends, the cycle hears of it as ``run_asgi`` would tell it.
     """
 
-    def __init__(self, coro, ctx, yielded, exc):
+    def __init__(self, cycle, coro, ctx, yielded, exc):
+        self.cycle = cycle
         self.coro = coro
         self.ctx = ctx
         self.yielded = yielded
         self.exc = exc
 
     def __await__(self):
-        return _drive(self.coro, self.ctx, self.yielded, self.exc)
+        return _drive(self.cycle, self.coro, self.ctx, self.yielded, self.exc)
 
 
-def _drive(coro, ctx, yielded, exc):
+def _drive(cycle, coro, ctx, yielded, exc):
     run = ctx.run
     while True:
-        if exc is None:
-            try:
-                value = yield yielded
-            except BaseException as thrown:  # cancellation thrown into the Task
-                exc = thrown
-                continue
-            try:
+        try:
+            if exc is None:
+                try:
+                    value = yield yielded
+                except BaseException as thrown:  # cancellation thrown into the Task
+                    exc = thrown
+                    continue
                 yielded = run(coro.send, value)
-            except StopIteration:
-                return
-        else:
-            pending, exc = exc, None
-            try:
+            else:
+                pending, exc = exc, None
                 yielded = run(coro.throw, pending)
-            except StopIteration:
-                return
+        except StopIteration as stop:
+            run(cycle.app_returned, stop.value)
+            return
+        except BaseException as err:
+            if run(cycle.app_raised, err):
+                raise
+            return
 
 
 async def service_unavailable(scope, receive, send):
