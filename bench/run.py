@@ -99,6 +99,11 @@ SERVERS: dict[str, ServerSpec] = {
             ("uvicorn", *_UVI, "--http", "h11", "--loop", "uvloop", *COMMON),
         ),
         ServerSpec(
+            "uvloop-floor",
+            "bench/floor.py: bare uvloop protocol, no parsing, no ASGI (GET scenarios only): the ceiling",
+            ("bench.floor", "--host", "{host}", "--port", "{port}", "{app}"),
+        ),
+        ServerSpec(
             "granian",
             "granian ASGI, 1 worker, 1 runtime thread, HTTP/1 only, uvloop",
             (
