@@ -116,6 +116,8 @@ cdef class RequestCycle:
     cpdef fail(self, int status, str message)
     cpdef abort(self)
     cpdef forget_task(self)
+    @cython.locals(more_body=bint, final=bint, mode=int)
+    cpdef object send_message(self, dict message)
     cpdef emit(self, bytes data, bint final)
     cpdef flush(self)
     cpdef too_long(self, Py_ssize_t size)

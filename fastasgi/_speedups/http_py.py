@@ -68,6 +68,7 @@ from asyncio.tasks import _enter_task, _leave_task
 
 HIGH_WATER = 65536  # buffered request body (or pipelined bytes) above which reading pauses
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LINGER = 2.0  # s an error response waits for the client to close before the server does
 INFO = logging.INFO
 _PY312 = sys.version_info >= (3, 12)
 
@@ -204,7 +205,20 @@ class HttpProtocol:
         try:
             events = self.parser.feed(data)
         except ParseError as exc:
-            self.on_parse_error(exc.status, exc.reason)
+            # Requests completed before the bad bytes (pipelined in the same read) are
+            # answered first; the error's turn comes after theirs.  What follows the
+            # last end of message belongs to the request the error is in: dropped, so
+            # that request's app never starts.
+            events = exc.events or []
+            n = len(events)
+            while n and events[n - 1] is not None:
+                n -= 1
+            if n:
+                events = events[:n]
+                events.append(ParseFailure(exc.status, exc.reason))
+                self.handle_events(events)
+            else:
+                self.on_parse_error(exc.status, exc.reason)
             return
         if events:
             self.handle_events(events)
@@ -228,6 +242,8 @@ class HttpProtocol:
             pending = self.pending
             if pending is not None:
                 pending.append(ev)
+                if type(ev) is ParseFailure:
+                    self.closing = True  # nothing after the bad bytes is read
             elif type(ev) is tuple:
                 if starting is not None:
                     self.start_app(starting)
@@ -249,13 +265,26 @@ class HttpProtocol:
                     starting = None
                 elif cycle is not None and cycle.response_complete:
                     self.became_idle()  # answered before its body had fully arrived
-            else:
+            elif type(ev) is bytes:
                 cycle = self.receiving
                 if cycle is not None:
                     cycle.on_body(ev)
                     if cycle.body_size > HIGH_WATER and not self.read_paused:
                         self.read_paused = True
                         self.transport.pause_reading()
+            else:  # a ParseFailure: what followed the events before it was bad
+                if starting is not None:
+                    self.start_app(starting)
+                    starting = None
+                active = self.active
+                if active is not None and not active.response_complete and self.receiving is None:
+                    # answered once the response in progress is complete; nothing
+                    # more is read meanwhile
+                    self.closing = True
+                    self.pending = [ev]
+                else:
+                    self.on_parse_error(ev.status, ev.reason)
+                return
         if starting is not None:
             self.start_app(starting)
 
@@ -450,9 +479,30 @@ class HttpProtocol:
             active.keep_alive = False
             self.pending = None
             return
-        self.closing = True
-        self.transport.write(error_response(status, message))
-        self.transport.close()
+        self.send_error_and_close(error_response(status, message))
+
+    def send_error_and_close(self, data):
+        """Write an error response and close the connection, without a reset.
+
+        The client may still be sending the request we refused, and closing a
+        socket with unread bytes makes the kernel answer them with RST, which can
+        destroy the response before the client reads it.  So the response is
+        followed by our FIN (``write_eof``), what still arrives is read and
+        dropped, and the connection closes when the client closes its side, or
+        after ``LINGER`` seconds.
+        """
+        transport = self.transport
+        self.closing = True  # data_received drops everything from now on
+        transport.write(data)
+        try:
+            transport.write_eof()  # TCP: FIN after the response (asyncio's TLS has no half-close)
+        except (NotImplementedError, RuntimeError, OSError):
+            transport.close()
+            return
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        self.loop.call_later(LINGER, transport.close)
 
     # -- after a response -----------------------------------------------------------
 
@@ -552,8 +602,9 @@ class HttpProtocol:
         self.receiving = None
         self.pending = None
         if cycle is None or not cycle.response_started:
-            self.transport.write(error_response(status, message))
-        self.transport.close()
+            self.send_error_and_close(error_response(status, message))
+        else:
+            self.transport.close()
         if cycle is not None:
             cycle.on_disconnect()  # receive() returns http.disconnect, send() is a no-op
 
@@ -764,6 +815,10 @@ class RequestCycle:
         """
         if self.disconnected:
             return DONE
+        # compiled, send_message takes a dict: its lookups are direct C calls
+        return self.send_message(message if type(message) is dict else dict(message))
+
+    def send_message(self, message):
         mtype = message["type"]
         if not self.response_started:
             if mtype != "http.response.start":
@@ -929,6 +984,16 @@ class RequestCycle:
                 status,
                 extra={"status_code": status, "scope": scope},
             )
+
+
+class ParseFailure:
+    """The last event of a batch whose bytes turned bad: answered in its turn (see data_received)."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status, reason):
+        self.status = status
+        self.reason = reason
 
 
 class Done:
