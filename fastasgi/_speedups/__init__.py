@@ -7,6 +7,9 @@ Two sets exist, with the same names and the same behaviour:
   augmenting ``*_c.pxd`` files);
 * ``"py"`` -- ``parser_py`` (h11 adapter), ``http_py`` and ``framing_py``.
 
+``coro_c`` (a hand-written ``.pyx``: the app's first step through CPython's C API)
+and its twin ``coro_py`` are imported by the http module of their own set.
+
 All modules switch together, never a mix.  :func:`load` returns the modules of
 one set; :data:`active` is the tag of the set that runs by default: ``"c"``
 unless ``FASTASGI_NO_EXTENSIONS`` is set, the interpreter is not CPython, or
