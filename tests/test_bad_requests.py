@@ -115,10 +115,16 @@ SLOW = b"GET /sleep?0.05 HTTP/1.1\r\nHost: a\r\n\r\n"  # suspends before answeri
     ],
     ids=["one", "two", "slow-then-fast", "fast-slow-fast"],
 )
-def test_requests_before_bad_bytes_are_answered_first(server, good, answers):
+@pytest.mark.parametrize("warm", [False, True], ids=["new-connection", "after-a-response"])
+def test_requests_before_bad_bytes_are_answered_first(server, good, answers, warm):
     # Complete requests pipelined ahead of bad bytes in the same packet are answered,
     # in order, and then the bad bytes get their 400 and the connection is closed.
+    # After a first response, apps start eagerly in the connection's runner (and on
+    # CPython 3.12+ a new connection's first app starts eagerly in its Task).
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        if warm:
+            sock.sendall(GOOD)
+            assert read_response(sock)[0] == 200
         sock.sendall(b"".join(good) + b"THIS IS NOT HTTP\r\n\r\n")
         for expected in answers:
             status, _headers, body = read_response(sock)

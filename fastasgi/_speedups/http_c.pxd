@@ -42,6 +42,8 @@ cdef class HttpProtocol:
     cdef bint write_paused
     cdef object drain_waiter
     cdef public bint closing
+    cdef bint parse_failed
+    cdef bint lingering
     cdef public bint close_after_response
     cdef public bint closed
     cdef double idle_since
@@ -116,8 +118,10 @@ cdef class RequestCycle:
     cpdef fail(self, int status, str message)
     cpdef abort(self)
     cpdef forget_task(self)
+
     @cython.locals(more_body=bint, final=bint, mode=int)
     cpdef object send_message(self, dict message)
+
     cpdef emit(self, bytes data, bint final)
     cpdef flush(self)
     cpdef too_long(self, Py_ssize_t size)

@@ -119,6 +119,8 @@ class HttpProtocol:
         self.write_paused = False
         self.drain_waiter = None
         self.closing = False  # no more requests are read; close when the response is done
+        self.parse_failed = False  # bad bytes arrived: their error waits for the responses before it
+        self.lingering = False  # an error response was sent and half-closed (send_error_and_close)
         self.close_after_response = False  # graceful shutdown: answer what arrives with connection: close
         self.closed = False
         self.idle_since = 0.0
@@ -200,7 +202,7 @@ class HttpProtocol:
                 waiter.set_result(None)
 
     def data_received(self, data):
-        if self.closing:
+        if self.closing or self.parse_failed:
             return
         try:
             events = self.parser.feed(data)
@@ -243,7 +245,7 @@ class HttpProtocol:
             if pending is not None:
                 pending.append(ev)
                 if type(ev) is ParseFailure:
-                    self.closing = True  # nothing after the bad bytes is read
+                    self.parse_failed = True  # nothing after the bad bytes is read
             elif type(ev) is tuple:
                 if starting is not None:
                     self.start_app(starting)
@@ -280,7 +282,7 @@ class HttpProtocol:
                 if active is not None and not active.response_complete and self.receiving is None:
                     # answered once the response in progress is complete; nothing
                     # more is read meanwhile
-                    self.closing = True
+                    self.parse_failed = True
                     self.pending = [ev]
                 else:
                     self.on_parse_error(ev.status, ev.reason)
@@ -499,6 +501,7 @@ class HttpProtocol:
         except (NotImplementedError, RuntimeError, OSError):
             transport.close()
             return
+        self.lingering = True  # became_idle must not close early
         if self.read_paused:
             self.read_paused = False
             transport.resume_reading()
@@ -537,7 +540,8 @@ class HttpProtocol:
         if self.active is None and self.receiving is None and not self.closed:
             self.idle_since = self.loop.time()
             if self.closing:
-                self.transport.close()
+                if not self.lingering:
+                    self.transport.close()
             else:
                 self._arm_keepalive()
                 if self.runner is None:
