@@ -152,3 +152,18 @@ def test_error_response_survives_unread_request_bytes(server):
             data += chunk
     assert data.startswith(b"HTTP/1.1 400 ")
     assert data.endswith(b"Invalid HTTP request received.")
+
+
+def test_bad_bytes_in_a_later_read_wait_for_the_response_in_progress(server):
+    # The same rule whether the bad bytes come in the same read as the request before
+    # them or in a later one (here: most likely while its app is suspended).
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(GOOD)
+        assert read_response(sock)[0] == 200
+        sock.sendall(b"GET /sleep?0.2 HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        assert read_response(sock)[::2] == (200, b"slept")
+        status, headers, _body = read_response(sock)
+        assert (status, headers.get(b"connection")) == (400, b"close")
+        sock.settimeout(10)
+        assert sock.recv(1) == b""

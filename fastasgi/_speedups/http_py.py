@@ -207,20 +207,18 @@ class HttpProtocol:
         try:
             events = self.parser.feed(data)
         except ParseError as exc:
-            # Requests completed before the bad bytes (pipelined in the same read) are
-            # answered first; the error's turn comes after theirs.  What follows the
-            # last end of message belongs to the request the error is in: dropped, so
-            # that request's app never starts.
+            # The error takes its turn after the requests before it: those completed
+            # in this read, and any response still in progress, are answered first
+            # (see the ParseFailure branch of handle_events).  What follows the last
+            # end of message belongs to the request the error is in: dropped, so that
+            # request's app never starts.
             events = exc.events or []
             n = len(events)
             while n and events[n - 1] is not None:
                 n -= 1
-            if n:
-                events = events[:n]
-                events.append(ParseFailure(exc.status, exc.reason))
-                self.handle_events(events)
-            else:
-                self.on_parse_error(exc.status, exc.reason)
+            events = events[:n]
+            events.append(ParseFailure(exc.status, exc.reason))
+            self.handle_events(events)
             return
         if events:
             self.handle_events(events)
@@ -474,13 +472,7 @@ class HttpProtocol:
             # body over --limit-request-body): its app must not wait for more
             self.close_request(status, message)
             return
-        active = self.active
-        if active is not None and not active.response_complete:
-            # finish the current response, then close; nothing after the bad bytes is parsed
-            self.closing = True
-            active.keep_alive = False
-            self.pending = None
-            return
+        # (a response in progress was finished first: handle_events defers the error)
         self.send_error_and_close(error_response(status, message))
 
     def send_error_and_close(self, data):
