@@ -1,11 +1,15 @@
 # cython: language_level=3
-"""Starting an app's coroutine inside its own contextvars context, in C.
+"""What a request's Task drives, and the app's first step, in C.
 
-Compiled twin of ``coro_py.py`` (same contract, see :func:`start` there).
-Against ``ctx.run(coro.send, None)`` this makes no bound method, no call
-through ``Context.run`` and no ``StopIteration`` when the app returns:
-``PyContext_Enter`` + ``PyIter_Send`` (CPython >= 3.10) + ``PyContext_Exit``.
+Compiled twin of ``coro_py.py`` (same contract: see :class:`AppRun` and
+:func:`start` there).  Against the pure twin this makes no bound method, no call
+through ``Context.run`` and no ``StopIteration`` object when the app steps or
+returns: ``PyContext_Enter`` + ``PyIter_Send`` (CPython >= 3.10) +
+``PyContext_Exit``.  ``AppRun`` implements ``__next__``, so the Task's C step
+reaches it through ``tp_iternext`` rather than a ``send`` method call.
 """
+
+from collections.abc import Coroutine
 
 from cpython.ref cimport PyObject, Py_XDECREF
 
@@ -15,13 +19,13 @@ cdef extern from *:
     """
     /* 1: the coroutine returned, 0: it yielded, -1: it raised.  *result gets a new
        reference to the return value or the yielded value. */
-    static int fastasgi_send(PyObject *coro, PyObject **result) {
+    static int fastasgi_send(PyObject *coro, PyObject *value, PyObject **result) {
     #if PY_VERSION_HEX >= 0x030A0000
-        PySendResult r = PyIter_Send(coro, Py_None, result);
+        PySendResult r = PyIter_Send(coro, value, result);
         if (r == PYGEN_ERROR) return -1;
         return r == PYGEN_RETURN ? 1 : 0;
     #else
-        PyObject *r = PyObject_CallMethod(coro, "send", "O", Py_None);
+        PyObject *r = PyObject_CallMethod(coro, "send", "O", value);
         if (r != NULL) { *result = r; return 0; }
         if (!PyErr_ExceptionMatches(PyExc_StopIteration)) return -1;
         if (_PyGen_FetchStopIterationValue(result) < 0) return -1;
@@ -29,7 +33,7 @@ cdef extern from *:
     #endif
     }
     """
-    int fastasgi_send(object coro, PyObject **result) except -1
+    int fastasgi_send(object coro, object value, PyObject **result) except -1
 
 cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1
@@ -37,20 +41,146 @@ cdef extern from "Python.h":
     bint PyCoro_CheckExact(object o)
 
 
+cdef inline object _take(PyObject *result):
+    value = <object>result  # takes a new reference
+    Py_XDECREF(result)
+    return value
+
+
 cpdef tuple start(object ctx, object app, object scope, object receive, object send):
     cdef PyObject *result = NULL
     cdef int returned
-    cdef object value
     PyContext_Enter(ctx)
     try:
         coro = app(scope, receive, send)
         if not PyCoro_CheckExact(coro):
             coro = awaitable_iter(coro)
-        returned = fastasgi_send(coro, &result)
+        returned = fastasgi_send(coro, None, &result)
     finally:
         PyContext_Exit(ctx)
-    value = <object>result  # takes a new reference
-    Py_XDECREF(result)
+    value = _take(result)
     if returned:
         return None, value
     return coro, value
+
+
+cdef class AppRun:
+    """See coro_py.AppRun: the same contract, compiled (attributes in coro_c.pxd)."""
+
+    def __cinit__(self, object cycle, object app):
+        self.cycle = cycle
+        self.app = app
+
+    cpdef bint prime(self, object ctx) except -1:
+        cycle = self.cycle
+        app = self.app
+        self.app = None
+        self.primed = True
+        try:
+            coro, value = start(ctx, app, cycle.scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            if ctx.run(cycle.app_raised, exc):
+                self.exc = exc  # the Task's first step raises it
+            return True
+        if coro is None:
+            # the usual case (None returned, response complete) has nothing left to do
+            if value is not None or not cycle.response_complete:
+                ctx.run(cycle.app_returned, value)
+            return True
+        self.coro = coro
+        self.yielded = value
+        return False
+
+    cdef object _step(self, object value):
+        cdef PyObject *result = NULL
+        cdef int returned
+        coro = self.coro
+        if self.primed:
+            # the Task's first step after prime(): hand up what the app yielded then
+            self.primed = False
+            if coro is None:
+                exc = self.exc
+                if exc is not None:
+                    self.exc = None
+                    raise exc
+                raise StopIteration
+            yielded = self.yielded
+            self.yielded = None
+            return yielded
+        cycle = self.cycle
+        if coro is None:
+            # the Task's first step: the app starts here
+            app = self.app
+            if app is None:
+                raise StopIteration
+            self.app = None
+            try:
+                coro = app(cycle.scope, cycle.receive, cycle.send)
+                if not PyCoro_CheckExact(coro):
+                    coro = awaitable_iter(coro)
+            except BaseException as exc:
+                self._raised(exc)
+                raise StopIteration
+            self.coro = coro
+        try:
+            returned = fastasgi_send(coro, value, &result)
+        except BaseException as exc:
+            self._raised(exc)
+            raise StopIteration
+        value = _take(result)
+        if not returned:
+            return value
+        self.coro = None
+        cycle.app_returned(value)
+        raise StopIteration
+
+    cdef _raised(self, exc):
+        self.coro = None
+        if self.cycle.app_raised(exc):
+            raise exc
+
+    def send(self, value):
+        return self._step(value)
+
+    def __next__(self):
+        return self._step(None)
+
+    def throw(self, exc, *args):
+        if isinstance(exc, type):  # the old throw(type[, value[, traceback]]) form
+            exc = args[0] if args and isinstance(args[0], exc) else exc(*args[:1])
+        coro = self.coro
+        if self.primed:
+            # thrown before the Task stepped (the app cancelled its own Task in its
+            # first step): as asyncio would, cancel what the app waits for, then throw
+            self.primed = False
+            yielded = self.yielded
+            self.yielded = None
+            if coro is not None and yielded is not None and hasattr(yielded, "cancel"):
+                yielded.cancel()
+        if coro is None:
+            self.app = None
+            raise exc
+        try:
+            return coro.throw(exc)
+        except StopIteration as stop:
+            self.coro = None
+            self.cycle.app_returned(stop.value)
+        except BaseException as err:
+            self._raised(err)
+        raise StopIteration
+
+    def close(self):
+        coro = self.coro
+        if coro is not None:
+            self.coro = None
+            coro.close()
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+
+# asyncio.Task accepts what is a Coroutine (asyncio.iscoroutine)
+Coroutine.register(AppRun)

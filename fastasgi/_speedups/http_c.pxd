@@ -3,7 +3,7 @@
 # protocol <-> cycle calls into direct C calls; the .py file stays plain Python.
 import cython
 
-from fastasgi._speedups.coro_c cimport start as start_coroutine
+from fastasgi._speedups.coro_c cimport AppRun
 from fastasgi._speedups.framing_c cimport encode_head
 from fastasgi._speedups.parser_c cimport RequestParser
 
@@ -49,10 +49,7 @@ cdef class HttpProtocol:
     cdef double idle_since
     cdef object keepalive_handle
     cdef public bint head_partial
-    cdef bint eager
-    cdef public object runner
-    cdef object runner_waiter
-    cdef object runner_job
+    cdef object base_context
     cdef double timeout_request_header
     cdef double timeout_request_body
     cdef object body_mark
@@ -64,7 +61,7 @@ cdef class HttpProtocol:
     @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, root_path=str, scope=dict)
     cpdef RequestCycle start_request(self, tuple head)
 
-    @cython.locals(limit=Py_ssize_t)
+    @cython.locals(limit=Py_ssize_t, run=AppRun, finished=bint)
     cpdef start_app(self, RequestCycle cycle)
 
     cpdef became_idle(self)
@@ -72,9 +69,6 @@ cdef class HttpProtocol:
     @cython.locals(pending=list)
     cpdef on_response_complete(self, RequestCycle cycle)
 
-    cpdef bint run_eagerly(self, RequestCycle cycle, object app, object waiter)
-    cpdef start_runner(self)
-    cpdef stop_runner(self)
     cpdef _arm_keepalive(self)
     cpdef resume_reading_if_drained(self, RequestCycle cycle)
 

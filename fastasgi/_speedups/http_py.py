@@ -21,7 +21,7 @@ import sys
 from contextvars import Context, copy_context
 
 if __name__.endswith("_c"):  # compiled: the compiled set
-    from fastasgi._speedups.coro_c import start as start_coroutine
+    from fastasgi._speedups.coro_c import AppRun as new_app_run
     from fastasgi._speedups.framing_c import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -34,7 +34,7 @@ if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.parser_c import ParseError
     from fastasgi._speedups.parser_c import RequestParser as new_parser
 else:
-    from fastasgi._speedups.coro_py import start as start_coroutine
+    from fastasgi._speedups.coro_py import AppRun as new_app_run
     from fastasgi._speedups.framing_py import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -58,12 +58,11 @@ from fastasgi.protocols.utils import (
 )
 
 TASK_NAME = "fastasgi.request"
-RUNNER_NAME = "fastasgi.connection"
 Task = asyncio.Task
 CancelledError = asyncio.CancelledError
 # Marking a task as the running one is what asyncio's own Task.__step and Python
-# 3.12's eager tasks do; used for eager starts (see HttpProtocol.run_eagerly).
-# Every supported CPython and PyPy has both.
+# 3.12's eager tasks do; used to start an app before its Task's first step on
+# 3.11 (see HttpProtocol.start_app).  Every supported CPython and PyPy has both.
 from asyncio.tasks import _enter_task, _leave_task
 
 HIGH_WATER = 65536  # buffered request body (or pipelined bytes) above which reading pauses
@@ -71,6 +70,9 @@ CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LINGER = 2.0  # s an error response waits for the client to close before the server does
 INFO = logging.INFO
 _PY312 = sys.version_info >= (3, 12)
+# Task(..., context=) exists from 3.11: the app's first step can then run in the
+# Task's own context before the Task's first step (AppRun.prime)
+_PY311 = sys.version_info >= (3, 11)
 
 error_logger = logging.getLogger("fastasgi.error")
 access_logger = logging.getLogger("fastasgi.access")
@@ -126,11 +128,8 @@ class HttpProtocol:
         self.idle_since = 0.0
         self.keepalive_handle = None
         self.head_partial = False
-        # eager starts: one long-lived Task per keep-alive connection in which apps run
-        self.eager = not self.reset_contextvars
-        self.runner = None  # that Task, created after the first keep-alive response
-        self.runner_waiter = None  # the future the idle runner awaits (None: busy or absent)
-        self.runner_job = None  # (coro, ctx, yielded) of an eager start that suspended
+        # what each request's context is a fresh copy of (set in connection_made)
+        self.base_context = None
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -159,6 +158,11 @@ class HttpProtocol:
             "state": None,
         }
         self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
+        # The server's context as the connection sees it: every request's Task gets a
+        # fresh copy of it.  Not copy_context() at the time a request starts: a
+        # pipelined request starts from inside the previous request's send(), whose
+        # context holds that request's ContextVar values.
+        self.base_context = Context() if self.reset_contextvars else copy_context()
         if self.proxy_trust is not None:
             self.trusted = trust_key(transport, self.client) in self.proxy_trust
         self.idle_since = self.loop.time()
@@ -185,7 +189,6 @@ class HttpProtocol:
         if handle is not None:
             self.keepalive_handle = None
             handle.cancel()
-        self.stop_runner()
 
     def eof_received(self):
         pass
@@ -248,6 +251,11 @@ class HttpProtocol:
                 if starting is not None:
                     self.start_app(starting)
                     starting = None
+                if self.closing:
+                    # the connection is closing (`connection: close`, an error, an app
+                    # failure, HTTP/1.0, shutdown): no later request may run, since its
+                    # client never sees a response and would retry it (RFC 9112 §9.6)
+                    return
                 active = self.active
                 if active is not None and not active.response_complete:
                     self.pending = [ev]
@@ -321,123 +329,55 @@ class HttpProtocol:
         return cycle
 
     def start_app(self, cycle):
-        """Run the app of a request: eagerly in the idle runner, else in a Task of its own."""
+        """Run the app of a request in an ``asyncio.Task`` of its own, at once where possible.
+
+        As under uvicorn, every request's app is a distinct Task, done when the app
+        returns (``current_task()``, its cancellation, done callbacks and
+        ``cancelling()`` belong to that request alone), whose context is a fresh
+        copy of the connection's base context.  What differs is when it starts:
+        on 3.12+ the Task starts eagerly (``eager_start``); on 3.11 the app's
+        first step runs here, with the Task marked as the current one and in its
+        context (``AppRun.prime``), and the Task's own first step goes on from
+        there.  Either way an app that answers without suspending has written
+        its response before this returns.
+        """
         limit = self.limit_concurrency
         if limit >= 0 and (len(self.connections) > limit or len(self.tasks) >= limit):
             app = service_unavailable
             error_logger.warning("Exceeded concurrency limit.")
         else:
             app = self.app
-        waiter = self.runner_waiter
-        if waiter is not None and not waiter.done() and self.run_eagerly(cycle, app, waiter):
-            return
         loop = self.loop
-        coro = cycle.run_asgi(app)
-        if self.reset_contextvars:
-            task = Context().run(loop.create_task, coro)
-        elif loop.get_task_factory() is not None:
-            task = loop.create_task(coro)  # the user's task factory decides
+        ctx = self.base_context.copy()
+        run = new_app_run(cycle, app)
+        if loop.get_task_factory() is not None:
+            # the user's task factory decides how the Task is made and started
+            task = ctx.run(loop.create_task, run_in_task(run))
         elif _PY312:
-            # the app runs at once, inside a real Task (current_task() works), until it
-            # first suspends: most handlers answer without a trip through the loop
-            task = Task(coro, loop=loop, name=TASK_NAME, eager_start=True)
+            task = Task(run, loop=loop, name=TASK_NAME, context=ctx, eager_start=True)
+        elif _PY311:
+            task = Task(run, loop=loop, name=TASK_NAME, context=ctx)
+            try:
+                _enter_task(loop, task)
+            except RuntimeError:
+                # started from inside another Task (a pipelined request, from the
+                # previous response's send()): the Task's first step starts the app
+                pass
+            else:
+                try:
+                    finished = run.prime(ctx)
+                finally:
+                    _leave_task(loop, task)
+                if finished:
+                    return  # its Task ends at its first step, with nothing left to run
         else:
-            # a constant name: no "Task-N" string formatted per request
-            task = Task(coro, loop=loop, name=TASK_NAME)
+            # 3.9/3.10 (and PyPy): Task copies the current context, so create it in ctx
+            task = ctx.run(Task, run, loop=loop, name=TASK_NAME)
         if not task.done():
-            # run_asgi removes it when it ends: no done-callback (one loop callback less per request)
+            # AppRun tells the cycle when the app ends, which removes the task from
+            # the server's set (no done-callback: one loop callback less per request)
             cycle.task = task
             self.tasks.add(task)
-
-    def run_eagerly(self, cycle, app, waiter):
-        """Run the app at once, inside the connection's idle runner Task.
-
-        The runner Task is marked as the current task (``asyncio.current_task()``,
-        anyio and cancel scopes see a real Task) while the app's first step runs
-        here, in ``data_received``.  An app that answers without suspending costs
-        no Task and no trip through the event loop; one that suspends is handed to
-        the runner, which goes on driving it, each step in the request's own
-        context, exactly as a Task of its own would.  The app's coroutine is
-        driven directly (no wrapping coroutine): what ``run_asgi`` does after the
-        app is ``cycle.app_returned`` / ``cycle.app_raised``, run in the same
-        context.
-        """
-        loop = self.loop
-        runner = self.runner
-        ctx = copy_context()
-        try:
-            _enter_task(loop, runner)
-        except RuntimeError:
-            return False  # called from inside another task: use a Task of its own
-        try:
-            try:
-                coro, value = start_coroutine(ctx, app, cycle.scope, cycle.receive, cycle.send)
-            except BaseException as exc:
-                if ctx.run(cycle.app_raised, exc):
-                    raise
-                return True
-        finally:
-            _leave_task(loop, runner)
-        if coro is None:
-            # returned; the usual case (None, response complete) has nothing left to do
-            if value is not None or not cycle.response_complete:
-                ctx.run(cycle.app_returned, value)
-            return True
-        # suspended: the runner takes over (and counts as a running task until it ends)
-        self.runner_waiter = None
-        self.runner_job = (cycle, coro, ctx, value)
-        self.tasks.add(runner)
-        if not waiter.done():
-            waiter.set_result(None)
-        # else: the app cancelled current_task() during its first step; the runner
-        # wakes with CancelledError and delivers it to the app (see run_connection)
-        return True
-
-    async def run_connection(self):
-        """The runner: waits for apps that suspended during an eager start and drives them."""
-        loop = self.loop
-        tasks = self.tasks
-        # This Task (start_runner assigned it before its first step).  Kept here:
-        # connection_lost clears self.runner while a job may still be running,
-        # and the task must still leave the server's set when that job ends.
-        runner = self.runner
-        while not self.closed:
-            waiter = loop.create_future()
-            self.runner_waiter = waiter
-            pending_exc = None
-            try:
-                await waiter
-            except CancelledError as exc:
-                if self.runner_job is None:
-                    raise  # cancelled while idle: the connection is gone
-                pending_exc = exc
-            self.runner_waiter = None
-            job = self.runner_job
-            self.runner_job = None
-            if job is None:
-                continue
-            cycle, coro, ctx, yielded = job
-            try:
-                await Resume(cycle, coro, ctx, yielded, pending_exc)
-            finally:
-                tasks.discard(runner)
-        if self.runner is runner:
-            self.runner = None
-
-    def start_runner(self):
-        loop = self.loop
-        if self.eager and self.runner is None and not self.closed:
-            if loop.get_task_factory() is not None:
-                self.eager = False  # the user's task factory decides how apps run
-                return
-            self.runner = Task(self.run_connection(), loop=loop, name=RUNNER_NAME)
-
-    def stop_runner(self):
-        runner = self.runner
-        if runner is not None:
-            self.runner = None
-            if self.runner_waiter is not None:
-                runner.cancel()  # idle: nothing of an app is running in it
 
     def upgrade_to_websocket(self, head):
         method = head[0]
@@ -455,7 +395,6 @@ class HttpProtocol:
         if handle is not None:
             self.keepalive_handle = None
             handle.cancel()
-        self.stop_runner()
         self.closing = True
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)
@@ -536,8 +475,6 @@ class HttpProtocol:
                     self.transport.close()
             else:
                 self._arm_keepalive()
-                if self.runner is None:
-                    self.start_runner()
 
     def _arm_keepalive(self):
         if self.keepalive_handle is None:
@@ -707,16 +644,6 @@ class RequestCycle:
 
     # -- the app ----------------------------------------------------------------------
 
-    async def run_asgi(self, app):
-        """The app in a Task of its own (when it cannot start eagerly, see run_eagerly)."""
-        try:
-            result = await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            if self.app_raised(exc):
-                raise
-        else:
-            self.app_returned(result)
-
     def app_returned(self, result):
         self.forget_task()
         if result is not None:
@@ -740,7 +667,7 @@ class RequestCycle:
         return not isinstance(exc, Exception)
 
     def forget_task(self):
-        # run_asgi removes its own task from the server's set (instead of a done-callback)
+        # AppRun's end removes the request's task from the server's set (instead of a done-callback)
         task = self.task
         if task is not None:
             self.task = None
@@ -763,8 +690,10 @@ class RequestCycle:
     def abort(self):
         self.response_complete = True
         self.keep_alive = False
+        protocol = self.protocol
+        protocol.closing = True  # nothing pipelined behind this response may start
         self.flush()
-        if not self.protocol.closed:
+        if not protocol.closed:
             self.transport.close()
 
     async def receive(self):
@@ -956,6 +885,7 @@ class RequestCycle:
         """The app sent more than its Content-Length: the excess is cut and the connection closed."""
         self.response_complete = True
         self.keep_alive = False
+        self.protocol.closing = True  # nothing pipelined behind this response may start
         self.log_access(self.status)
         self.flush()
         self.transport.close()
@@ -1007,47 +937,9 @@ class Done:
 DONE = Done()
 
 
-class Resume:
-    """Awaitable that goes on driving an app's coroutine which suspended during an eager start.
-
-    Each step runs in the request's context (``ctx.run``), and what the coroutine
-    yields (the future it waits for) is passed up to the enclosing Task unchanged,
-    so waiting, wake-up and cancellation work as if the coroutine were that Task's.
-    When the app ends, the cycle hears of it as ``run_asgi`` would tell it.
-    """
-
-    def __init__(self, cycle, coro, ctx, yielded, exc):
-        self.cycle = cycle
-        self.coro = coro
-        self.ctx = ctx
-        self.yielded = yielded
-        self.exc = exc
-
-    def __await__(self):
-        return _drive(self.cycle, self.coro, self.ctx, self.yielded, self.exc)
-
-
-def _drive(cycle, coro, ctx, yielded, exc):
-    run = ctx.run
-    while True:
-        try:
-            if exc is None:
-                try:
-                    value = yield yielded
-                except BaseException as thrown:  # cancellation thrown into the Task
-                    exc = thrown
-                    continue
-                yielded = run(coro.send, value)
-            else:
-                pending, exc = exc, None
-                yielded = run(coro.throw, pending)
-        except StopIteration as stop:
-            run(cycle.app_returned, stop.value)
-            return
-        except BaseException as err:
-            if run(cycle.app_raised, err):
-                raise
-            return
+async def run_in_task(run):
+    """A coroutine around an AppRun, for a user's task factory (which may want a real coroutine)."""
+    await run
 
 
 async def service_unavailable(scope, receive, send):
