@@ -10,5 +10,5 @@ cdef class AppRun:
     cdef bint primed
 
     cpdef bint prime(self, object ctx) except -1
-    cdef object _step(self, object value)
+    cdef object _step(self, object value, int *finished)
     cdef _raised(self, exc)

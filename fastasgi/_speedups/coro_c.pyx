@@ -35,7 +35,36 @@ cdef extern from *:
     """
     int fastasgi_send(object coro, object value, PyObject **result) except -1
 
+cdef extern from *:
+    """
+    /* AppRun's tp_iternext: how the Task's C step (PyIter_Send with None) steps it.
+       It returns NULL *without* an exception when the app has finished, which
+       PyIter_Send reads as a return of None: no StopIteration object, no
+       traceback entry.  A Cython __next__ cannot do that, so this slot replaces
+       the one Cython generates; the step itself is Cython code (_iter_step). */
+    typedef PyObject *(*fastasgi_step_t)(PyObject *, int *);
+    static fastasgi_step_t fastasgi_apprun_step = NULL;
+    static PyObject *fastasgi_apprun_iternext(PyObject *self) {
+        int finished = 0;
+        PyObject *r = fastasgi_apprun_step(self, &finished);
+        if (r != NULL && finished) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        return r;
+    }
+    static void fastasgi_install_iternext(PyTypeObject *t, fastasgi_step_t step) {
+        fastasgi_apprun_step = step;
+        t->tp_iternext = fastasgi_apprun_iternext;
+        PyType_Modified(t);
+    }
+    """
+    ctypedef PyObject *(*fastasgi_step_t)(PyObject *, int *)
+    void fastasgi_install_iternext(PyTypeObject *t, fastasgi_step_t step)
+
 cdef extern from "Python.h":
+    ctypedef struct PyTypeObject:
+        pass
     int PyContext_Enter(object ctx) except -1
     int PyContext_Exit(object ctx) except -1
     bint PyCoro_CheckExact(object o)
@@ -91,7 +120,8 @@ cdef class AppRun:
         self.yielded = value
         return False
 
-    cdef object _step(self, object value):
+    cdef object _step(self, object value, int *finished):
+        # One step; finished[0] = 1 (and None returned) when the Task must end with None.
         cdef PyObject *result = NULL
         cdef int returned
         coro = self.coro
@@ -103,7 +133,8 @@ cdef class AppRun:
                 if exc is not None:
                     self.exc = None
                     raise exc
-                raise StopIteration
+                finished[0] = 1
+                return None
             yielded = self.yielded
             self.yielded = None
             return yielded
@@ -112,7 +143,8 @@ cdef class AppRun:
             # the Task's first step: the app starts here
             app = self.app
             if app is None:
-                raise StopIteration
+                finished[0] = 1
+                return None
             self.app = None
             try:
                 coro = app(cycle.scope, cycle.receive, cycle.send)
@@ -120,19 +152,22 @@ cdef class AppRun:
                     coro = awaitable_iter(coro)
             except BaseException as exc:
                 self._raised(exc)
-                raise StopIteration
+                finished[0] = 1
+                return None
             self.coro = coro
         try:
             returned = fastasgi_send(coro, value, &result)
         except BaseException as exc:
             self._raised(exc)
-            raise StopIteration
+            finished[0] = 1
+            return None
         value = _take(result)
         if not returned:
             return value
         self.coro = None
         cycle.app_returned(value)
-        raise StopIteration
+        finished[0] = 1
+        return None
 
     cdef _raised(self, exc):
         self.coro = None
@@ -140,10 +175,14 @@ cdef class AppRun:
             raise exc
 
     def send(self, value):
-        return self._step(value)
+        cdef int finished = 0
+        result = self._step(value, &finished)
+        if finished:
+            raise StopIteration
+        return result
 
-    def __next__(self):
-        return self._step(None)
+    def __next__(self):  # replaced by fastasgi_apprun_iternext (below); kept for the type's iterator protocol
+        return self.send(None)
 
     def throw(self, exc, *args):
         if isinstance(exc, type):  # the old throw(type[, value[, traceback]]) form
@@ -184,3 +223,10 @@ cdef class AppRun:
 
 # asyncio.Task accepts what is a Coroutine (asyncio.iscoroutine)
 Coroutine.register(AppRun)
+
+
+cdef object _iter_step(object self, int *finished):
+    return (<AppRun>self)._step(None, finished)
+
+
+fastasgi_install_iternext(<PyTypeObject *>AppRun, <fastasgi_step_t>_iter_step)

@@ -57,7 +57,6 @@ from fastasgi.protocols.utils import (
     trust_key,
 )
 
-TASK_NAME = "fastasgi.request"
 Task = asyncio.Task
 CancelledError = asyncio.CancelledError
 # Marking a task as the running one is what asyncio's own Task.__step and Python
@@ -350,13 +349,14 @@ class HttpProtocol:
         loop = self.loop
         ctx = self.base_context.copy()
         run = new_app_run(cycle, app)
+        # Tasks keep asyncio's default "Task-N" names, as under uvicorn.
         if loop.get_task_factory() is not None:
             # the user's task factory decides how the Task is made and started
             task = ctx.run(loop.create_task, run_in_task(run))
         elif _PY312:
-            task = Task(run, loop=loop, name=TASK_NAME, context=ctx, eager_start=True)
+            task = Task(run, loop=loop, context=ctx, eager_start=True)
         elif _PY311:
-            task = Task(run, loop=loop, name=TASK_NAME, context=ctx)
+            task = Task(run, loop=loop, context=ctx)
             try:
                 _enter_task(loop, task)
             except RuntimeError:
@@ -372,7 +372,7 @@ class HttpProtocol:
                     return  # its Task ends at its first step, with nothing left to run
         else:
             # 3.9/3.10 (and PyPy): Task copies the current context, so create it in ctx
-            task = ctx.run(Task, run, loop=loop, name=TASK_NAME)
+            task = ctx.run(Task, run, loop=loop)
         if not task.done():
             # AppRun tells the cycle when the app ends, which removes the task from
             # the server's set (no done-callback: one loop callback less per request)
