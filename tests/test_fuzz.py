@@ -164,12 +164,15 @@ def request(draw):
         lines.append(b"Transfer-Encoding: chunked")
         if framing == "both":
             lines.append(b"Content-Length: 3")
-        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+        # chunk extensions, with BWS (RFC 9112 §7.1.1) on some
+        ext = draw(st.sampled_from([b"", b"", b";a", b" ;a=b", b"; a = b", b'\t;\tq="x y" ;r']))
+        chunks = b"".join(
+            b"%x%s\r\n%s\r\n" % (len(body[i : i + 7]), ext, body[i : i + 7]) for i in range(0, len(body), 7)
+        )
         if framing == "chunked-bad":
-            chunks = (
-                draw(st.sampled_from([b"zz\r\n", b"5 \r\nhello\r\n", b'1;a="x\r\nx\r\n', b"-1\r\n", b"5\nhello\r\n"]))
-                + chunks
-            )
+            bad = [b"zz\r\n", b"5 \r\nhello\r\n", b'1;a="x\r\nx\r\n', b"-1\r\n", b"5\nhello\r\n"]
+            bad += [b"5 5\r\nhello\r\n", b" 5\r\nhello\r\n", b"5;a=b \r\nhello\r\n", b"5;a b\r\nhello\r\n"]
+            chunks = draw(st.sampled_from(bad)) + chunks
         tail = chunks + b"0\r\n" + draw(st.sampled_from([b"", b"X-T: 1\r\n", b"Content-Length: 1\r\n"])) + b"\r\n"
     elif framing == "te-gzip":
         lines.append(b"Transfer-Encoding: gzip")
