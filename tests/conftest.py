@@ -81,6 +81,7 @@ class ThreadedServer(Server):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self.thread: threading.Thread | None = None  # set by run_server
 
     async def startup(self, sockets: Any = None) -> None:
         try:
@@ -117,6 +118,7 @@ def run_server(app: Any, impl: str = "py", **kwargs: Any) -> Iterator[ThreadedSe
             server.ready.set()
 
     thread = threading.Thread(target=target, daemon=True)
+    server.thread = thread
     thread.start()
     assert server.ready.wait(30), "server did not start"
     if errors:
