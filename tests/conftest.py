@@ -65,13 +65,21 @@ if platform.python_implementation() == "PyPy" and sys.version_info < (3, 10):
 IMPL_HTTP = {"c": "httptools", "py": "h11"}
 
 
+def require_compiled() -> None:
+    """For a ``c_extension`` case: fail, never skip, when the compiled set is missing.
+
+    Only ``--no-c-extensions`` may leave the compiled cases out (it deselects them).
+    """
+    reason = _speedups.compiled_error()
+    if reason is not None:
+        pytest.fail(f"the compiled implementation is {reason}; build it or pass --no-c-extensions")
+
+
 @pytest.fixture(scope="session", params=[pytest.param("c", marks=pytest.mark.c_extension), "py"])
 def impl(request: pytest.FixtureRequest) -> str:
     tag: str = request.param
     if tag == "c":
-        reason = _speedups.compiled_error()
-        if reason is not None:
-            pytest.fail(f"the compiled implementation is {reason}; build it or pass --no-c-extensions")
+        require_compiled()
     return tag
 
 
@@ -81,6 +89,7 @@ class ThreadedServer(Server):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self.thread: threading.Thread | None = None  # set by run_server
 
     async def startup(self, sockets: Any = None) -> None:
         try:
@@ -117,6 +126,7 @@ def run_server(app: Any, impl: str = "py", **kwargs: Any) -> Iterator[ThreadedSe
             server.ready.set()
 
     thread = threading.Thread(target=target, daemon=True)
+    server.thread = thread
     thread.start()
     assert server.ready.wait(30), "server did not start"
     if errors:
@@ -201,7 +211,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-__all__ = ["ThreadedServer", "asyncio", "raw_request", "read_response", "run_server"]
+__all__ = ["ThreadedServer", "asyncio", "raw_request", "read_response", "require_compiled", "run_server"]
 
 
 import os

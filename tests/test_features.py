@@ -165,13 +165,16 @@ def test_limit_concurrency_503(impl):
 
 
 def test_limit_max_requests_exits(impl):
-    config_kwargs = dict(limit_max_requests=3)
-    with run_server(basic_app, impl, **config_kwargs) as srv:
+    with run_server(basic_app, impl, limit_max_requests=3) as srv:
         with httpx.Client(base_url=srv.url) as c:
             for _ in range(3):
                 assert c.get("/").status_code == 200
-        # the server stops by itself; run_server's exit joins the thread (and fails if it hangs)
-        srv.should_exit = False
+        # The server must stop by itself: wait for its thread here, before
+        # run_server's exit sets should_exit (which would stop it anyway).
+        assert srv.thread is not None
+        srv.thread.join(30)
+        assert not srv.thread.is_alive(), "the server did not exit after limit_max_requests"
+        assert not srv.should_exit  # nobody told it to
 
 
 def test_keep_alive_timeout_closes_idle(impl):

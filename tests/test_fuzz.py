@@ -23,8 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastasgi import _speedups
-from tests.conftest import REPO, run_server
+from tests.conftest import REPO, require_compiled, run_server
 
 EXAMPLES = int(os.environ.get("FASTASGI_FUZZ_EXAMPLES", "40"))
 
@@ -60,8 +59,7 @@ async def echo_app(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def servers():
-    if _speedups.compiled_error() is not None:
-        pytest.skip("the compiled set is not built")
+    require_compiled()  # its users are c_extension cases: missing is an error, not a skip
     kwargs = dict(
         timeout_keep_alive=1,
         timeout_request_header=1,
@@ -164,12 +162,15 @@ def request(draw):
         lines.append(b"Transfer-Encoding: chunked")
         if framing == "both":
             lines.append(b"Content-Length: 3")
-        chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+        # chunk extensions, with BWS (RFC 9112 §7.1.1) on some
+        ext = draw(st.sampled_from([b"", b"", b";a", b" ;a=b", b"; a = b", b'\t;\tq="x y" ;r']))
+        chunks = b"".join(
+            b"%x%s\r\n%s\r\n" % (len(body[i : i + 7]), ext, body[i : i + 7]) for i in range(0, len(body), 7)
+        )
         if framing == "chunked-bad":
-            chunks = (
-                draw(st.sampled_from([b"zz\r\n", b"5 \r\nhello\r\n", b'1;a="x\r\nx\r\n', b"-1\r\n", b"5\nhello\r\n"]))
-                + chunks
-            )
+            bad = [b"zz\r\n", b"5 \r\nhello\r\n", b'1;a="x\r\nx\r\n', b"-1\r\n", b"5\nhello\r\n"]
+            bad += [b"5 5\r\nhello\r\n", b" 5\r\nhello\r\n", b"5;a=b \r\nhello\r\n", b"5;a b\r\nhello\r\n"]
+            chunks = draw(st.sampled_from(bad)) + chunks
         tail = chunks + b"0\r\n" + draw(st.sampled_from([b"", b"X-T: 1\r\n", b"Content-Length: 1\r\n"])) + b"\r\n"
     elif framing == "te-gzip":
         lines.append(b"Transfer-Encoding: gzip")
@@ -200,15 +201,40 @@ def test_compiled_and_pure_servers_agree(servers, reqs, data):
         assert rc[0] == rpy[0] and rc[1][:1] == rpy[1][:1] == b"4", (blob, cuts, c, py)
 
 
-# Server-level cases found by the fuzzer (kept as regressions): bytes -> both agree.
-SERVER_CORPUS: list[bytes] = []
+# Server-level cases (pipelining, errors after good requests, close handling, limits),
+# kept as regressions: name -> (bytes sent, the statuses answered, in order).  Both
+# servers must answer byte for byte alike, with exactly these statuses.
+_GET = b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n"
+_CHUNKED = b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+SERVER_CORPUS: dict[str, tuple[bytes, list[int]]] = {
+    "pipelined-get-cl-chunked-bws": (
+        _GET + b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+        + _CHUNKED + b"3 ; a = b\r\nxyz\r\n0\t;\tlast\r\n\r\n" + END,
+        [200, 200, 200, 200],
+    ),
+    "pipelined-then-bad-bytes": (_GET + _GET + b"\x16\x03\x01\x00\xa5\x01\r\n\r\n", [200, 200, 400]),
+    "good-then-chunk-size-split-by-space": (_GET + _CHUNKED + b"5 5\r\nhello\r\n0\r\n\r\n" + END, [200, 400]),
+    "good-then-chunk-bws-before-crlf": (_GET + _CHUNKED + b"5 \r\nhello\r\n0\r\n\r\n" + END, [200, 400]),
+    "post-after-connection-close-never-runs": (
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        + b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx",
+        [200],
+    ),
+    "head-then-streamed": (b"HEAD /stream HTTP/1.1\r\nHost: a\r\n\r\n" + b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n" + END, [200, 200, 200]),
+    "http10-streamed-closes": (b"GET /stream HTTP/1.0\r\n\r\n" + END, [200]),
+    "body-over-limit": (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000 + END, [413]),
+}
 
 
 @pytest.mark.c_extension
-@pytest.mark.parametrize("blob", SERVER_CORPUS or [END])
-def test_server_corpus(servers, blob):
-    c, py = (normalize(exchange(srv.port, [blob])) for srv in servers)
-    assert c == py
+def test_server_corpus(servers):
+    # One test over the whole corpus, so that an empty or unloaded corpus fails
+    # instead of collecting no case.
+    assert len(SERVER_CORPUS) >= 8, "the server corpus is empty or not loaded"
+    for name, (blob, statuses) in SERVER_CORPUS.items():
+        c, py = (normalize(exchange(srv.port, [blob])) for srv in servers)
+        assert c == py, (name, c, py)
+        assert [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", c)] == statuses, (name, c)
 
 
 # The request corpus (tests/corpus/requests.json: valid, malformed, pipelined,
@@ -219,6 +245,13 @@ from tests.corpus import load as load_corpus
 
 CORPUS = {entry["name"]: entry for entry in load_corpus()}
 SMALL_VALID = [name for name, e in CORPUS.items() if "error" not in e and len(e["data"]) <= 200][:20]
+
+
+def test_request_corpus_is_loaded():
+    # the parametrized tests below collect nothing from an empty corpus: make that an error
+    assert len(CORPUS) >= 100, "tests/corpus/requests.json is empty or not loaded"
+    assert len(SMALL_VALID) == 20
+    assert sum("error" in e for e in CORPUS.values()) >= 50
 
 
 @pytest.mark.c_extension
@@ -239,10 +272,11 @@ def test_corpus_byte_by_byte_through_both_servers(servers, name):
     assert c == py == whole, (name, c, py, whole)
 
 
+@pytest.mark.c_extension  # fuzzes parser_c against parser_py, and http_c
 def test_atheris_bounded_run(tmp_path):
+    # atheris ships wheels for CPython 3.11 on Linux x86_64 only (the test extra's marker)
     pytest.importorskip("atheris")
-    if _speedups.compiled_error() is not None:
-        pytest.skip("the compiled set is not built")
+    require_compiled()
     corpus = tmp_path / "corpus"
     subprocess.run([sys.executable, os.path.join(REPO, "fuzz", "seed_corpus.py"), str(corpus)], check=True, timeout=60)
     proc = subprocess.run(

@@ -11,7 +11,7 @@ import types
 import httpx
 import pytest
 
-from tests.apps.basic import app
+from tests.apps.basic import WAITERS, app
 from tests.conftest import raw_request, read_response, run_server
 
 
@@ -291,11 +291,17 @@ def test_large_request_streams(client):
     assert len(r.content) == len(body)
 
 
-def test_disconnect_is_reported(server):
-    # the app waits for http.disconnect; closing our side must end it (no hang, no leak)
+def test_disconnect_is_reported(server, impl):
+    # the app waits for http.disconnect: closing our side must deliver it to the app
+    token = b"disconnect-" + impl.encode()
+    started, disconnected = WAITERS.setdefault(token, (threading.Event(), threading.Event()))
     sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.sendall(b"GET /wait-disconnect HTTP/1.1\r\nHost: a\r\n\r\n")
+    sock.sendall(b"GET /wait-disconnect?" + token + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert started.wait(10), "the request never reached the app"
+    assert not disconnected.is_set()
     sock.close()
+    assert disconnected.wait(10), "the app never received http.disconnect"
+    # and the server goes on answering
     with httpx.Client(base_url=server.url) as c:
         assert c.get("/").status_code == 200
 

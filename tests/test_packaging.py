@@ -9,6 +9,7 @@ a copy of ``tests/`` against the installed wheel).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,29 @@ def test_pure_wheel_builds_offline_from_a_git_checkout(tmp_path: Path) -> None:
     assert not [n for n in names if n.endswith((".so", ".pyd", ".c"))]
     licences = sorted(n.split("/licenses/", 1)[1] for n in names if ".dist-info/licenses/" in n)
     assert "LICENSE" in licences, licences
+
+
+# distribution in the ``standard`` extra -> the module fastasgi imports from it
+STANDARD_IMPORTS = {
+    "uvloop": "uvloop",
+    "websockets": "websockets",
+    "wsproto": "wsproto",
+    "watchfiles": "watchfiles",
+    "python-dotenv": "dotenv",
+    "PyYAML": "yaml",
+}
+
+
+def test_standard_extra_holds_what_runs() -> None:
+    """Every package of the ``standard`` extra is imported by fastasgi at run time."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = ROOT / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("no pyproject.toml here (tests run from a copy)")
+    standard = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]["standard"]
+    names = {re.match(r"[A-Za-z0-9._-]+", req).group() for req in standard}  # type: ignore[union-attr]
+    assert names == set(STANDARD_IMPORTS), names
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "fastasgi").rglob("*.py"))
+    for dist, module in STANDARD_IMPORTS.items():
+        assert re.search(rf"^\s*(import {module}\b|from {module}[. ])", sources, re.M), (dist, module)
+

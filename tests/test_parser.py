@@ -2,8 +2,9 @@
 
 Every test runs against both implementations with the same expectations; the
 corpus tests (``tests/corpus``) also check that both give the same events for
-any split of the bytes.  The ``c`` cases are skipped, with the reason, when the
-extension is not built (``python3 setup.py build_ext --inplace``).
+any split of the bytes.  The ``c`` cases are marked ``c_extension`` (tests/conftest.py):
+``--no-c-extensions`` deselects them; otherwise a parser_c that is not built
+(``python3 setup.py build_ext --inplace``) makes them fail, never skip.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from tests.corpus import load as load_corpus
 
 try:
     from fastasgi._speedups import parser_c
-except ImportError as exc:  # not built: the c cases are skipped
+except ImportError as exc:  # not built: the c cases fail (see get_impl)
     parser_c = None  # type: ignore[assignment]
-    C_MISSING = f"fastasgi._speedups.parser_c is not built ({exc}); run `python3 setup.py build_ext --inplace`"
+    C_MISSING = (
+        f"fastasgi._speedups.parser_c is not built ({exc}); run `python3 setup.py build_ext --inplace`"
+        " or pass --no-c-extensions"
+    )
 else:
     C_MISSING = ""
 
@@ -40,7 +44,7 @@ def impls() -> list[Any]:
 def get_impl(tag: str) -> ModuleType:
     if tag == "c":
         if parser_c is None:
-            pytest.skip(C_MISSING)
+            pytest.fail(C_MISSING)
         return parser_c
     return parser_py
 
@@ -51,9 +55,15 @@ def mod(request: pytest.FixtureRequest) -> ModuleType:
 
 
 def both() -> list[ModuleType]:
-    if parser_c is None:
-        pytest.skip(C_MISSING)
-    return [parser_c, parser_py]
+    """parser_c and parser_py, for a ``c_extension`` case that compares them."""
+    return [get_impl("c"), parser_py]
+
+
+def all_impls(config: pytest.Config) -> list[ModuleType]:
+    """Both parsers; parser_py alone under --no-c-extensions (a missing parser_c fails otherwise)."""
+    if config.getoption("--no-c-extensions"):
+        return [parser_py]
+    return both()
 
 
 # -- helpers ------------------------------------------------------------------
@@ -222,9 +232,9 @@ def test_corpus_both_implementations_agree(entry: dict[str, Any]) -> None:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_random_splits_give_the_same_outcome(data: st.DataObject) -> None:
+def test_random_splits_give_the_same_outcome(pytestconfig: pytest.Config, data: st.DataObject) -> None:
     """Random split points of corpus entries (alone or pipelined): same outcome whole or split, c or py."""
-    impl_list = [parser_py] if parser_c is None else [parser_c, parser_py]
+    impl_list = all_impls(pytestconfig)
     entries = data.draw(st.lists(st.sampled_from(CORPUS), min_size=1, max_size=3))
     # The final blank line completes an unfinished head (see test_random_mutations_agree).
     blob = b"".join(e["data"] for e in entries) + b"\r\n\r\n"
@@ -312,9 +322,9 @@ def test_asterisk_form(mod: ModuleType) -> None:
         max_size=12,
     )
 )
-def test_path_decoding_matches_unquote(parts: list[str]) -> None:
+def test_path_decoding_matches_unquote(pytestconfig: pytest.Config, parts: list[str]) -> None:
     raw = "/" + "".join(parts)
-    for impl in [parser_py] if parser_c is None else [parser_c, parser_py]:
+    for impl in all_impls(pytestconfig):
         ev = head(impl.RequestParser().feed(b"GET " + raw.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n"))
         assert ev[2] == raw.encode()
         assert ev[1] == unquote(raw)

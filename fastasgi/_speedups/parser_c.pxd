@@ -37,7 +37,7 @@ cdef struct State:
     int64_t max_request_line
     size_t max_headers
     size_t max_field_size     # len(name) + len(value) of one header field
-    int64_t max_chunk_ext     # bytes from the first ';' to the end of a chunk line
+    int64_t max_chunk_ext     # bytes after the chunk size on one chunk line
     int64_t max_body_size     # body bytes of one request, -1: no limit
     int64_t body_total        # chunked body bytes announced so far in this request
 
@@ -81,10 +81,17 @@ cdef struct State:
     int64_t trailer_start
     bint in_chunk_line
     int64_t chunk_line_start
-    int64_t ext_start         # ';' of the first chunk extension, -1 if none
+    int64_t ext_start         # first byte after the chunk size (BWS or ';'), -1 if none yet
     size_t ext_piece          # bytes of the chunk-ext name or value being read
     bint ext_quoted           # that value is a quoted-string
     int64_t last_body_end
+    # The chunk line walker (walk_line/skip_bws in parser_c.pyx): it reads each
+    # chunk line just ahead of llhttp and keeps BWS bytes from it.
+    bint walking              # the current chunk line is walked (until its CR or LF)
+    int walk_region           # WALK_SIZE / WALK_EXT / WALK_QUOTED / WALK_PAIR
+    int walk_digits           # hex digits of the chunk size so far
+    char walk_prev            # last byte handed to llhttp on this line (0: none)
+    bint walk_in_ws           # a run of BWS is being skipped (may span feed() calls)
 
     Span* spans
     size_t nspans

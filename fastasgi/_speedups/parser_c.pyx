@@ -12,7 +12,9 @@ spans; no Python object is touched per header or per callback.  Three
 callbacks pause llhttp (return ``HPE_PAUSED``): headers complete, chunk header
 and message complete.  ``feed`` then knows the exact stream position, builds
 the Python objects that are handed out (head tuple, body bytes, ``None``),
-applies the checks that need the whole header block, and resumes.
+applies the checks that need the whole header block, and resumes.  Chunk
+complete pauses too: each chunk line is read by ``walk_line`` just ahead of
+llhttp, which keeps the BWS of chunk extensions from it (see there).
 
 llhttp is stricter than h11 in some places and more lenient in others; each
 explicit check here or in the adapter cites its RFC 9110/9112 section, and
@@ -58,6 +60,13 @@ cdef enum:
     PAUSE_HEADERS = 1
     PAUSE_CHUNK = 2
     PAUSE_MESSAGE = 3
+    PAUSE_LINE = 4         # a chunk line starts: feed() walks it (walk_line)
+
+cdef enum:
+    WALK_SIZE = 0          # in the chunk-size digits
+    WALK_EXT = 1           # after them: chunk-ext, outside a quoted-string
+    WALK_QUOTED = 2        # inside a quoted-string chunk-ext-val
+    WALK_PAIR = 3          # after a backslash inside it
 
 cdef enum:
     MODE_RUN = 0
@@ -235,6 +244,100 @@ cdef inline int fail(State* s, int status, const char* reason) noexcept nogil:
     return -1
 
 
+# -- the chunk line walker ---------------------------------------------------
+#
+# RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+# so "6 ;q = x" is a valid chunk line.  llhttp 9 refuses SP after ";" and around
+# "=" whatever its flags (llhttp_set_lenient_spaces_after_chunk_size would take
+# SP/HTAB after the size, but also "6 \r\n", which the grammar does not allow).
+# So the binding walks each chunk line just ahead of llhttp and hands llhttp the
+# line without its BWS: llhttp_execute is called on the pieces between BWS runs
+# (pointers into the fed bytes, so positions stay true stream offsets).
+#
+# Why this cannot open a smuggling hole: the walker only ever withholds SP and
+# HTAB, never any other byte, and stops at the first CR or LF of the line (after
+# that, llhttp gets every byte).  So llhttp alone still finds the end of the
+# chunk line, the chunk size and everything after; the line llhttp sees is the
+# received one minus SP/HTAB.  A BWS run is withheld only if a ";" or "=" is
+# next to it (before or after); any other run fails the request (400), so
+# withholding never joins two tokens: "6 7" is refused, never read as 0x67, and
+# "6 \r\n", "a=b \r\n", " 6" are refused as the grammar says.  Inside a
+# quoted-string nothing is withheld.  If the walker's idea of quoting differed
+# from llhttp's, the outcome would only be a different (ignored) extension
+# value or a 400 from llhttp, since no CR/LF is ever withheld.
+# The walker also counts the size digits (MAX_CHUNK_DIGITS) and records where
+# the chunk extensions start (max_chunk_ext), BWS included, like the adapter.
+
+cdef inline void start_walk(State* s, int64_t line_start) noexcept nogil:
+    s.in_chunk_line = True
+    s.chunk_line_start = line_start
+    s.ext_start = -1
+    s.walking = True
+    s.walk_region = WALK_SIZE
+    s.walk_digits = 0
+    s.walk_prev = 0
+    s.walk_in_ws = False
+
+
+cdef const char* walk_line(State* s, const char* p, const char* end) noexcept nogil:
+    """Walk the chunk line from ``p``: return the first BWS byte (llhttp must
+    stop before it), or ``end``; NULL after ``fail``.  At CR or LF the walk ends."""
+    cdef char c
+    while p < end:
+        c = p[0]
+        if c == c'\r' or c == c'\n':
+            s.walking = False  # llhttp judges the line end and all that follows
+            return end
+        if s.walk_region == WALK_QUOTED:
+            # RFC 9110 §5.6.4: quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
+            if c == c'\\':
+                s.walk_region = WALK_PAIR
+            elif c == c'"':
+                s.walk_region = WALK_EXT
+        elif s.walk_region == WALK_PAIR:
+            s.walk_region = WALK_QUOTED
+        else:
+            if s.walk_region == WALK_SIZE:
+                if hexval(c) >= 0:
+                    s.walk_digits += 1
+                    if s.walk_digits > MAX_CHUNK_DIGITS:
+                        fail(s, BAD_REQUEST, "Chunk size too long")
+                        return NULL
+                    s.walk_prev = c
+                    p += 1
+                    continue
+                s.walk_region = WALK_EXT
+                s.ext_start = abs_pos(s, p)
+            if c == c' ' or c == c'\t':
+                return p
+            if c == c'"':
+                s.walk_region = WALK_QUOTED
+        s.walk_prev = c
+        p += 1
+    return end
+
+
+cdef const char* skip_bws(State* s, const char* p, const char* end) noexcept nogil:
+    """Skip the BWS run at ``p``; return where llhttp goes on (``end`` if the run
+    may go on in the next feed), NULL after ``fail``."""
+    while p < end and (p[0] == c' ' or p[0] == c'\t'):
+        p += 1
+    # RFC 9112 §7.1.1: a server may limit chunk extensions (BWS counts).
+    if abs_pos(s, p) - s.ext_start > s.max_chunk_ext:
+        fail(s, BAD_REQUEST, "Chunk extensions too long")
+        return NULL
+    if p == end:
+        s.walk_in_ws = True
+        return end
+    s.walk_in_ws = False
+    # RFC 9112 §7.1.1: BWS only before or after ";" and "=" (not before the
+    # size, nor between the size or a value and the CRLF, nor inside a token).
+    if not (s.walk_prev == c';' or s.walk_prev == c'=' or p[0] == c';' or p[0] == c'='):
+        fail(s, BAD_REQUEST, "Invalid chunk size line")
+        return NULL
+    return p
+
+
 # -- llhttp callbacks (C only) ---------------------------------------------
 #
 # ``noexcept nogil``: they are called from llhttp's C code, where no Python
@@ -261,6 +364,8 @@ cdef int cb_message_begin(ll.llhttp_t* p) noexcept nogil:
     s.in_value = False
     s.in_trailers = False
     s.in_chunk_line = False
+    s.walking = False
+    s.walk_in_ws = False
     s.ext_start = -1
     s.body_total = 0
     return 0
@@ -509,10 +614,8 @@ cdef int cb_body(ll.llhttp_t* p, const char* at, size_t n) noexcept nogil:
 cdef int cb_chunk_ext(ll.llhttp_t* p, const char* at, size_t n) noexcept nogil:
     cdef State* s = <State*>p.data
     cdef int64_t start = abs_pos(s, at)
-    if s.ext_start < 0:
-        s.ext_start = start - 1  # the ';' before the first name
-        if s.ext_start - s.chunk_line_start > MAX_CHUNK_DIGITS:
-            return fail(s, BAD_REQUEST, "Chunk size too long")
+    if s.ext_start < 0:  # never: walk_line saw the ';' first
+        return fail(s, BAD_REQUEST, "Invalid chunk extension")
     # RFC 9112 §7.1.1: a server may limit chunk extensions (max_chunk_ext bytes per line).
     if start + <int64_t>n - s.ext_start > s.max_chunk_ext:
         return fail(s, BAD_REQUEST, "Chunk extensions too long")
@@ -551,10 +654,11 @@ cdef int cb_chunk_header(ll.llhttp_t* p) noexcept nogil:
 cdef int cb_chunk_complete(ll.llhttp_t* p) noexcept nogil:
     cdef State* s = <State*>p.data
     if not s.in_trailers:
-        # chunk-data CRLF consumed: the next chunk line starts here.
-        s.in_chunk_line = True
-        s.chunk_line_start = s.last_body_end + 2
-        s.ext_start = -1
+        # chunk-data CRLF consumed: the next chunk line starts here.  Pause, so
+        # that feed() walks it before llhttp reads it.
+        start_walk(s, s.last_body_end + 2)
+        s.pause = PAUSE_LINE
+        return ll.HPE_PAUSED
     return 0
 
 
@@ -645,6 +749,7 @@ cdef class RequestParser:
         cdef const char* cur
         cdef const char* end
         cdef const char* stop
+        cdef const char* seg_end
         cdef Py_ssize_t n
         cdef size_t i
         cdef ll.llhttp_errno_t err
@@ -670,7 +775,20 @@ cdef class RequestParser:
             while True:
                 s.pause = PAUSE_NONE
                 s.nspans = 0
-                err = ll.llhttp_execute(&self._parser, cur, <size_t>(end - cur))
+                seg_end = end
+                if s.walking:
+                    # A chunk line: llhttp gets it in pieces, without BWS (walk_line).
+                    if s.walk_in_ws:
+                        cur = skip_bws(s, cur, end)
+                        if cur == NULL:
+                            self._fail(s.err_status, s.err_reason.decode("ascii"))
+                        if cur == end:
+                            self._check_unfinished(end)
+                            break
+                    seg_end = walk_line(s, cur, end)
+                    if seg_end == NULL:
+                        self._fail(s.err_status, s.err_reason.decode("ascii"))
+                err = ll.llhttp_execute(&self._parser, cur, <size_t>(seg_end - cur))
                 if err != ll.HPE_OK and err != ll.HPE_PAUSED:
                     for i in range(s.nspans):  # body received before the error
                         events.append(PyBytes_FromStringAndSize(s.spans[i].at, <Py_ssize_t>s.spans[i].length))
@@ -683,6 +801,11 @@ cdef class RequestParser:
                 for i in range(s.nspans):
                     events.append(PyBytes_FromStringAndSize(s.spans[i].at, <Py_ssize_t>s.spans[i].length))
                 if err == ll.HPE_OK:
+                    if seg_end != end:
+                        # Stopped before a BWS byte of a chunk line: skip it, go on.
+                        s.walk_in_ws = True
+                        cur = seg_end
+                        continue
                     self._check_unfinished(end)
                     break
 
@@ -700,7 +823,7 @@ cdef class RequestParser:
                         break
                 elif s.pause == PAUSE_CHUNK:
                     line_end = at - 2  # before the CRLF
-                    digits = (s.ext_start if s.ext_start >= 0 else line_end) - s.chunk_line_start
+                    digits = s.walk_digits
                     if digits > MAX_CHUNK_DIGITS:
                         self._fail(BAD_REQUEST, "Chunk size too long")
                     if s.ext_start >= 0 and line_end - s.ext_start > s.max_chunk_ext:
@@ -712,6 +835,7 @@ cdef class RequestParser:
                             self._fail(CONTENT_TOO_LARGE, "Request body too large")
                         s.body_total += <int64_t>self._parser.content_length
                     s.in_chunk_line = False
+                    s.walking = False
                     s.ext_start = -1
                     s.ext_piece = 0
                     if self._parser.content_length == 0:
@@ -719,6 +843,8 @@ cdef class RequestParser:
                         s.in_trailers = True
                         s.trailer_start = at
                         s.nseen = 0
+                elif s.pause == PAUSE_LINE:
+                    pass  # cb_chunk_complete started the walk of the next chunk line
                 elif s.pause == PAUSE_MESSAGE:
                     if s.in_trailers and at - s.trailer_start > s.max_header_size:
                         self._fail(HEADERS_TOO_LARGE, "Trailer section too large")
@@ -757,12 +883,8 @@ cdef class RequestParser:
             if last - s.trailer_start > s.max_header_size:
                 self._fail(HEADERS_TOO_LARGE, "Trailer section too large")
         elif s.in_chunk_line:
-            if s.ext_start < 0:
-                if (end - 1)[0] == c';':
-                    last -= 1
-                if last - s.chunk_line_start > MAX_CHUNK_DIGITS:
-                    self._fail(BAD_REQUEST, "Chunk size too long")
-            elif last - s.ext_start > s.max_chunk_ext:
+            # (walk_line already failed a size over MAX_CHUNK_DIGITS digits.)
+            if s.ext_start >= 0 and last - s.ext_start > s.max_chunk_ext:
                 self._fail(BAD_REQUEST, "Chunk extensions too long")
         return 0
 
@@ -862,9 +984,7 @@ cdef class RequestParser:
             # llhttp misses "chunked" followed by HTAB (valid OWS, RFC 9110
             # §5.6.3) and would refuse the body; the value was checked above.
             p.flags |= ll.F_CHUNKED
-            s.in_chunk_line = True
-            s.chunk_line_start = head_end
-            s.ext_start = -1
+            start_walk(s, head_end)
 
         if s.asterisk:
             raw = _STAR

@@ -115,9 +115,12 @@ _LEADING_EOL = re.compile(rb"[\r\n]*")
 _BAD_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]")
 
 # RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF, chunk-size = 1*HEXDIG,
-# chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ).
-# llhttp accepts no BWS (nor does it accept whitespace after the size), so
-# neither do we; h11 accepts trailing whitespace and any bytes after ";".
+# chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+# BWS = OWS = *( SP / HTAB ) (RFC 9110 §5.6.3).  BWS only occurs around ";" and
+# "=": whitespace before the size, between the size and CRLF ("6 \r\n") or after
+# a value is refused.  h11 takes trailing whitespace and any bytes after ";" but
+# no BWS before ";", so it is handed the size alone once this regex has
+# matched; the binding walks BWS out of the line before llhttp reads it.
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 # Chunk sizes: at most 20 hex digits (h11's limit; llhttp would accept any
@@ -125,7 +128,11 @@ _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 # 2**64-1 (llhttp's limit).
 _MAX_CHUNK_DIGITS = 20
 _HEXDIGITS = re.compile(rb"[0-9A-Fa-f]*")
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]+)(?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*")
+_BWS = rb"[ \t]*"
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]+)(?:" + _BWS + rb";" + _BWS + _TOKEN
+    + rb"(?:" + _BWS + rb"=" + _BWS + rb"(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
+)
 
 # RFC 9112 §3.2.2 absolute-form: scheme "://" authority path-abempty [ "?" query ].
 # llhttp accepts letters only in the scheme and rejects these bytes in the
@@ -562,7 +569,8 @@ class RequestParser:
                     self._body_total += size
                     if self._body_total > self._max_body_size:
                         raise ParseError(413, "Request body too large")
-                conn.receive_data(buf[pos : i + 2])  # type: ignore[arg-type]
+                # h11 only needs the size (it ignores extensions, and refuses BWS before ';').
+                conn.receive_data(m.group(1) + b"\r\n")
                 pos = i + 2
                 if size:
                     self._remaining = size

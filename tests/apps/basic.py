@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import threading
 
 _RELEASE: dict = {}  # loop -> asyncio.Event, used by /sse and /release
 
@@ -17,6 +18,9 @@ def release_event() -> asyncio.Event:
 
 
 CANCELLED: list = []  # query strings of /forever requests that were cancelled
+# /wait-disconnect?<token>: (started, disconnected), set by the app once the request
+# runs and once it has received http.disconnect (a test registers the token first).
+WAITERS: dict[bytes, tuple[threading.Event, threading.Event]] = {}
 request_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
 
 
@@ -122,9 +126,14 @@ async def app(scope, receive, send):
     elif path == "/noread":
         await respond(send, body=b"did not read")
     elif path == "/wait-disconnect":
+        waiter = WAITERS.get(scope["query_string"])
+        if waiter is not None:
+            waiter[0].set()
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                if waiter is not None:
+                    waiter[1].set()
                 break
     elif path == "/big":
         size = int(scope["query_string"] or b"1048576")
