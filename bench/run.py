@@ -66,6 +66,8 @@ class ServerSpec:
     description: str
     args: tuple[str, ...]  # after "<python> -m"; {app}, {host}, {port} are filled in
     env: tuple[tuple[str, str], ...] = ()
+    # runs from the checkout this environment variable names, not this one (before/after runs)
+    checkout_env: str = ""
 
     def argv(self, app: str, host: str, port: int) -> list[str]:
         fill = {"app": app, "host": host, "port": str(port)}
@@ -81,6 +83,12 @@ SERVERS: dict[str, ServerSpec] = {
             "fastasgi",
             "fastasgi, compiled hot path (llhttp)",
             ("fastasgi", *_UVI, "--http", "httptools", *COMMON),
+        ),
+        ServerSpec(
+            "fastasgi-base",
+            "fastasgi, compiled, from the checkout in $FASTASGI_BENCH_BASELINE (built in place): the 'before' of a change",
+            ("fastasgi", *_UVI, "--http", "httptools", *COMMON),
+            checkout_env="FASTASGI_BENCH_BASELINE",
         ),
         ServerSpec(
             "fastasgi-py",
@@ -275,13 +283,18 @@ class RunningServer:
         env = dict(os.environ)
         env.pop("FASTASGI_NO_EXTENSIONS", None)  # an inherited one would silently turn "fastasgi" pure
         env.update(spec.env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        root = REPO_ROOT
+        if spec.checkout_env:
+            if not env.get(spec.checkout_env):
+                raise ServerFailed(f"${spec.checkout_env} is not set")
+            root = Path(env[spec.checkout_env]).resolve()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
         self.log_path = logdir / f"{spec.name}-{app}-{self.port}.log"
         self._log = open(self.log_path, "w+b")  # noqa: SIM115 - lives as long as the server; closed in stop()
         # own session => own process group, so a SIGKILL can reach granian's worker too
         self.proc = subprocess.Popen(
             self.argv,
-            cwd=REPO_ROOT,
+            cwd=root,  # `python -m` puts the working directory first on sys.path
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -629,7 +642,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--servers",
         type=_csv(list(SERVERS)),
-        default=list(SERVERS),
+        # fastasgi-base only when $FASTASGI_BENCH_BASELINE names a checkout
+        default=[n for n, spec in SERVERS.items() if not spec.checkout_env or os.environ.get(spec.checkout_env)],
         help=f"comma-separated subset of: {', '.join(SERVERS)} (default: all)",
     )
     p.add_argument(

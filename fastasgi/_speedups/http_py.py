@@ -730,18 +730,18 @@ class RequestCycle:
             self.delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
-    def send(self, message):
-        """ASGI ``send``: does its work at once and returns an awaitable.
+    async def send(self, message):
+        """ASGI ``send``, a coroutine function as under uvicorn.
 
-        Not a coroutine function: no coroutine object per message.  What it
-        returns is ``DONE`` (awaiting it completes at once), or, when the
-        transport asked us to stop writing, the wait for it to drain.  An app
-        awaits it as usual; errors are raised by the call, inside that ``await``.
+        The work is done by ``send_message`` (compiled, it takes a dict: its
+        lookups are direct C calls), which returns ``DONE``, or, when the
+        transport asked us to stop writing, the wait for it to drain.
         """
         if self.disconnected:
-            return DONE
-        # compiled, send_message takes a dict: its lookups are direct C calls
-        return self.send_message(message if type(message) is dict else dict(message))
+            return
+        waiter = self.send_message(message if type(message) is dict else dict(message))
+        if waiter is not DONE:
+            await waiter
 
     def send_message(self, message):
         mtype = message["type"]
