@@ -1,4 +1,3 @@
 """Type stub of coro_c: its contract is its twin's, coro_py.py."""
 
 from fastasgi._speedups.coro_py import AppRun as AppRun
-from fastasgi._speedups.coro_py import start as start

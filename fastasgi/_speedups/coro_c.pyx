@@ -1,12 +1,12 @@
 # cython: language_level=3
-"""What a request's Task drives, and the app's first step, in C.
+"""What a request's Task drives, in C.
 
-Compiled twin of ``coro_py.py`` (same contract: see :class:`AppRun` and
-:func:`start` there).  Against the pure twin this makes no bound method, no call
-through ``Context.run`` and no ``StopIteration`` object when the app steps or
-returns: ``PyContext_Enter`` + ``PyIter_Send`` (CPython >= 3.10) +
-``PyContext_Exit``.  ``AppRun`` implements ``__next__``, so the Task's C step
-reaches it through ``tp_iternext`` rather than a ``send`` method call.
+Compiled twin of ``coro_py.py`` (same contract: see :class:`AppRun` there).
+Against the pure twin this makes no bound method and no ``StopIteration``
+object when the app steps or returns: the Task's C step reaches ``AppRun``
+through ``tp_iternext`` (``PyIter_Send`` with ``None``), which steps the app's
+coroutine with ``PyIter_Send`` (CPython >= 3.10) and, when it has returned,
+ends without an exception.
 """
 
 from collections.abc import Coroutine
@@ -65,8 +65,6 @@ cdef extern from *:
 cdef extern from "Python.h":
     ctypedef struct PyTypeObject:
         pass
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
     bint PyCoro_CheckExact(object o)
 
 
@@ -76,23 +74,6 @@ cdef inline object _take(PyObject *result):
     return value
 
 
-cpdef tuple start(object ctx, object app, object scope, object receive, object send):
-    cdef PyObject *result = NULL
-    cdef int returned
-    PyContext_Enter(ctx)
-    try:
-        coro = app(scope, receive, send)
-        if not PyCoro_CheckExact(coro):
-            coro = awaitable_iter(coro)
-        returned = fastasgi_send(coro, None, &result)
-    finally:
-        PyContext_Exit(ctx)
-    value = _take(result)
-    if returned:
-        return None, value
-    return coro, value
-
-
 cdef class AppRun:
     """See coro_py.AppRun: the same contract, compiled (attributes in coro_c.pxd)."""
 
@@ -100,44 +81,11 @@ cdef class AppRun:
         self.cycle = cycle
         self.app = app
 
-    cpdef bint prime(self, object ctx) except -1:
-        cycle = self.cycle
-        app = self.app
-        self.app = None
-        self.primed = True
-        try:
-            coro, value = start(ctx, app, cycle.scope, cycle.receive, cycle.send)
-        except BaseException as exc:
-            if ctx.run(cycle.app_raised, exc):
-                self.exc = exc  # the Task's first step raises it
-            return True
-        if coro is None:
-            # the usual case (None returned, response complete) has nothing left to do
-            if value is not None or not cycle.response_complete:
-                ctx.run(cycle.app_returned, value)
-            return True
-        self.coro = coro
-        self.yielded = value
-        return False
-
     cdef object _step(self, object value, int *finished):
         # One step; finished[0] = 1 (and None returned) when the Task must end with None.
         cdef PyObject *result = NULL
         cdef int returned
         coro = self.coro
-        if self.primed:
-            # the Task's first step after prime(): hand up what the app yielded then
-            self.primed = False
-            if coro is None:
-                exc = self.exc
-                if exc is not None:
-                    self.exc = None
-                    raise exc
-                finished[0] = 1
-                return None
-            yielded = self.yielded
-            self.yielded = None
-            return yielded
         cycle = self.cycle
         if coro is None:
             # the Task's first step: the app starts here
@@ -188,16 +136,11 @@ cdef class AppRun:
         if isinstance(exc, type):  # the old throw(type[, value[, traceback]]) form
             exc = args[0] if args and isinstance(args[0], exc) else exc(*args[:1])
         coro = self.coro
-        if self.primed:
-            # thrown before the Task stepped (the app cancelled its own Task in its
-            # first step): as asyncio would, cancel what the app waits for, then throw
-            self.primed = False
-            yielded = self.yielded
-            self.yielded = None
-            if coro is not None and yielded is not None and hasattr(yielded, "cancel"):
-                yielded.cancel()
         if coro is None:
+            # thrown before the first step (the Task was cancelled before it ran):
+            # the app never starts; the Task leaves the server's set as it ends
             self.app = None
+            self.cycle.forget_task()
             raise exc
         try:
             return coro.throw(exc)

@@ -61,7 +61,7 @@ cdef class HttpProtocol:
     @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, root_path=str, scope=dict)
     cpdef RequestCycle start_request(self, tuple head)
 
-    @cython.locals(limit=Py_ssize_t, run=AppRun, finished=bint)
+    @cython.locals(limit=Py_ssize_t, run=AppRun)
     cpdef start_app(self, RequestCycle cycle)
 
     cpdef became_idle(self)
