@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -124,5 +125,41 @@ def test_graceful_timeout_bounds_a_running_handler(impl: str, sig: int) -> None:
         assert "timeout graceful shutdown exceeded" in server.output
         client.join(10)
         assert errors  # the request was cut, not answered
+    finally:
+        server.stop()
+
+
+def test_workers_stop_within_the_graceful_timeout() -> None:
+    # a worker first drains its connections, then waits for what still runs: both
+    # count against one --timeout-graceful-shutdown (the drain used to come on top)
+    graceful = 3.0
+    server = ServerProcess(
+        fastasgi_cmd(
+            APP, "--interface", "wsgi", "--port", "0", "--workers", "2", "--timeout-graceful-shutdown", f"{graceful:g}"
+        )
+    )
+    errors: list[BaseException] = []
+
+    def slow_request(port: int) -> None:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/sleep?s=60", timeout=30)
+        except httpx.HTTPError as exc:
+            errors.append(exc)
+
+    try:
+        port = server.port()
+        wait_for(lambda: len(server.ready_pids()) >= 2, 60, "2 ready workers")
+        client = threading.Thread(target=slow_request, args=(port,), daemon=True)
+        client.start()
+        wait_for(lambda: server.find("sleep started"), 15, "the handler to start")
+        started = time.monotonic()
+        server.signal(signal.SIGTERM)
+        server.wait(graceful * 2 + 10)
+        elapsed = time.monotonic() - started
+        # the timeout plus process exit; twice the timeout would be the drain counted apart
+        assert elapsed < graceful + 2.0, f"{elapsed:.1f}s"
+        assert "timeout graceful shutdown exceeded" in server.output
+        client.join(10)
+        assert errors
     finally:
         server.stop()
