@@ -178,6 +178,7 @@ class Config:
         if self.ws == "websockets-sansio":
             self.ws = "websockets"
         self.loaded = False
+        self._app_object: Any = None  # what load_app() imported (or a factory returned), for load()
         self.validate()
         self.configure_logging()
 
@@ -412,13 +413,16 @@ class Config:
         self.http_protocol_class = resolve_http_protocol(self.http)
         self.ws_protocol_class = resolve_ws_protocol(self.ws)
 
-        self.loaded_app = self.load_app_object()
+        # the app run() already loaded to fail fast, if it did: loading it again would call
+        # a factory a second time, and factories open pools and register metrics once per process
+        app, self._app_object = self._app_object, None
+        self.loaded_app = app if app is not None else self.load_app_object()
         self.interface = self._detect_interface(self.loaded_app)
         if self.interface == "wsgi":
             try:
-                from a2wsgi import WSGIMiddleware
-            except ImportError:
-                raise ConfigError("--interface wsgi needs a2wsgi: pip install 'fastasgi[wsgi]'") from None
+                from fastasgi.middleware.wsgi import WSGIMiddleware
+            except ImportError:  # a2wsgi is a dependency: only an install with --no-deps lacks it
+                raise ConfigError("--interface wsgi needs a2wsgi: pip install a2wsgi") from None
             self.loaded_app = WSGIMiddleware(self.loaded_app)
             self.ws_protocol_class = None
         elif self.interface == "asgi2":
@@ -437,8 +441,10 @@ class Config:
         self.loaded = True
 
     def load_app(self) -> None:
-        """Import the app now (run() does this before starting, to fail fast)."""
-        self.loaded_app = self.load_app_object()
+        """Import the app now (run() does this before starting, to fail fast); load() uses it."""
+        if self._app_object is None:
+            self._app_object = self.load_app_object()
+        self.loaded_app = self._app_object
 
     def load_app_object(self) -> Any:
         app = self.app

@@ -336,7 +336,7 @@ class Server:
 
         # When 3.10 is not supported anymore, use `async with asyncio.timeout(...):`.
         try:
-            await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=self.config.timeout_graceful_shutdown)
+            await asyncio.wait_for(self._wait_tasks_to_complete(), timeout=self.graceful_time_left())
         except asyncio.TimeoutError:
             logger.error("Cancel %s running task(s), timeout graceful shutdown exceeded", len(self.server_state.tasks))
             for t in list(self.server_state.tasks):
@@ -349,6 +349,11 @@ class Server:
         # Send the lifespan shutdown event, and wait for application shutdown.
         if not self.force_exit:
             await self.lifespan.shutdown()
+
+    def graceful_time_left(self) -> float | None:
+        """How long shutdown() waits for in-flight requests: --timeout-graceful-shutdown
+        (None: no limit), less what a subclass already spent of it."""
+        return self.config.timeout_graceful_shutdown
 
     async def _wait_tasks_to_complete(self) -> None:
         # Wait for existing connections to finish sending responses.

@@ -546,7 +546,16 @@ class HttpProtocol:
         if active is not None and not active.response_complete:
             active.keep_alive = False
             return
-        if self.head_partial or self.receiving is not None:
+        receiving = self.receiving
+        if receiving is not None and receiving.response_complete:
+            # The app answered without reading its whole body (a WSGI app that ignores
+            # a body, an early 401/413) and the rest is only being dropped: waiting for
+            # it held the shutdown for --timeout-request-body, or forever when that is
+            # 0, where uvicorn closes at once.  Half-close and linger at most LINGER s,
+            # so the answer already sent is not destroyed by a reset.
+            self.send_error_and_close(b"")
+            return
+        if self.head_partial or receiving is not None:
             return
         self.closing = True
         if self.transport is not None and not self.closed:

@@ -57,6 +57,7 @@ class SupervisedServer(Server):
         # with a supervisor, reaching --limit-max-requests asks for a replacement first
         self._request_limit = Server.limit_max_requests.fget(self)  # type: ignore[attr-defined]
         self._retire_sent = False
+        self._drain_time = 0.0  # seconds shutdown() spent draining connections
 
     @property  # type: ignore[override]
     def limit_max_requests(self) -> int | None:
@@ -139,8 +140,18 @@ class SupervisedServer(Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         if self.drain and not self.force_exit:
+            started = time.monotonic()
             await self.drain_connections(sockets)
+            self._drain_time = time.monotonic() - started
         await super().shutdown(sockets=sockets)
+
+    def graceful_time_left(self) -> float | None:
+        # the drain is part of the graceful shutdown: a request that outlives the drain
+        # gets what is left of --timeout-graceful-shutdown, not the whole of it again
+        graceful = self.config.timeout_graceful_shutdown
+        if graceful is None:
+            return None
+        return max(0.0, graceful - self._drain_time)
 
     async def drain_connections(self, sockets: Any = None) -> None:
         """Stop accepting, then let open connections end after their next response.
