@@ -62,7 +62,7 @@ class UvicornThread(uvicorn.Server):  # type: ignore[misc,name-defined]
 
 
 @contextlib.contextmanager
-def run_uvicorn(app: Any, impl: str, ws: str) -> Iterator[UvicornThread]:
+def run_uvicorn(app: Any, impl: str, ws: str, **kwargs: Any) -> Iterator[UvicornThread]:
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -72,6 +72,7 @@ def run_uvicorn(app: Any, impl: str, ws: str) -> Iterator[UvicornThread]:
         lifespan="off",
         log_config=None,
         loop="asyncio",
+        **kwargs,
     )
     server = UvicornThread(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -149,25 +150,34 @@ def describe_exception(exc: BaseException) -> tuple[str, str, str]:
 Scenario = Callable[..., Any]
 
 
-def run_scenario(server_kind: str, impl: str, ws: str, app: Scenario, client: Scenario) -> dict[str, Any]:
+def run_scenario(
+    server_kind: str, impl: str, ws: str, app: Scenario, client: Scenario, options: dict[str, Any]
+) -> dict[str, Any]:
     """Run ``app`` (``app(rec, scope, receive, send)``) on one server and ``client(port, rec, stop)`` against it."""
     rec = Recorder()
 
+    started = threading.Event()
+
     async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        started.set()
         try:
             return await app(rec, scope, receive, send)
         finally:
             rec.finished.set()
 
     with LogCapture() as logs:
-        runner = run_uvicorn(asgi, impl, ws) if server_kind == "uvicorn" else run_server(asgi, impl, ws=ws)
+        if server_kind == "uvicorn":
+            runner = run_uvicorn(asgi, impl, ws, **options)
+        else:
+            runner = run_server(asgi, impl, ws=ws, **options)
         with runner as server:
 
             def stop() -> None:
                 server.should_exit = True
 
             seen = client(server.port, rec, stop)
-            finished = rec.finished.wait(TIMEOUT)
+            # the app runs only for a handshake the server passed on; then it must end
+            finished = rec.finished.wait(TIMEOUT) if started.is_set() else None
     return {"client": seen, "app": rec.events, "app finished": finished, "logs": logs.lines}
 
 
@@ -178,9 +188,12 @@ def run_scenario(server_kind: str, impl: str, ws: str, app: Scenario, client: Sc
 SPURIOUS = ("ASGI callable returned without completing handshake.", None)
 
 
-def compare(impl: str, ws: str, app: Scenario, client: Scenario) -> dict[str, Any]:
-    ours = run_scenario("fastasgi", impl, ws, app, client)
-    theirs = run_scenario("uvicorn", impl, ws, app, client)
+def compare(impl: str, ws: str, app: Scenario, client: Scenario, **options: Any) -> dict[str, Any]:
+    ours = run_scenario("fastasgi", impl, ws, app, client, options)
+    theirs = run_scenario("uvicorn", impl, ws, app, client, options)
+    # uvicorn reports a connection lost after the handshake as 1005 ("no status received");
+    # RFC 6455 §7.1.5 makes it 1006 when no close frame came, and so does fastasgi (README)
+    theirs["app"] = [LOST if e == {"type": "websocket.disconnect", "code": 1005} else e for e in theirs["app"]]
     seen = theirs["client"]
     if ws == "websockets" and seen.get("status", 101) != 101 and theirs["app"][-1:] == [DENIED]:
         theirs["logs"] = [line for line in theirs["logs"] if line != SPURIOUS]
@@ -414,13 +427,38 @@ async def app_closes(rec: Recorder, scope: Any, receive: Any, send: Any) -> None
         await rec.send(send, {"type": "websocket.send", "text": "too late"})
 
 
+async def read_past_disconnect(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    """Accept, then read two events: the disconnect, and what comes once TCP is gone."""
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    await rec.receive(receive)
+    await rec.receive(receive)
+
+
+async def app_closes_then_reads_twice(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    await rec.send(send, {"type": "websocket.close"})
+    await rec.receive(receive)
+    await rec.receive(receive)
+
+
+def big_text_frame(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, send a 100-byte text frame (over a 16-byte --ws-max-size), read until closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        head = read_head(sock)
+        sock.sendall(bytes((0x81, 0x80 | 100)) + b"\0\0\0\0" + b"x" * 100)
+        return parse_answer(*_read_until_eof(sock, head))
+
+
 async def close_before_accept(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
     await rec.receive(receive)
     await rec.send(send, {"type": "websocket.close"})
     await rec.receive(receive)
 
 
-DENIED = {"type": "websocket.disconnect", "code": 1006}
+DENIED = LOST = {"type": "websocket.disconnect", "code": 1006}
 
 
 def deny(*messages: dict[str, Any], then_receive: bool = True) -> Scenario:
@@ -466,6 +504,8 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
     "client closes": (accept_then_wait_for_disconnect, client_closes),
     "app closes": (app_closes, echo_close),
     "close before accept": (close_before_accept, handshake_client()),
+    "client closes, app reads on": (read_past_disconnect, client_closes),
+    "app closes, app reads on": (app_closes_then_reads_twice, echo_close),
     "deny with body": (
         deny(start(400, [(b"content-length", b"7")]), body(b"goodbye")),
         handshake_client(),
@@ -503,12 +543,49 @@ def test_same_as_uvicorn(impl: str, ws: str, name: str) -> None:
     compare(impl, ws, app, client)
 
 
+def test_message_over_max_size_same_as_uvicorn(impl: str, ws: str) -> None:
+    compare(impl, ws, read_past_disconnect, big_text_frame, ws_max_size=16)
+
+
 BAD_HANDSHAKES = {
     "missing Sec-WebSocket-Key": handshake_bytes(key=None),
     "missing key, version 11": handshake_bytes(key=None, version="11"),
+    "invalid Sec-WebSocket-Key": handshake_bytes(key=b"short"),
+    "missing Sec-WebSocket-Version": handshake_bytes(version=None),
 }
 
 
 @pytest.mark.parametrize("name", list(BAD_HANDSHAKES))
 def test_bad_handshake_same_as_uvicorn(impl: str, ws: str, name: str) -> None:
-    compare(impl, ws, accept_then_return, handshake_client(BAD_HANDSHAKES[name]))
+    client = handshake_client(BAD_HANDSHAKES[name])
+    if name == "invalid Sec-WebSocket-Key" and ws == "wsproto":
+        # wsproto does not check the key's length, so uvicorn accepts it; RFC 6455 §4.2.1
+        # (item 5) makes it a 400, which fastasgi sends (README, "Differences from uvicorn")
+        ours = run_scenario("fastasgi", impl, ws, accept_then_return, client, {})
+        theirs = run_scenario("uvicorn", impl, ws, accept_then_return, client, {})
+        assert (ours["client"]["status"], theirs["client"]["status"]) == (400, 101)
+        return
+    compare(impl, ws, accept_then_return, client)
+
+
+def test_reading_after_a_lost_connection_returns_the_disconnect(impl: str, ws: str) -> None:
+    """uvicorn's receive() waits forever once the disconnects are read; fastasgi's repeats the last."""
+    answer = run_scenario("fastasgi", impl, ws, read_past_disconnect, drop_after_101, {})
+    assert answer["app"] == [{"type": "websocket.connect"}, LOST, LOST]
+    assert answer["app finished"]
+
+
+def test_unsupported_version_is_426(impl: str, ws: str) -> None:
+    """A version other than 13: 426 naming version 13 (RFC 6455 §4.2.2).  uvicorn's wsproto
+    backend answers so; its websockets backend says 400, and fastasgi turns that answer (same
+    body) into a 426 with the header (README, "Differences from uvicorn")."""
+    client = handshake_client(handshake_bytes(version="8"))
+    if ws == "wsproto":
+        compare(impl, ws, accept_then_return, client)
+        return
+    ours = run_scenario("fastasgi", impl, ws, accept_then_return, client, {})
+    theirs = run_scenario("uvicorn", impl, ws, accept_then_return, client, {})
+    assert theirs["client"]["status"] == 400
+    assert ours["client"]["status"] == 426
+    assert ours["client"]["body"] == theirs["client"]["body"]
+    assert ours["client"]["headers"] == sorted(theirs["client"]["headers"] + [("sec-websocket-version", "13")])

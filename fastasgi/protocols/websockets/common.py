@@ -380,9 +380,10 @@ class WebSocketBase(asyncio.Protocol):
             self.close_timer = None
         if self.state != CLOSED:
             self.state = CLOSED
-        # as uvicorn: 1005 ("no status") once the handshake is over, 1006 before, no reason;
-        # queued even after another disconnect (an app reading on sees both)
-        self.put_disconnect(1005 if self.handshake_complete else 1006)
+        # 1006: closed without a close frame (RFC 6455 §7.1.5), before or after the handshake
+        # (uvicorn says 1005 after it; README lists this).  No reason, as in uvicorn, and
+        # queued even after another disconnect (an app reading on sees both).
+        self.put_disconnect(1006)
         self.handshake_complete = True
         for waiter in self.drain_waiters:
             if not waiter.done():
@@ -657,12 +658,14 @@ class WebSocketBase(asyncio.Protocol):
         self.fast = False
         if self.lost:
             return
+        reply_to_ours = self.close_sent
         if echo and not self.close_sent:
             self.transport.write(echo)
         self.close_sent = True
         self.state = CLOSED
         self.stop_keepalive()
-        self.put_disconnect(code, reason)
+        if not reply_to_ours:  # the reply to our close frame is no news: the app was told then (as uvicorn)
+            self.put_disconnect(code, reason)
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = None

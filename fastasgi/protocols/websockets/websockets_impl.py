@@ -22,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeader
+from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
@@ -111,9 +111,10 @@ class WebSocketProtocol(WebSocketBase):
         response = conn.accept(request)  # validates, negotiates extensions; may refuse
         if response.status_code != 101:
             # the library's answer, as uvicorn sends it; one change: a version we do not speak
-            # is a 426 naming ours (RFC 6455 §4.2.2 demands the header; the library says 400)
+            # is a 426 naming ours (RFC 6455 §4.2.2 demands the header; the library says 400,
+            # wsproto already answers so).  A missing version stays a 400 (§4.2.1), as in wsproto.
             exc = conn.handshake_exc
-            if isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version":
+            if isinstance(exc, InvalidHeaderValue) and exc.name == "Sec-WebSocket-Version":
                 response.status_code = 426
                 response.reason_phrase = "Upgrade Required"
                 response.headers["Sec-WebSocket-Version"] = "13"
