@@ -142,7 +142,8 @@ class Recorder:
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str, str]:
-    """An exception as the app sees it: OSError (any subclass: ASGI 2.4 names no class) or the class, and a RuntimeError's message."""
+    """An exception as the app sees it: OSError for any subclass (ASGI 2.4 names no class), else
+    the class; and a RuntimeError's message."""
     kind = "OSError" if isinstance(exc, OSError) else type(exc).__name__
     return ("raised", kind, str(exc) if isinstance(exc, RuntimeError) else "")
 
