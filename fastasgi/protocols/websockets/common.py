@@ -277,7 +277,9 @@ class WebSocketBase(asyncio.Protocol):
 
         self.messages: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
-        self.disconnect: dict[str, Any] | None = None  # set once; receive() returns it from then on
+        # the latest websocket.disconnect queued; once the connection is lost and the queue is
+        # empty, receive() returns it again (uvicorn would wait forever)
+        self.disconnect: dict[str, Any] | None = None
         self.read_paused = False
         self.write_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
@@ -285,13 +287,17 @@ class WebSocketBase(asyncio.Protocol):
         self.lost = False
         self.close_sent = False
         self.app_closed = False  # the app sent websocket.close
+        # uvicorn's "handshake complete": accepted, refused (403, or a streamed denial on
+        # wsproto) or the connection lost.  Decides what happens when the app ends: a 500
+        # and "returned without completing handshake" only while it is False.
+        self.handshake_complete = False
         self.close_timer: Any = None
         self.ping_timer: Any = None
         self.pong_timer: Any = None
         self.ping_payload: bytes | None = None
         self.deny_status = 0
         self.deny_headers: list[tuple[bytes, bytes]] = []
-        self.deny_body: list[bytes] = []
+        self.deny_body: list[bytes] = []  # a buffered denial body (backends without stream_denial)
 
         # partial message being reassembled from fragments (RFC 6455 §5.4)
         self.frag_text = False
@@ -327,6 +333,30 @@ class WebSocketBase(asyncio.Protocol):
     def encode_ping(self, payload: bytes) -> bytes:
         return encode_frame(OP_PING, payload)
 
+    # HTTP responses instead of the 101.  Each backend answers as uvicorn's backend on the
+    # same library does, so statuses, headers and bodies match it byte for byte where the
+    # library decides them: the websockets backend buffers a denial and sends it whole
+    # (``stream_denial`` False), the wsproto backend sends the head at
+    # websocket.http.response.start and the body as it comes.
+
+    stream_denial = False
+
+    def reject_bytes(self, status: int, text: str) -> bytes:
+        """A complete plain-text response: 403 for websocket.close before accept, 500 when the app fails."""
+        raise NotImplementedError
+
+    def deny_bytes(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        """A whole denial response (``stream_denial`` False)."""
+        raise NotImplementedError
+
+    def deny_start_bytes(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The head of a streamed denial response (``stream_denial`` True)."""
+        raise NotImplementedError
+
+    def deny_body_bytes(self, body: bytes, finished: bool) -> bytes:
+        """A part of a streamed denial body (``stream_denial`` True)."""
+        raise NotImplementedError
+
     def library_idle(self) -> bool:
         """The library is OPEN, between frames, with nothing buffered and no fragmented message."""
         return False
@@ -350,7 +380,11 @@ class WebSocketBase(asyncio.Protocol):
             self.close_timer = None
         if self.state != CLOSED:
             self.state = CLOSED
-        self.put_disconnect(1006, "")
+        # 1006: closed without a close frame (RFC 6455 §7.1.5), before or after the handshake
+        # (uvicorn says 1005 after it; README lists this).  No reason, as in uvicorn, and
+        # queued even after another disconnect (an app reading on sees both).
+        self.put_disconnect(1006)
+        self.handshake_complete = True
         for waiter in self.drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -468,9 +502,11 @@ class WebSocketBase(asyncio.Protocol):
         except ValueError:
             self.refuse(http_response(400, [], b"Invalid HTTP request received.\n"))
             return
-        error = check_handshake(method, version, headers)
+        # the library first, as in uvicorn: what it refuses gets its own answer (status, wording);
+        # then the RFC 6455 checks it does not make (method, Host)
+        error = self.start_handshake(head, headers)
         if error is None:
-            error = self.start_handshake(head, headers)
+            error = check_handshake(method, version, headers)
         if error is not None:
             self.refuse(error)
             return
@@ -514,6 +550,7 @@ class WebSocketBase(asyncio.Protocol):
     def refuse(self, response: bytes) -> None:
         """Answer a handshake we do not pass to the app, and close."""
         self.state = CLOSED
+        self.handshake_complete = True
         self.early = bytearray()
         if not self.lost:
             self.transport.write(response)
@@ -522,39 +559,41 @@ class WebSocketBase(asyncio.Protocol):
     # -- the app ------------------------------------------------------------------------------
 
     async def run_asgi(self) -> None:
+        # What happens when the app ends is uvicorn's: the server never sends a close frame
+        # for the app.  Whether it returned or raised, TCP is closed (the client sees 1006)
+        # unless the app's own closing handshake is still waiting for the client's reply;
+        # before the handshake is complete the client gets a 500.
         try:
             result = await self.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
-            result = None
+            pass
         except BaseException as exc:
             logger.exception("Exception in ASGI application\n")
-            self.app_failed(1011)
+            self.send_500()
+            self.close_after_app()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
-        if result is not None:
-            logger.error("ASGI callable should return None, but returned '%s'.", result)
-        if self.state == CONNECTING or self.state == RESPONSE:
-            logger.error("ASGI callable returned without completing handshake.")
-            self.app_failed(1000)
-        elif self.state == OPEN and not self.close_sent:
-            self.send_close(1000, "")  # the app is done: close normally (waits for the echo)
-        elif self.close_timer is None and not self.lost:
+        else:
+            if not self.handshake_complete:
+                logger.error("ASGI callable returned without completing handshake.")
+                self.send_500()
+            elif result is not None:
+                logger.error("ASGI callable should return None, but returned '%s'.", result)
+        self.close_after_app()
+
+    def close_after_app(self) -> None:
+        if self.close_timer is None and not self.lost:
+            self.state = CLOSED
             self.transport.close()
 
-    def app_failed(self, code: int) -> None:
-        if self.lost:
+    def send_500(self) -> None:
+        """500 to a handshake the app neither accepted nor denied; nothing once a response has begun."""
+        if self.handshake_complete or self.state != CONNECTING or self.lost:
             return
-        if self.state == CONNECTING or self.state == RESPONSE:
-            self.state = CLOSED
-            self.put_disconnect(1006, "")
-            self.transport.write(http_response(500, self.default_headers(), b"Internal Server Error"))
-            self.transport.close()
-        elif self.state == OPEN and not self.close_sent:
-            self.send_close(code, "")
-        else:
-            if self.close_timer is None:
-                self.transport.close()
+        # CLOSED, not handshake_complete: a client lost from here on is still 1006, as in uvicorn
+        self.state = CLOSED
+        self.transport.write(self.reject_bytes(500, "Internal Server Error"))
 
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         return list(self.server_state.default_headers)
@@ -564,8 +603,8 @@ class WebSocketBase(asyncio.Protocol):
     async def receive(self) -> dict[str, Any]:
         messages = self.messages
         if not messages:
-            if self.disconnect is not None:
-                return self.disconnect
+            if self.lost and self.disconnect is not None:
+                return self.disconnect  # nothing more can come
             waiter = self.loop.create_future()
             self.waiter = waiter
             try:
@@ -573,7 +612,7 @@ class WebSocketBase(asyncio.Protocol):
             finally:
                 self.waiter = None
             if not messages:  # pragma: no cover - woken only by a put
-                return self.disconnect or {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+                return self.disconnect or {"type": "websocket.disconnect", "code": 1006}
         message = messages.popleft()
         if self.read_paused and len(messages) <= self.low_water and self.state == OPEN and not self.lost:
             self.read_paused = False
@@ -593,10 +632,14 @@ class WebSocketBase(asyncio.Protocol):
             self.read_paused = True
             self.transport.pause_reading()
 
-    def put_disconnect(self, code: int, reason: str) -> None:
-        if self.disconnect is not None:
-            return
-        self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+    def put_disconnect(self, code: int, reason: str | None = None) -> None:
+        """Queue a websocket.disconnect; like uvicorn's, it has a "reason" only when a close frame
+        was sent or received (an app or peer close, a protocol failure), not when TCP was lost,
+        the server shut down or the handshake was refused."""
+        if reason is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": code}
+        else:
+            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
         if self.state != HANDSHAKE or self.scope:
             self.put(self.disconnect)
 
@@ -615,20 +658,26 @@ class WebSocketBase(asyncio.Protocol):
         self.fast = False
         if self.lost:
             return
+        reply_to_ours = self.close_sent
         if echo and not self.close_sent:
             self.transport.write(echo)
         self.close_sent = True
         self.state = CLOSED
         self.stop_keepalive()
-        self.put_disconnect(code, reason)
+        if not reply_to_ours:  # the reply to our close frame is no news: the app was told then (as uvicorn)
+            self.put_disconnect(code, reason)
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = None
         # the closing handshake is complete: the server closes TCP first (RFC 6455 §7.1.1)
         self.transport.close()
 
-    def on_failure(self, code: int, reason: str, data: bytes) -> None:
-        """Fail the WebSocket connection (RFC 6455 §7.1.7): send ``data`` (a close frame) and drop TCP."""
+    def on_failure(self, code: int, reason: str, data: bytes, tell_app: bool = True) -> None:
+        """Fail the WebSocket connection (RFC 6455 §7.1.7): send ``data`` (a close frame) and drop TCP.
+
+        The app is told with the close frame's code and reason, except when ``tell_app`` is
+        False (a keepalive timeout: uvicorn's app then sees only the lost connection, 1005).
+        """
         self.fast = False
         if self.lost:
             return
@@ -637,7 +686,8 @@ class WebSocketBase(asyncio.Protocol):
         self.close_sent = True
         self.state = CLOSED
         self.stop_keepalive()
-        self.put_disconnect(code, reason)
+        if tell_app:
+            self.put_disconnect(code, reason)
         self.transport.close()
 
     def on_pong(self, payload: bytes) -> None:
@@ -650,7 +700,7 @@ class WebSocketBase(asyncio.Protocol):
 
     def too_big(self) -> None:
         """A message above --ws-max-size: close with 1009 (RFC 6455 §7.4.1)."""
-        reason = f"message too big (limit {self.max_size} bytes)"
+        reason = f"Message exceeds the maximum size ({self.max_size} bytes)"  # uvicorn's wording (wsproto)
         self.on_failure(1009, reason, self.encode_close(1009, reason))
 
     # -- send ------------------------------------------------------------------------------------
@@ -660,6 +710,8 @@ class WebSocketBase(asyncio.Protocol):
             waiter = self.loop.create_future()
             self.drain_waiters.append(waiter)
             await waiter
+        if self.lost:  # whatever the message (uvicorn checks this first too)
+            raise ClientDisconnected("the WebSocket connection is lost")
         mtype = message["type"]
         state = self.state
         if state == OPEN:
@@ -706,16 +758,25 @@ class WebSocketBase(asyncio.Protocol):
                 self.log_outcome("403")
                 self.state = CLOSED
                 self.app_closed = True
-                self.put_disconnect(1006, "")
-                self.transport.write(http_response(403, self.default_headers()))
+                self.close_sent = True
+                self.handshake_complete = True
+                self.put_disconnect(1006)
+                self.transport.write(self.reject_bytes(403, ""))
                 self.transport.close()
             elif mtype == "websocket.http.response.start":
                 status = int(message["status"])
                 if not 100 <= status < 600:
                     raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
-                self.deny_status = status
-                self.deny_headers = [check_header(n, v) for n, v in message.get("headers") or ()]
+                headers = [check_header(n, v) for n, v in message.get("headers") or ()]
+                self.log_outcome(str(status))  # logged at the start, as uvicorn does
                 self.state = RESPONSE
+                if self.stream_denial:
+                    # the head goes now; the handshake is over even if no body follows
+                    self.handshake_complete = True
+                    self.transport.write(self.deny_start_bytes(status, headers))
+                else:
+                    self.deny_status = status
+                    self.deny_headers = headers
             else:
                 raise RuntimeError(
                     "Expected ASGI message 'websocket.accept', 'websocket.close' "
@@ -726,16 +787,20 @@ class WebSocketBase(asyncio.Protocol):
                 raise ClientDisconnected("the client went away during the handshake")
             if mtype != "websocket.http.response.body":
                 raise RuntimeError(f"Expected ASGI message 'websocket.http.response.body' but got '{mtype}'.")
-            body = message.get("body") or b""
-            if body:
-                self.deny_body.append(bytes(body))
-            if not message.get("more_body", False):
-                self.log_outcome(str(self.deny_status))
+            body = bytes(message.get("body") or b"")
+            finished = not message.get("more_body", False)
+            if self.stream_denial:
+                self.transport.write(self.deny_body_bytes(body, finished))
+            elif body:
+                self.deny_body.append(body)
+            if finished:
+                if not self.stream_denial:
+                    self.transport.write(self.deny_bytes(self.deny_status, self.deny_headers, b"".join(self.deny_body)))
                 self.state = CLOSED
                 self.app_closed = True
-                self.put_disconnect(1006, "")
-                headers = self.default_headers() + self.deny_headers
-                self.transport.write(http_response(self.deny_status, headers, b"".join(self.deny_body)))
+                self.close_sent = True
+                self.handshake_complete = True
+                self.put_disconnect(1006)
                 self.transport.close()
         else:  # CLOSED
             if self.lost or not self.app_closed:
@@ -760,6 +825,7 @@ class WebSocketBase(asyncio.Protocol):
         self.log_outcome("[accepted]")
         self.transport.write(self.accept_bytes(subprotocol, headers))
         self.state = OPEN
+        self.handshake_complete = True
         self.start_keepalive()
         early = self.early
         self.early = bytearray()
@@ -832,27 +898,26 @@ class WebSocketBase(asyncio.Protocol):
         if self.close_sent or self.lost:
             return
         reason = "keepalive ping timeout"
-        self.on_failure(1011, reason, self.encode_close(1011, reason))
+        self.on_failure(1011, reason, self.encode_close(1011, reason), tell_app=False)
 
     # -- graceful shutdown ------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Server shutdown: close with 1012 "service restart" (RFC 6455 §7.4.1, IANA) and drop TCP."""
+        """Server shutdown, as uvicorn: an open WebSocket gets a 1012 ("service restart", RFC 6455
+        §7.4.1, IANA) close frame without a reason, and the app a disconnect with code 1012; a
+        handshake the app has not answered gets a 500; then TCP is closed."""
         self.fast = False
+        self.stop_keepalive()
         if self.lost:
             return
-        state = self.state
-        if state == OPEN:
-            if not self.close_sent:
-                reason = "server shutting down"
-                self.close_sent = True
-                self.stop_keepalive()
-                self.put_disconnect(1012, reason)
-                self.transport.write(self.encode_close(1012, reason))
-            self.state = CLOSED
-        elif state == CONNECTING or state == RESPONSE:
-            self.state = CLOSED
-            self.put_disconnect(1006, "")
-            self.transport.write(http_response(503, self.default_headers(), b"Server shutting down.\n"))
+        if self.close_timer is not None:  # our close frame is out; stop waiting for the reply
+            self.close_timer.cancel()
+            self.close_timer = None
+        if self.state == OPEN and not self.close_sent:
+            self.close_sent = True
+            self.put_disconnect(1012)
+            self.transport.write(self.encode_close(1012, ""))
+        elif self.state == CONNECTING:
+            self.send_500()
         self.state = CLOSED
         self.transport.close()

@@ -16,12 +16,16 @@ library's parser is between frames; everything else goes through the library.
 from __future__ import annotations
 
 import codecs
+import email.utils
+import http
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
@@ -106,6 +110,14 @@ class WebSocketProtocol(WebSocketBase):
             return http_response(400, [], b"Invalid WebSocket handshake.\n")
         response = conn.accept(request)  # validates, negotiates extensions; may refuse
         if response.status_code != 101:
+            # the library's answer, as uvicorn sends it; one change: a version we do not speak
+            # is a 426 naming ours (RFC 6455 §4.2.2 demands the header; the library says 400,
+            # wsproto already answers so).  A missing version stays a 400 (§4.2.1), as in wsproto.
+            exc = conn.handshake_exc
+            if isinstance(exc, InvalidHeaderValue) and exc.name == "Sec-WebSocket-Version":
+                response.status_code = 426
+                response.reason_phrase = "Upgrade Required"
+                response.headers["Sec-WebSocket-Version"] = "13"
             conn.send_response(response)
             return b"".join(conn.data_to_send())
         self.response = response
@@ -126,6 +138,28 @@ class WebSocketProtocol(WebSocketBase):
         self.compress = bool(conn.extensions)
         self.response = None
         self.fast = not self.compress and self.library_idle()
+        return b"".join(conn.data_to_send())
+
+    # -- HTTP responses instead of the 101 (as uvicorn's websockets-sansio backend) ---------------
+
+    def reject_bytes(self, status: int, text: str) -> bytes:
+        conn = self.conn
+        conn.send_response(conn.reject(status, text))
+        return b"".join(conn.data_to_send())
+
+    def deny_bytes(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+        # the app's headers, then what a complete response needs if the app left it out
+        rh = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers])
+        rh.setdefault("Date", email.utils.formatdate(usegmt=True))
+        rh.setdefault("Connection", "close")
+        rh.setdefault("Content-Length", str(len(body)))
+        rh.setdefault("Content-Type", "text/plain; charset=utf-8")
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
+        conn = self.conn
+        conn.send_response(Response(status, phrase, rh, body))
         return b"".join(conn.data_to_send())
 
     # -- frames in -------------------------------------------------------------------------

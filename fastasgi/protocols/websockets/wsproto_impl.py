@@ -23,6 +23,8 @@ from wsproto.events import (
     CloseConnection,
     Ping,
     Pong,
+    RejectConnection,
+    RejectData,
     Request,
     TextMessage,
 )
@@ -38,6 +40,7 @@ _REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
 class WSProtocol(WebSocketBase):
     library = "wsproto"
     partial_text_to_library = True
+    stream_denial = True  # wsproto sends a denial's head at once, its body as it comes (as uvicorn)
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
@@ -52,6 +55,12 @@ class WSProtocol(WebSocketBase):
             self.ws.receive_data(head)
             events = list(self.ws.events())
         except RemoteProtocolError as exc:
+            # wsproto's own answer, as uvicorn sends it (a 400, or 426 naming version 13)
+            if exc.event_hint is not None:
+                try:
+                    return self.ws.send(exc.event_hint)
+                except Exception:  # noqa: BLE001 - a hint wsproto cannot send: our own answer
+                    pass
             return http_response(400, [], f"Invalid WebSocket handshake: {exc}.\n".encode())
         if not any(isinstance(e, Request) for e in events):
             return http_response(400, [], b"Invalid WebSocket handshake.\n")
@@ -67,6 +76,28 @@ class WSProtocol(WebSocketBase):
         self.compress = any(ext.enabled() for ext in extensions)
         self.fast = not self.compress and self.library_idle()
         return data
+
+    # -- HTTP responses instead of the 101 (as uvicorn's wsproto backend) ---------------------------
+
+    def reject_bytes(self, status: int, text: str) -> bytes:
+        if not text:  # websocket.close before accept: a bare status
+            return self.ws.send(RejectConnection(status_code=status, headers=[]))
+        body = text.encode("utf-8")
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"connection", b"close"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        return self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True)) + self.ws.send(
+            RejectData(data=body)
+        )
+
+    def deny_start_bytes(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        # without a Content-Length from the app, h11 (under wsproto) frames the body chunked
+        return self.ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+
+    def deny_body_bytes(self, body: bytes, finished: bool) -> bytes:
+        return self.ws.send(RejectData(data=body, body_finished=finished))
 
     # -- frames in -------------------------------------------------------------------------
 

@@ -1,0 +1,592 @@
+"""WebSockets compared with uvicorn 0.54: the same scenario run against both servers.
+
+Each scenario is an ASGI app plus a client.  It runs once on fastasgi (both
+WebSocket backends, ``ws``, via both HTTP implementations, ``impl``) and once on
+uvicorn with the matching backend (``websockets`` -> uvicorn's
+``websockets-sansio``, its default; ``wsproto`` -> ``wsproto``) and HTTP
+implementation (compiled -> ``httptools``, pure -> ``h11``).  What the client saw
+(status, headers, body, frames, end of stream), what the app saw (events,
+exceptions from ``send``) and the server's WebSocket log lines must be equal.
+
+Synchronization is by events only: the client reads until the server closes (a
+socket timeout bounds every read), and the app says when it has connected and
+when it has finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import IMPL_HTTP, run_server
+from tests.test_websockets import handshake_bytes
+
+uvicorn = pytest.importorskip("uvicorn")
+
+UVICORN_WS = {"websockets": "websockets-sansio", "wsproto": "wsproto"}
+TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module", params=["websockets", "wsproto"])
+def ws(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# ----------------------------------------------------------------------------------------- servers
+
+
+class UvicornThread(uvicorn.Server):  # type: ignore[misc,name-defined]
+    """uvicorn's Server on a thread; ``ready`` is set once it listens (or failed)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: Any = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+    @property
+    def port(self) -> int:
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+
+@contextlib.contextmanager
+def run_uvicorn(app: Any, impl: str, ws: str, **kwargs: Any) -> Iterator[UvicornThread]:
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        http=IMPL_HTTP[impl],
+        ws=UVICORN_WS[ws],
+        lifespan="off",
+        log_config=None,
+        loop="asyncio",
+        **kwargs,
+    )
+    server = UvicornThread(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert server.ready.wait(30), "uvicorn did not start"
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+class LogCapture(logging.Handler):
+    """The servers' WebSocket-related log lines, the client's address and port replaced."""
+
+    LOGGERS = ("uvicorn.error", "fastasgi.error")
+    KEEP = re.compile(r"\"WebSocket |ASGI|handshake")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[str, str | None]] = []
+        self.saved: list[tuple[logging.Logger, int]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.KEEP.search(message):
+            message = re.sub(r"127\.0\.0\.1:\d+", "CLIENT", message)
+            exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else None
+            self.lines.append((message.strip(), exc))
+
+    def __enter__(self) -> LogCapture:
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            self.saved.append((logger, logger.level))
+            logger.setLevel(logging.INFO)
+            logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for logger, level in self.saved:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+
+
+class Recorder:
+    """What the app saw; ``connected`` once it received websocket.connect, ``finished`` once it ended."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.connected = threading.Event()
+        self.finished = threading.Event()
+
+    async def receive(self, receive: Any) -> dict[str, Any]:
+        message = await receive()
+        self.events.append(dict(message))
+        if message["type"] == "websocket.connect":
+            self.connected.set()
+        return dict(message)
+
+    async def send(self, send: Any, message: dict[str, Any]) -> None:
+        try:
+            await send(message)
+        except Exception as exc:
+            self.events.append(describe_exception(exc))
+            raise
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str, str]:
+    """An exception as the app sees it: OSError for any subclass (ASGI 2.4 names no class), else
+    the class; and a RuntimeError's message."""
+    kind = "OSError" if isinstance(exc, OSError) else type(exc).__name__
+    return ("raised", kind, str(exc) if isinstance(exc, RuntimeError) else "")
+
+
+Scenario = Callable[..., Any]
+
+
+def run_scenario(
+    server_kind: str, impl: str, ws: str, app: Scenario, client: Scenario, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Run ``app`` (``app(rec, scope, receive, send)``) on one server and ``client(port, rec, stop)`` against it."""
+    rec = Recorder()
+
+    started = threading.Event()
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        started.set()
+        try:
+            return await app(rec, scope, receive, send)
+        finally:
+            rec.finished.set()
+
+    with LogCapture() as logs:
+        if server_kind == "uvicorn":
+            runner = run_uvicorn(asgi, impl, ws, **options)
+        else:
+            runner = run_server(asgi, impl, ws=ws, **options)
+        with runner as server:
+
+            def stop() -> None:
+                server.should_exit = True
+
+            seen = client(server.port, rec, stop)
+            # the app runs only for a handshake the server passed on; then it must end
+            finished = rec.finished.wait(TIMEOUT) if started.is_set() else None
+    return {"client": seen, "app": rec.events, "app finished": finished, "logs": logs.lines}
+
+
+# uvicorn's websockets-sansio backend marks the handshake complete only on accept, so an app
+# that returns after a complete denial response is logged as "returned without completing
+# handshake" (its wsproto backend does not log it).  fastasgi logs that line only when the
+# handshake really was left unanswered; README lists this.
+SPURIOUS = ("ASGI callable returned without completing handshake.", None)
+
+
+def compare(impl: str, ws: str, app: Scenario, client: Scenario, **options: Any) -> dict[str, Any]:
+    ours = run_scenario("fastasgi", impl, ws, app, client, options)
+    theirs = run_scenario("uvicorn", impl, ws, app, client, options)
+    # uvicorn reports a connection lost after the handshake as 1005 ("no status received");
+    # RFC 6455 §7.1.5 makes it 1006 when no close frame came, and so does fastasgi (README)
+    theirs["app"] = [LOST if e == {"type": "websocket.disconnect", "code": 1005} else e for e in theirs["app"]]
+    seen = theirs["client"]
+    if ws == "websockets" and seen.get("status", 101) != 101 and theirs["app"][-1:] == [DENIED]:
+        theirs["logs"] = [line for line in theirs["logs"] if line != SPURIOUS]
+    assert ours == theirs
+    return ours
+
+
+# ----------------------------------------------------------------------------------------- clients
+
+
+def _read_until_eof(sock: socket.socket, buf: bytes) -> tuple[bytes, bool]:
+    """Everything up to the server's close; False if the read timed out first."""
+    chunks = [buf]
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            return b"".join(chunks), False
+        except ConnectionResetError:
+            return b"".join(chunks), True
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    for _ in range(len(body) + 1):  # bounded: each round consumes at least one line
+        size_line, sep, body = body.partition(b"\r\n")
+        if not sep:
+            raise AssertionError("truncated chunked body")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        out += body[:size]
+        body = body[size + 2 :]
+    raise AssertionError("chunked body without an end")
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    frames = []
+    while len(data) >= 2:
+        b0, b1 = data[0], data[1]
+        n, pos = b1 & 0x7F, 2
+        if n == 126:
+            (n,) = struct.unpack("!H", data[2:4])
+            pos = 4
+        elif n == 127:
+            (n,) = struct.unpack("!Q", data[2:10])
+            pos = 10
+        frames.append((b0 & 0x0F, data[pos : pos + n]))
+        data = data[pos + n :]
+    assert not data, f"a partial frame: {data!r}"
+    return frames
+
+
+def parse_answer(raw: bytes, eof: bool) -> dict[str, Any]:
+    """The server's answer: status, headers without date/server, body or frames, and whether it closed."""
+    if b"\r\n\r\n" not in raw:
+        return {"raw": raw, "eof": eof}
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.strip().lower(), value.strip()))
+    answer: dict[str, Any] = {"status": status, "eof": eof}
+    if status == 101:
+        answer["frames"] = _frames(rest)
+        return answer
+    answer["headers"] = sorted(h for h in headers if h[0] not in ("date", "server"))
+    answer["body"] = _dechunk(rest) if ("transfer-encoding", "chunked") in headers else rest
+    return answer
+
+
+def handshake_client(request: bytes | None = None) -> Scenario:
+    """Send a handshake (or ``request``) and read the answer until the server closes."""
+
+    def client(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            sock.sendall(request or handshake_bytes())
+            return parse_answer(*_read_until_eof(sock, b""))
+
+    return client
+
+
+def read_head(sock: socket.socket) -> bytes:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a head: {buf!r}")
+        buf += chunk
+    return buf
+
+
+def drop_after_101(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, then close TCP without a close frame."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        head = read_head(sock)
+    return {"status": int(head.split()[1])}
+
+
+def drop_before_accept(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Send the handshake, wait for the app to see websocket.connect, close TCP."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        assert rec.connected.wait(TIMEOUT)
+    return {}
+
+
+def shutdown_after_101(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, stop the server, read what it sends until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        head = read_head(sock)
+        stop()
+        return parse_answer(*_read_until_eof(sock, head))
+
+
+def shutdown_before_accept(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Send the handshake, stop the server while the app has not accepted, read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        assert rec.connected.wait(TIMEOUT)
+        stop()
+        return parse_answer(*_read_until_eof(sock, b""))
+
+
+def close_frame(code: int, reason: bytes = b"") -> bytes:
+    payload = struct.pack("!H", code) + reason
+    return bytes((0x88, 0x80 | len(payload))) + b"\0\0\0\0" + payload  # a zero mask leaves the payload as is
+
+
+def client_closes(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, send a close frame with a code and reason, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        head = read_head(sock)
+        sock.sendall(close_frame(1001, b"custom reason"))
+        return parse_answer(*_read_until_eof(sock, head))
+
+
+def echo_close(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, answer the server's close frame with the same, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        buf = read_head(sock)
+        for _ in range(100):
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            if len(rest) >= 2 and len(rest) >= 2 + (rest[1] & 0x7F):
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        frames = _frames(buf.partition(b"\r\n\r\n")[2])
+        assert frames and frames[-1][0] == 0x8, frames
+        sock.sendall(close_frame(*struct.unpack("!H", frames[-1][1][:2]), frames[-1][1][2:]))
+        return parse_answer(*_read_until_eof(sock, buf))
+
+
+# ----------------------------------------------------------------------------------------- apps
+
+
+async def accept_then_return(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+
+
+async def accept_twice(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    await rec.send(send, {"type": "websocket.accept"})
+
+
+async def accept_then_return_value(rec: Recorder, scope: Any, receive: Any, send: Any) -> int:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    return 123
+
+
+async def accept_then_raise(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    raise ValueError("boom")
+
+
+async def raise_before_accept(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    raise ValueError("boom")
+
+
+async def return_without_handshake(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+
+
+async def return_value_without_handshake(rec: Recorder, scope: Any, receive: Any, send: Any) -> int:
+    await rec.receive(receive)
+    return 123
+
+
+async def send_before_accept(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.send", "text": "123"})
+
+
+async def accept_then_wait_for_disconnect(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    await rec.receive(receive)
+    with contextlib.suppress(Exception):
+        await rec.send(send, {"type": "websocket.send", "text": "after"})
+
+
+async def wait_for_disconnect_then_accept(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.receive(receive)
+    with contextlib.suppress(Exception):
+        await rec.send(send, {"type": "websocket.accept"})
+
+
+async def app_closes(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    await rec.send(send, {"type": "websocket.close", "code": 4001, "reason": "app says bye"})
+    await rec.receive(receive)
+    with contextlib.suppress(Exception):
+        await rec.send(send, {"type": "websocket.send", "text": "too late"})
+
+
+async def read_past_disconnect(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    """Accept, then read two events: the disconnect, and what comes once TCP is gone."""
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    await rec.receive(receive)
+    await rec.receive(receive)
+
+
+async def app_closes_then_reads_twice(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    await rec.send(send, {"type": "websocket.close"})
+    await rec.receive(receive)
+    await rec.receive(receive)
+
+
+def big_text_frame(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, send a 100-byte text frame (over a 16-byte --ws-max-size), read until closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        head = read_head(sock)
+        sock.sendall(bytes((0x81, 0x80 | 100)) + b"\0\0\0\0" + b"x" * 100)
+        return parse_answer(*_read_until_eof(sock, head))
+
+
+async def close_before_accept(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.close"})
+    await rec.receive(receive)
+
+
+DENIED = LOST = {"type": "websocket.disconnect", "code": 1006}
+
+
+def deny(*messages: dict[str, Any], then_receive: bool = True) -> Scenario:
+    """An app that denies the handshake with ``messages`` (websocket.http.response.*)."""
+
+    async def app(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+        await rec.receive(receive)
+        for message in messages:
+            await rec.send(send, message)
+        if then_receive:
+            await rec.receive(receive)
+
+    return app
+
+
+def start(status: int, headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+    return {"type": "websocket.http.response.start", "status": status, "headers": headers or []}
+
+
+def body(data: bytes, more: bool = False) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "websocket.http.response.body", "body": data}
+    if more:
+        message["more_body"] = True
+    return message
+
+
+LENGTH_0 = [(b"content-length", b"0"), (b"content-type", b"text/plain")]
+
+# name -> (app, client)
+SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
+    "accept then return": (accept_then_return, handshake_client()),
+    "accept twice": (accept_twice, handshake_client()),
+    "accept then return a value": (accept_then_return_value, handshake_client()),
+    "accept then raise": (accept_then_raise, handshake_client()),
+    "raise before accept": (raise_before_accept, handshake_client()),
+    "return without handshake": (return_without_handshake, handshake_client()),
+    "return a value without handshake": (return_value_without_handshake, handshake_client()),
+    "send before accept": (send_before_accept, handshake_client()),
+    "connection lost after accept": (accept_then_wait_for_disconnect, drop_after_101),
+    "connection lost before accept": (wait_for_disconnect_then_accept, drop_before_accept),
+    "shutdown after accept": (accept_then_wait_for_disconnect, shutdown_after_101),
+    "shutdown before accept": (wait_for_disconnect_then_accept, shutdown_before_accept),
+    "client closes": (accept_then_wait_for_disconnect, client_closes),
+    "app closes": (app_closes, echo_close),
+    "close before accept": (close_before_accept, handshake_client()),
+    "client closes, app reads on": (read_past_disconnect, client_closes),
+    "app closes, app reads on": (app_closes_then_reads_twice, echo_close),
+    "deny with body": (
+        deny(start(400, [(b"content-length", b"7")]), body(b"goodbye")),
+        handshake_client(),
+    ),
+    "deny with content headers": (
+        deny(start(401, [(b"content-type", b"application/json"), (b"content-length", b"2")]), body(b"{}")),
+        handshake_client(),
+    ),
+    "deny with more_body": (
+        deny(
+            start(400, [(b"Content-Length", b"20"), (b"Content-Type", b"text/plain")]),
+            body(b"x" * 10, more=True),
+            body(b"y" * 10),
+        ),
+        handshake_client(),
+    ),
+    "deny without content-length": (deny(start(403), body(b"hardbody")), handshake_client()),
+    "deny with non-UTF-8 body": (
+        deny(start(400, [(b"content-type", b"application/octet-stream")]), body(b"\x81\xfe\x00\xff bad \xff")),
+        handshake_client(),
+    ),
+    "deny with an invalid status": (deny(start(700, LENGTH_0), then_receive=False), handshake_client()),
+    "deny with a missing body": (deny(start(404, LENGTH_0), then_receive=False), handshake_client()),
+    "deny with two start events": (deny(start(404, LENGTH_0), start(404, LENGTH_0)), handshake_client()),
+    "deny with an invalid message": (
+        deny(start(404, LENGTH_0), {"type": "websocket.accept"}),
+        handshake_client(),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_same_as_uvicorn(impl: str, ws: str, name: str) -> None:
+    app, client = SCENARIOS[name]
+    compare(impl, ws, app, client)
+
+
+def test_message_over_max_size_same_as_uvicorn(impl: str, ws: str) -> None:
+    compare(impl, ws, read_past_disconnect, big_text_frame, ws_max_size=16)
+
+
+BAD_HANDSHAKES = {
+    "missing Sec-WebSocket-Key": handshake_bytes(key=None),
+    "missing key, version 11": handshake_bytes(key=None, version="11"),
+    "invalid Sec-WebSocket-Key": handshake_bytes(key=b"short"),
+    "missing Sec-WebSocket-Version": handshake_bytes(version=None),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_HANDSHAKES))
+def test_bad_handshake_same_as_uvicorn(impl: str, ws: str, name: str) -> None:
+    client = handshake_client(BAD_HANDSHAKES[name])
+    if name == "invalid Sec-WebSocket-Key" and ws == "wsproto":
+        # wsproto does not check the key's length, so uvicorn accepts it; RFC 6455 §4.2.1
+        # (item 5) makes it a 400, which fastasgi sends (README, "Differences from uvicorn")
+        ours = run_scenario("fastasgi", impl, ws, accept_then_return, client, {})
+        theirs = run_scenario("uvicorn", impl, ws, accept_then_return, client, {})
+        assert (ours["client"]["status"], theirs["client"]["status"]) == (400, 101)
+        return
+    compare(impl, ws, accept_then_return, client)
+
+
+def test_reading_after_a_lost_connection_returns_the_disconnect(impl: str, ws: str) -> None:
+    """uvicorn's receive() waits forever once the disconnects are read; fastasgi's repeats the last."""
+    answer = run_scenario("fastasgi", impl, ws, read_past_disconnect, drop_after_101, {})
+    assert answer["app"] == [{"type": "websocket.connect"}, LOST, LOST]
+    assert answer["app finished"]
+
+
+def test_unsupported_version_is_426(impl: str, ws: str) -> None:
+    """A version other than 13: 426 naming version 13 (RFC 6455 §4.2.2).  uvicorn's wsproto
+    backend answers so; its websockets backend says 400, and fastasgi turns that answer (same
+    body) into a 426 with the header (README, "Differences from uvicorn")."""
+    client = handshake_client(handshake_bytes(version="8"))
+    if ws == "wsproto":
+        compare(impl, ws, accept_then_return, client)
+        return
+    ours = run_scenario("fastasgi", impl, ws, accept_then_return, client, {})
+    theirs = run_scenario("uvicorn", impl, ws, accept_then_return, client, {})
+    assert theirs["client"]["status"] == 400
+    assert ours["client"]["status"] == 426
+    assert ours["client"]["body"] == theirs["client"]["body"]
+    assert ours["client"]["headers"] == sorted(theirs["client"]["headers"] + [("sec-websocket-version", "13")])
