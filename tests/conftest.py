@@ -139,6 +139,44 @@ def run_server(app: Any, impl: str = "py", **kwargs: Any) -> Iterator[ThreadedSe
         assert not thread.is_alive(), "server did not stop"
 
 
+@contextlib.contextmanager
+def run_uvicorn(app: Any, impl: str = "py", **kwargs: Any) -> Iterator[Any]:
+    """uvicorn 0.54 serving ``app`` on a thread, for differential tests (the same
+    scenario against uvicorn and fastasgi): httptools for the compiled ``impl``, h11
+    for the pure one.  Skips where uvicorn is not installed (Python 3.9)."""
+    uvicorn = pytest.importorskip("uvicorn")
+
+    class UvicornThread(uvicorn.Server):  # type: ignore[misc,name-defined]
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            self.ready = threading.Event()
+
+        async def startup(self, sockets: Any = None) -> None:
+            try:
+                await super().startup(sockets=sockets)
+            finally:
+                self.ready.set()
+
+        @property
+        def port(self) -> int:
+            return int(self.servers[0].sockets[0].getsockname()[1])
+
+    kwargs.setdefault("lifespan", "off")
+    kwargs.setdefault("log_config", None)
+    kwargs.setdefault("loop", "asyncio")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=IMPL_HTTP[impl], **kwargs)
+    server = UvicornThread(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert server.ready.wait(30), "uvicorn did not start"
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
 def raw_request(port: int, data: bytes, timeout: float = 10.0, read_until_close: bool = True) -> bytes:
     """Send raw bytes on a fresh connection and read the answer until the server closes (bounded by timeout)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:

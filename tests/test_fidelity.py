@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import read_response, run_server
+from tests.conftest import read_response, run_server, run_uvicorn
 
 REQUEST_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("REQUEST_VAR", default=None)
 
@@ -101,6 +101,19 @@ def test_each_request_runs_in_its_own_task(impl: str, first: str) -> None:
         if i:
             assert info["prev_done"] is True, info  # the Task of request i-1 ended with it
             assert info["prev_callback"] is True, info
+
+
+@pytest.mark.parametrize("first", ["/", "/suspend"])
+def test_task_semantics_match_uvicorn(impl: str, first: str) -> None:
+    # the same keep-alive sequence against uvicorn 0.54 and fastasgi: what each
+    # request saw of its Task and context is the same
+    paths = [first, "/", "/swallow-cancel", "/", "/cancel-prev", "/suspend", "/"]
+    seen = {}
+    for name, runner in (("uvicorn", run_uvicorn), ("fastasgi", run_server)):
+        app = TaskApp()
+        with runner(app, impl) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+            seen[name] = [_get(sock, p) for p in paths]
+    assert seen["fastasgi"] == seen["uvicorn"]
 
 
 def test_pipelined_request_gets_a_fresh_context(impl: str) -> None:
@@ -232,6 +245,30 @@ def test_no_request_runs_after_the_connection_is_closing(impl: str, trigger: str
     assert app.charged == 0, received
     assert b"charged" not in received
     assert received.count(b"HTTP/1.") <= 1, received
+
+
+@pytest.mark.parametrize("suspend", [False, True], ids=["answers-at-once", "suspends"])
+@pytest.mark.parametrize("trigger", sorted(TRIGGERS))
+def test_closing_triggers_match_uvicorn(impl: str, trigger: str, suspend: bool) -> None:
+    # what the client gets and whether /charge ran: the same as under uvicorn 0.54
+    data = TRIGGERS[trigger]
+    if suspend and data.startswith(b"GET /"):
+        data = b"GET /suspend" + data[4:]
+    seen = {}
+    for name, runner in (("uvicorn", run_uvicorn), ("fastasgi", run_server)):
+        app = ChargeApp()
+        with runner(app, impl) as server:
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(sock)[0] == 200
+                sock.sendall(data + CHARGE + CHARGE)
+                received = _read_all(sock)
+            with socket.create_connection(("127.0.0.1", server.port)) as other:
+                other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(other)[0] == 200
+        statuses = [int(line.split()[1]) for line in received.split(b"\r\n") if line.startswith(b"HTTP/1.")]
+        seen[name] = {"charged": app.charged, "statuses": statuses}
+    assert seen["fastasgi"] == seen["uvicorn"]
 
 
 def test_graceful_shutdown_runs_no_pipelined_request(impl: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IMPL_HTTP, run_server
+from tests.conftest import run_server, run_uvicorn
 from tests.test_websockets import handshake_bytes
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -43,47 +43,10 @@ def ws(request: pytest.FixtureRequest) -> str:
 # ----------------------------------------------------------------------------------------- servers
 
 
-class UvicornThread(uvicorn.Server):  # type: ignore[misc,name-defined]
-    """uvicorn's Server on a thread; ``ready`` is set once it listens (or failed)."""
-
-    def __init__(self, config: Any) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: Any = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-    @property
-    def port(self) -> int:
-        return int(self.servers[0].sockets[0].getsockname()[1])
-
-
 @contextlib.contextmanager
-def run_uvicorn(app: Any, impl: str, ws: str, **kwargs: Any) -> Iterator[UvicornThread]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        http=IMPL_HTTP[impl],
-        ws=UVICORN_WS[ws],
-        lifespan="off",
-        log_config=None,
-        loop="asyncio",
-        **kwargs,
-    )
-    server = UvicornThread(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert server.ready.wait(30), "uvicorn did not start"
-    try:
+def run_uvicorn_ws(app: Any, impl: str, ws: str, **kwargs: Any) -> Iterator[Any]:
+    with run_uvicorn(app, impl, ws=UVICORN_WS[ws], **kwargs) as server:
         yield server
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 class LogCapture(logging.Handler):
@@ -168,7 +131,7 @@ def run_scenario(
 
     with LogCapture() as logs:
         if server_kind == "uvicorn":
-            runner = run_uvicorn(asgi, impl, ws, **options)
+            runner = run_uvicorn_ws(asgi, impl, ws, **options)
         else:
             runner = run_server(asgi, impl, ws=ws, **options)
         with runner as server:
