@@ -1,14 +1,7 @@
-"""uvicorn's ``protocols.utils`` name for the connection helpers, which live in :mod:`fastasgi.connection`."""
+"""uvicorn's ``protocols.utils`` names; the connection helpers live in :mod:`fastasgi.connection`."""
 
 from __future__ import annotations
 
-from fastasgi.connection import (
-    error_response,
-    format_client,
-    get_local_addr,
-    get_remote_addr,
-    is_ssl,
-    trust_key,
-)
+from fastasgi.connection import get_local_addr, get_remote_addr, is_ssl
 
-__all__ = ["error_response", "format_client", "get_local_addr", "get_remote_addr", "is_ssl", "trust_key"]
+__all__ = ["get_local_addr", "get_remote_addr", "is_ssl"]
