@@ -268,14 +268,24 @@ class sdist(_sdist):
         super().run()
 
 
-reason = _pure_reason()
-if reason is None:
-    ext_modules = _extensions()
-    _log("building compiled extensions: " + ", ".join(e.name.rsplit(".", 1)[1] for e in ext_modules))
-else:
-    if REQUIRE:
-        sys.exit(f"fastasgi setup: FASTASGI_REQUIRE_EXTENSIONS is set but no extension can be built: {reason}")
-    ext_modules = []
-    _log(f"building pure-Python fallback only: {reason}")
+def compiled_module_names() -> list[str]:
+    """The build's own list of compiled modules (``parser_c``, ...): what a compiled wheel must hold.
 
-setup(ext_modules=ext_modules, cmdclass={"build_ext": build_ext, "sdist": sdist})
+    ``wheels/build.sh`` and ``tests/test_packaging.py`` check wheels against this list
+    (they import this file; ``setup()`` runs only when it is executed), so it exists once.
+    """
+    return sorted(e.name.rsplit(".", 1)[1] for e in _extensions())
+
+
+if __name__ == "__main__":  # setuptools (pip, build) executes this file as __main__
+    reason = _pure_reason()
+    if reason is None:
+        ext_modules = _extensions()
+        _log("building compiled extensions: " + ", ".join(e.name.rsplit(".", 1)[1] for e in ext_modules))
+    else:
+        if REQUIRE:
+            sys.exit(f"fastasgi setup: FASTASGI_REQUIRE_EXTENSIONS is set but no extension can be built: {reason}")
+        ext_modules = []
+        _log(f"building pure-Python fallback only: {reason}")
+
+    setup(ext_modules=ext_modules, cmdclass={"build_ext": build_ext, "sdist": sdist})

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from fastasgi._version import __version__
 from fastasgi.config import Config
 from fastasgi.server import Server
 
 __all__ = ["Config", "Server", "__version__", "main", "run"]
 
 
-def __getattr__(name: str):  # lazy: importing click is not needed to use Config/Server
+def __getattr__(name: str):  # lazy: Config/Server users need not build the click command or load the supervisors
     if name in ("run", "main"):
         from fastasgi import cli
 

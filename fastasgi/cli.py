@@ -11,31 +11,31 @@ from typing import Any, Callable
 
 import click
 
-import fastasgi
-from fastasgi.config import LOGGING_CONFIG, STARTUP_FAILURE, Config, ConfigError
+from fastasgi import _speedups
+from fastasgi._version import __version__
+from fastasgi.config import LOGGING_CONFIG, Config
+from fastasgi.errors import STARTUP_FAILURE, ConfigError
+from fastasgi.loops import resolve_loop_factory
+from fastasgi.protocols.websockets import resolve_ws_protocol, ws_library_name
 from fastasgi.server import Server
 from fastasgi.settings import RUN_ONLY, SETTINGS
+from fastasgi.supervisors import run_multiprocess, run_reloader
 
 logger = logging.getLogger("fastasgi.error")
 
 
 def version_string() -> str:
-    from fastasgi import _speedups
-    from fastasgi.loops import resolve_loop_factory
-
     impl = _speedups.describe()
     try:
         loop = "uvloop" if resolve_loop_factory("auto").__name__.startswith("uvloop") else "asyncio"  # type: ignore[union-attr]
     except Exception:  # pragma: no cover
         loop = "asyncio"
     try:
-        from fastasgi.protocols.websockets import resolve_ws_protocol, ws_library_name
-
         ws = ws_library_name(resolve_ws_protocol("auto"))
     except Exception:  # pragma: no cover
         ws = "none"
     return (
-        f"fastasgi {fastasgi.__version__} ({impl}; loop: {loop}; websockets: {ws}) on "
+        f"fastasgi {__version__} ({impl}; loop: {loop}; websockets: {ws}) on "
         f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"
     )
 
@@ -135,12 +135,8 @@ def run(app: Any, **kwargs: Any) -> None:
     server = Server(config=config)
     try:
         if config.should_reload:
-            from fastasgi.supervisors import run_reloader
-
             run_reloader(config, server)
         elif config.workers > 1:
-            from fastasgi.supervisors import run_multiprocess
-
             run_multiprocess(config)
             return
         else:

@@ -3,7 +3,9 @@
 The keywords and their defaults come from :mod:`fastasgi.settings`; this module
 turns them into loaded objects: the app (with its interface adapter), the HTTP
 and WebSocket protocol factories, the lifespan handler, the SSL context, the
-event-loop factory, logging and sockets.
+event-loop factory, logging and sockets.  It sits above everything it loads and
+below only the supervisors and the CLI: the errors and constants the lower layers
+share live in :mod:`fastasgi.errors` (re-exported here, where uvicorn has them).
 """
 
 from __future__ import annotations
@@ -22,10 +24,25 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+from fastasgi.errors import STARTUP_FAILURE, TRACE_LOG_LEVEL, ConfigError
 from fastasgi.importer import ImportFromStringError, import_from_string
-from fastasgi.settings import SETTINGS, SETTINGS_BY_NAME
-
-TRACE_LOG_LEVEL = 5
+from fastasgi.lifespan import resolve_lifespan
+from fastasgi.loops import resolve_loop_factory
+from fastasgi.middleware.asgi2 import ASGI2Middleware
+from fastasgi.middleware.message_logger import MessageLoggerMiddleware
+from fastasgi.protocols.http import resolve_http_protocol
+from fastasgi.protocols.websockets import resolve_ws_protocol
+from fastasgi.reload_patterns import resolve_reload_config
+from fastasgi.settings import (
+    HTTP_CHOICES,
+    INTERFACE_CHOICES,
+    LIFESPAN_CHOICES,
+    LOOP_CHOICES,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    WS_CHOICES,
+)
+from fastasgi.sockets import bind_socket
 
 LOG_LEVELS: dict[str, int] = {
     "critical": logging.CRITICAL,
@@ -61,13 +78,7 @@ LOGGING_CONFIG: dict[str, Any] = {
     },
 }
 
-STARTUP_FAILURE = 3
-
 logger = logging.getLogger("fastasgi.error")
-
-
-class ConfigError(Exception):
-    """An operator mistake in the configuration: reported as one line, exit status 3 (or 2 on the CLI)."""
 
 
 def _default_of(name: str) -> Any:
@@ -211,8 +222,6 @@ class Config:
             ):
                 raise ConfigError(f"Invalid value for {name}: {value!r} (choose from {', '.join(allowed)})")
 
-        from fastasgi.settings import HTTP_CHOICES, INTERFACE_CHOICES, LIFESPAN_CHOICES, LOOP_CHOICES, WS_CHOICES
-
         choice("http", HTTP_CHOICES)
         choice("ws", WS_CHOICES)
         choice("lifespan", LIFESPAN_CHOICES)
@@ -265,8 +274,6 @@ class Config:
     def _reload_patterns(
         self, dirs: Any, includes: Any, excludes: Any
     ) -> tuple[list[Path], list[str], list[str], list[Path]]:
-        from fastasgi.supervisors.reload_patterns import resolve_reload_config
-
         if (dirs or includes or excludes) and not self.should_reload:
             logger.warning(
                 "Current configuration will not reload as not all conditions are met, please refer to documentation."
@@ -407,9 +414,6 @@ class Config:
             encoded if b"server" in dict(encoded) or not self.server_header else [(b"server", b"fastasgi")] + encoded
         )
 
-        from fastasgi.protocols.http import resolve_http_protocol
-        from fastasgi.protocols.websockets import resolve_ws_protocol
-
         self.http_protocol_class = resolve_http_protocol(self.http)
         self.ws_protocol_class = resolve_ws_protocol(self.ws)
 
@@ -426,16 +430,10 @@ class Config:
             self.loaded_app = WSGIMiddleware(self.loaded_app)
             self.ws_protocol_class = None
         elif self.interface == "asgi2":
-            from fastasgi.middleware.asgi2 import ASGI2Middleware
-
             self.loaded_app = ASGI2Middleware(self.loaded_app)
 
         if logger.getEffectiveLevel() <= TRACE_LOG_LEVEL:
-            from fastasgi.middleware.message_logger import MessageLoggerMiddleware
-
             self.loaded_app = MessageLoggerMiddleware(self.loaded_app)
-
-        from fastasgi.lifespan import resolve_lifespan
 
         self.lifespan_class = resolve_lifespan(self.lifespan)
         self.loaded = True
@@ -484,13 +482,9 @@ class Config:
     # -- event loop and sockets ---------------------------------------------------
 
     def get_loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
-        from fastasgi.loops import resolve_loop_factory
-
         return resolve_loop_factory(self.loop)
 
     def bind_socket(self) -> socket.socket:
-        from fastasgi.server import bind_socket
-
         return bind_socket(self)
 
 

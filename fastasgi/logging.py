@@ -12,7 +12,7 @@ import sys
 from copy import copy
 from typing import Any, Literal
 
-TRACE_LOG_LEVEL = 5
+from fastasgi.errors import TRACE_LOG_LEVEL
 
 _RESET = "\033[0m"
 _COLORS = {

@@ -1,4 +1,10 @@
-"""``fastasgi.Server``: sockets, TLS, signals, lifespan and graceful shutdown for one process."""
+"""``fastasgi.Server``: sockets, TLS, signals, lifespan and graceful shutdown for one process.
+
+It runs a loaded :class:`fastasgi.Config` (loading it first if needed) and knows it
+only by that interface: it sits below the config in the layers and imports it for
+type checking only.  The supervisors (``--workers``, ``--reload``) run one Server
+in each process they spawn, on sockets bound by :mod:`fastasgi.sockets`.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,17 @@ import time
 from collections.abc import Generator, Sequence
 from email.utils import formatdate
 from types import FrameType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from fastasgi.config import STARTUP_FAILURE, Config, ConfigError
+from fastasgi import _speedups
+from fastasgi.errors import STARTUP_FAILURE, ConfigError
+from fastasgi.loops import loop_name
+from fastasgi.protocols.websockets import ws_library_name
+from fastasgi.proxy_trust import ProxyTrust
+from fastasgi.sockets import bind_socket  # noqa: F401 - importable from here as before
+
+if TYPE_CHECKING:
+    from fastasgi.config import Config
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 if sys.platform == "win32":  # pragma: no cover
@@ -36,41 +50,6 @@ class ServerState:
         self.default_headers: list[tuple[bytes, bytes]] = []
         self.default_headers_bytes = b""
         self.proxy_trust: Any = None
-
-
-def bind_socket(config: Config) -> socket.socket:
-    """Bind the listening socket in this process (used by the supervisors before forking workers)."""
-    if config.uds:
-        path = config.uds
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-        try:
-            sock.bind(path)
-            os.chmod(path, 0o666)
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"Could not bind to UNIX socket {path!r}: {exc.strerror or exc}") from None
-    elif config.fd is not None:
-        sock = socket.socket(fileno=os.dup(config.fd))
-    else:
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            sock.bind((config.host.strip("[]"), config.port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(
-                f"Could not bind to {config.host}:{config.port}: {exc.strerror or exc}"
-                + (" (is another server running on that port?)" if exc.errno in (98, 48, 10048) else "")
-            ) from None
-    sock.listen(config.backlog)
-    sock.set_inheritable(True)
-    return sock
 
 
 def raise_nofile_limit(cap: int = 1 << 20) -> int | None:
@@ -172,16 +151,8 @@ class Server:
         logger.info(message, process_id, extra={"color_message": color_message})
 
     def describe_runtime(self) -> str:
-        from fastasgi import _speedups
-        from fastasgi.loops import loop_name
-        from fastasgi.protocols.http import http_impl_tag
-        from fastasgi.protocols.websockets import ws_library_name
-
-        tag = http_impl_tag(self.config.http_protocol_class)
-        try:
-            impl = _speedups.describe(tag)
-        except ImportError:  # a custom protocol class
-            impl = "custom HTTP protocol"
+        tag = _speedups.tag_of(self.config.http_protocol_class)
+        impl = "custom HTTP protocol" if tag is None else _speedups.describe(tag)
         try:
             loop = loop_name(asyncio.get_running_loop())
         except RuntimeError:  # pragma: no cover
@@ -197,8 +168,6 @@ class Server:
         config = self.config
         state = self.server_state
         if config.proxy_headers:
-            from fastasgi.middleware.proxy_headers import ProxyTrust
-
             state.proxy_trust = ProxyTrust(config.forwarded_allow_ips)
         self.update_default_headers()
 
@@ -281,16 +250,16 @@ class Server:
             logger.info(message, protocol_name, host, port, extra={"color_message": color_message})
 
     def update_default_headers(self) -> None:
-        # framing_py only: loading the whole pure set would import h11 into every server
-        from fastasgi._speedups import framing_py
-
+        # the framing of the set the protocol runs (the active set's for a custom protocol)
+        tag = _speedups.tag_of(self.config.http_protocol_class) or _speedups.active
+        framing = _speedups.load(tag).framing
         state = self.server_state
         headers = []
         if self.config.date_header:
             headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
         headers += self.config.encoded_headers
         state.default_headers = headers
-        state.default_headers_bytes = framing_py.render_default_headers(headers)
+        state.default_headers_bytes = framing.render_default_headers(headers)
 
     async def main_loop(self) -> None:
         counter = 0

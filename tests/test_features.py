@@ -110,7 +110,7 @@ def test_proxy_headers_star_and_disabled(impl):
 
 
 def test_proxy_trust_rules():
-    from fastasgi.middleware.proxy_headers import ProxyTrust
+    from fastasgi.proxy_trust import ProxyTrust
 
     trust = ProxyTrust("127.0.0.1, 10.0.0.0/8, /run/app.sock, ::1")
     assert "127.0.0.1" in trust

@@ -1,13 +1,17 @@
 """Packaging checks that need a checkout: workflow files and the pure build from git.
 
 The full wheel/sdist round trip (auditwheel, a venv without a compiler, an offline
-build from the sdist) is ``wheels/build.sh``; it takes minutes, so it is not here.
+build from the sdist) is ``wheels/build.sh``, which ``scripts/test`` and the
+``wheel-build`` job of ``.github/workflows/test.yml`` run; it checks each wheel
+against setup.py's ``compiled_module_names()``, and the tests here check that list
+against what the compiled set really imports, so neither can drift unseen.
 These tests skip where the checkout is not around (cibuildwheel runs the suite from
 a copy of ``tests/`` against the installed wheel).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -15,6 +19,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +126,41 @@ def test_standard_extra_holds_what_runs() -> None:
     for dist, module in STANDARD_IMPORTS.items():
         assert re.search(rf"^\s*(import {module}\b|from {module}[. ])", sources, re.M), (dist, module)
 
+
+def _setup_py() -> Any:
+    """setup.py as a module (it runs ``setup()`` only when executed as __main__)."""
+    pytest.importorskip("setuptools")
+    path = ROOT / "setup.py"
+    if not path.is_file():
+        pytest.skip("no setup.py here (tests run from a copy)")
+    spec = importlib.util.spec_from_file_location("fastasgi_setup", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.c_extension
+def test_build_list_is_what_the_compiled_set_imports() -> None:
+    """setup.py builds exactly the compiled modules the picker's compiled set runs on."""
+    built = _setup_py().compiled_module_names()
+    code = (
+        "import sys, fastasgi._speedups as s; s.load('c'); "
+        "print(','.join(sorted(m.rsplit('.', 1)[1] for m in sys.modules "
+        "if m.startswith('fastasgi._speedups.') and m.endswith('_c'))))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FASTASGI_NO_EXTENSIONS"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    assert result.stdout.strip().split(",") == built
+
+
+def test_build_sh_keeps_no_copy_of_the_module_list() -> None:
+    script = ROOT / "wheels" / "build.sh"
+    if not script.is_file():
+        pytest.skip("no wheels/build.sh here (tests run from a copy)")
+    text = script.read_text(encoding="utf-8")
+    assert "compiled_module_names()" in text
+    # a module name standing alone in quotes ("framing_c"), as the old copies of the list had it
+    assert not re.findall(r"[\"'](?:parser|http|framing|coro)_c[\"']", text), "take the list from setup.py"

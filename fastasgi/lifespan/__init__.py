@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastasgi.lifespan.off import LifespanOff
+from fastasgi.lifespan.on import LifespanOn
+
 
 def resolve_lifespan(mode: str) -> Any:
-    from fastasgi.lifespan.off import LifespanOff
-    from fastasgi.lifespan.on import LifespanOn
-
     return LifespanOff if mode == "off" else LifespanOn

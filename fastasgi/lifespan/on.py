@@ -17,8 +17,6 @@ STATE_TRANSITION_ERROR = "Got invalid state transition on lifespan protocol."
 
 class LifespanOn:
     def __init__(self, config: Any) -> None:
-        if not config.loaded:
-            config.load()
         self.config = config
         self.logger = logging.getLogger("fastasgi.error")
         self.startup_event = asyncio.Event()

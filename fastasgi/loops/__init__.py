@@ -6,6 +6,7 @@ import asyncio
 import sys
 from typing import Any, Callable
 
+from fastasgi.errors import ConfigError
 from fastasgi.importer import ImportFromStringError, import_from_string
 
 
@@ -23,8 +24,6 @@ def uvloop_loop_factory() -> asyncio.AbstractEventLoop:
 
 def resolve_loop_factory(loop: Any) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """Returns a zero-argument factory for the configured loop (None: leave the running loop alone)."""
-    from fastasgi.config import ConfigError
-
     if callable(loop) and not isinstance(loop, str):
         return loop
     if loop == "none":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastasgi.config import TRACE_LOG_LEVEL
+from fastasgi.errors import TRACE_LOG_LEVEL
 
 
 def _abbreviated(message: dict[str, Any]) -> dict[str, Any]:

@@ -10,14 +10,15 @@ import logging
 import sys
 from typing import Any
 
+from fastasgi.errors import STARTUP_FAILURE, ConfigError
+from fastasgi.supervisors.multiprocess import run_multiprocess as _run_multiprocess
+from fastasgi.supervisors.reload import run_reloader as _run_reloader
+
 logger = logging.getLogger("fastasgi.error")
 
 
 def run_reloader(config: Any, server: Any = None) -> None:
     """``--reload``: restart the server whenever a watched file changes."""
-    from fastasgi.config import STARTUP_FAILURE, ConfigError
-    from fastasgi.supervisors.reload import run_reloader as _run
-
     if config.workers > 1:
         logger.error(
             "--reload and --workers cannot be combined: --reload runs one server process and restarts it on "
@@ -25,7 +26,7 @@ def run_reloader(config: Any, server: Any = None) -> None:
         )
         sys.exit(STARTUP_FAILURE)
     try:
-        _run(config, server)
+        _run_reloader(config, server)
     except ConfigError as exc:
         logger.error("%s", exc)
         sys.exit(STARTUP_FAILURE)
@@ -33,9 +34,7 @@ def run_reloader(config: Any, server: Any = None) -> None:
 
 def run_multiprocess(config: Any, sockets: Any = None) -> None:
     """``--workers N``: supervise N worker processes."""
-    from fastasgi.supervisors.multiprocess import run_multiprocess as _run
-
-    _run(config, sockets)
+    _run_multiprocess(config, sockets)
 
 
 __all__ = ["run_multiprocess", "run_reloader"]

@@ -43,7 +43,10 @@ import sys
 import time
 from typing import Any
 
-from fastasgi.config import STARTUP_FAILURE, Config, ConfigError
+from fastasgi.config import Config
+from fastasgi.errors import STARTUP_FAILURE, ConfigError
+from fastasgi.server import Server
+from fastasgi.sockets import bind_reuseport_socket, bind_socket
 from fastasgi.supervisors.worker import exit_description, worker_main
 
 logger = logging.getLogger("fastasgi.error")
@@ -122,32 +125,8 @@ class WorkerProcess:
             self.process.close()
 
 
-def bind_reuseport_socket(config: Config, port: int) -> socket.socket:
-    """One listening socket of a SO_REUSEPORT group (--reuse-port)."""
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # type: ignore[attr-defined]
-        if family == socket.AF_INET6:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((config.host.strip("[]"), port))
-        sock.listen(config.backlog)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"Could not bind to {config.host}:{port}: {exc.strerror or exc}"
-            + (" (is another server running on that port?)" if exc.errno in (98, 48, 10048) else "")
-        ) from None
-    sock.set_inheritable(True)
-    return sock
-
-
 def log_address(config: Config, listeners: list[socket.socket]) -> None:
     """The "running on ..." line, once for all workers (workers given sockets do not log it)."""
-    from fastasgi.server import Server
-
     Server(config)._log_started_message(listeners)
 
 
@@ -173,7 +152,7 @@ class Multiprocess:
             self.port = first.getsockname()[1]
             self.slot_sockets[0] = first
         else:
-            self.shared_sockets = [config.bind_socket()]
+            self.shared_sockets = [bind_socket(config)]
         self.workers: list[WorkerProcess] = []
         self.restart_queue: list[WorkerProcess] = []
         self.replacing: WorkerProcess | None = None

@@ -9,7 +9,7 @@ quick restart matters more here than an idle browser connection) and watches fil
 * without it: :class:`StatWatcher`, polling mtimes every ``--reload-delay`` seconds.
 
 Both use the same :class:`FileFilter` (``--reload-include`` / ``--reload-exclude``,
-uvicorn's defaults; see :mod:`fastasgi.supervisors.reload_patterns`).  A child that
+uvicorn's defaults; see :mod:`fastasgi.reload_patterns`).  A child that
 fails to start (a syntax error in the code just saved) has logged why; the parent
 says it waits for the next change and keeps watching.
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from fastasgi.config import Config
+from fastasgi.sockets import bind_socket
 from fastasgi.supervisors.multiprocess import log_address, spawn
 from fastasgi.supervisors.worker import exit_description, worker_main
 
@@ -227,5 +228,5 @@ def _display(path: Path) -> str:
 
 
 def run_reloader(config: Config, server: Any = None) -> None:
-    sock = config.bind_socket()
+    sock = bind_socket(config)
     ChangeReload(config, [sock]).run()

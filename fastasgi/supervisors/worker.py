@@ -34,7 +34,8 @@ import threading
 import time
 from typing import Any
 
-from fastasgi.config import STARTUP_FAILURE, Config
+from fastasgi.config import Config
+from fastasgi.errors import STARTUP_FAILURE
 from fastasgi.server import Server
 
 logger = logging.getLogger("fastasgi.error")

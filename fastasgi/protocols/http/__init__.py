@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastasgi import _speedups
+from fastasgi.errors import ConfigError
+from fastasgi.importer import ImportFromStringError, import_from_string
 
 
 def resolve_http_protocol(http: Any) -> Any:
-    from fastasgi.config import ConfigError
-
     if not isinstance(http, str):
         return http  # a protocol class given directly (uvicorn allows it)
     if http == "h11":
@@ -26,14 +26,7 @@ def resolve_http_protocol(http: Any) -> Any:
         return _speedups.load("c").http.HttpProtocol
     if http == "auto":
         return _speedups.load(_speedups.active).http.HttpProtocol
-    from fastasgi.importer import ImportFromStringError, import_from_string
-
     try:
         return import_from_string(http)
     except ImportFromStringError as exc:
         raise ConfigError(f"Error loading HTTP protocol class. {exc}") from None
-
-
-def http_impl_tag(protocol_class: Any) -> str:
-    mod = getattr(protocol_class, "__module__", "")
-    return "c" if mod.endswith("_c") else "py"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastasgi.errors import ConfigError
+from fastasgi.importer import ImportFromStringError, import_from_string
+
 
 def resolve_ws_protocol(ws: Any) -> Any:
-    from fastasgi.config import ConfigError
-
     if not isinstance(ws, str):
         return ws
     if ws == "none":
@@ -37,8 +38,6 @@ def resolve_ws_protocol(ws: Any) -> Any:
             return WSProtocol
         except ImportError:
             return None
-    from fastasgi.importer import ImportFromStringError, import_from_string
-
     try:
         return import_from_string(ws)
     except ImportFromStringError as exc:

@@ -50,8 +50,8 @@ from collections import deque
 from typing import Any
 from urllib.parse import unquote
 
-from fastasgi.middleware.proxy_headers import apply_forwarded, has_forwarded_headers
-from fastasgi.protocols.utils import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.proxy_trust import apply_forwarded, has_forwarded_headers
 
 logger = logging.getLogger("fastasgi.error")
 INFO = logging.INFO
@@ -247,8 +247,6 @@ class WebSocketBase(asyncio.Protocol):
     partial_text_to_library = False  # the library validates a text frame's UTF-8 before it is whole
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: Any = None) -> None:
-        if not config.loaded:
-            config.load()
         self.config = config
         self.app = config.loaded_app
         self.loop = _loop or asyncio.get_event_loop()
