@@ -83,23 +83,31 @@ def impl(request: pytest.FixtureRequest) -> str:
     return tag
 
 
-class ThreadedServer(Server):
-    """A real Server on its own thread and event loop; ``ready`` is set once it listens (or failed)."""
+class ReadyOnStartup:
+    """Mixed into a Server class (fastasgi's or uvicorn's) run on a thread: ``ready``
+    is set once it listens (or failed); ``port`` is the one it picked."""
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)  # type: ignore[call-arg]
         self.ready = threading.Event()
-        self.thread: threading.Thread | None = None  # set by run_server
 
     async def startup(self, sockets: Any = None) -> None:
         try:
-            await super().startup(sockets=sockets)
+            await super().startup(sockets=sockets)  # type: ignore[misc]
         finally:
             self.ready.set()
 
     @property
     def port(self) -> int:
-        return int(self.servers[0].sockets[0].getsockname()[1])
+        return int(self.servers[0].sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+
+class ThreadedServer(ReadyOnStartup, Server):
+    """A real Server on its own thread and event loop."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.thread: threading.Thread | None = None  # set by run_server
 
     @property
     def url(self) -> str:
@@ -146,20 +154,8 @@ def run_uvicorn(app: Any, impl: str = "py", **kwargs: Any) -> Iterator[Any]:
     for the pure one.  Skips where uvicorn is not installed (Python 3.9)."""
     uvicorn = pytest.importorskip("uvicorn")
 
-    class UvicornThread(uvicorn.Server):  # type: ignore[misc,name-defined]
-        def __init__(self, config: Any) -> None:
-            super().__init__(config)
-            self.ready = threading.Event()
-
-        async def startup(self, sockets: Any = None) -> None:
-            try:
-                await super().startup(sockets=sockets)
-            finally:
-                self.ready.set()
-
-        @property
-        def port(self) -> int:
-            return int(self.servers[0].sockets[0].getsockname()[1])
+    class UvicornThread(ReadyOnStartup, uvicorn.Server):  # type: ignore[misc,name-defined]
+        pass
 
     kwargs.setdefault("lifespan", "off")
     kwargs.setdefault("log_config", None)

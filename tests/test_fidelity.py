@@ -223,15 +223,14 @@ def _read_all(sock: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
-@pytest.mark.parametrize("warm", [False, True], ids=["fresh", "warm"])
-@pytest.mark.parametrize("suspend", [False, True], ids=["answers-at-once", "suspends"])
-@pytest.mark.parametrize("trigger", sorted(TRIGGERS))
-def test_no_request_runs_after_the_connection_is_closing(impl: str, trigger: str, suspend: bool, warm: bool) -> None:
+def run_charge_scenario(runner: Any, impl: str, trigger: str, suspend: bool, warm: bool) -> tuple[ChargeApp, bytes]:
+    """A trigger with two POST /charge pipelined behind it, on a fresh or warm
+    connection of the server ``runner`` starts; what the app did and the client got."""
     app = ChargeApp()
     data = TRIGGERS[trigger]
     if suspend and data.startswith(b"GET /"):
         data = b"GET /suspend" + data[4:]
-    with run_server(app, impl) as server:
+    with runner(app, impl) as server:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             if warm:  # a connection that has answered before (other code paths)
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -242,6 +241,14 @@ def test_no_request_runs_after_the_connection_is_closing(impl: str, trigger: str
         with socket.create_connection(("127.0.0.1", server.port)) as other:
             other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_response(other)[0] == 200
+    return app, received
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["fresh", "warm"])
+@pytest.mark.parametrize("suspend", [False, True], ids=["answers-at-once", "suspends"])
+@pytest.mark.parametrize("trigger", sorted(TRIGGERS))
+def test_no_request_runs_after_the_connection_is_closing(impl: str, trigger: str, suspend: bool, warm: bool) -> None:
+    app, received = run_charge_scenario(run_server, impl, trigger, suspend, warm)
     assert app.charged == 0, received
     assert b"charged" not in received
     assert received.count(b"HTTP/1.") <= 1, received
@@ -251,21 +258,9 @@ def test_no_request_runs_after_the_connection_is_closing(impl: str, trigger: str
 @pytest.mark.parametrize("trigger", sorted(TRIGGERS))
 def test_closing_triggers_match_uvicorn(impl: str, trigger: str, suspend: bool) -> None:
     # what the client gets and whether /charge ran: the same as under uvicorn 0.54
-    data = TRIGGERS[trigger]
-    if suspend and data.startswith(b"GET /"):
-        data = b"GET /suspend" + data[4:]
     seen = {}
     for name, runner in (("uvicorn", run_uvicorn), ("fastasgi", run_server)):
-        app = ChargeApp()
-        with runner(app, impl) as server:
-            with socket.create_connection(("127.0.0.1", server.port)) as sock:
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert read_response(sock)[0] == 200
-                sock.sendall(data + CHARGE + CHARGE)
-                received = _read_all(sock)
-            with socket.create_connection(("127.0.0.1", server.port)) as other:
-                other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert read_response(other)[0] == 200
+        app, received = run_charge_scenario(runner, impl, trigger, suspend, warm=True)
         statuses = [int(line.split()[1]) for line in received.split(b"\r\n") if line.startswith(b"HTTP/1.")]
         seen[name] = {"charged": app.charged, "statuses": statuses}
     assert seen["fastasgi"] == seen["uvicorn"]
