@@ -3,7 +3,7 @@
 # protocol <-> cycle calls into direct C calls; the .py file stays plain Python.
 import cython
 
-from fastasgi._speedups.coro_c cimport AppRun
+from fastasgi._speedups.coro_c cimport AppRun, Sender
 from fastasgi._speedups.framing_c cimport encode_head
 from fastasgi._speedups.parser_c cimport RequestParser
 
@@ -73,10 +73,10 @@ cdef class HttpProtocol:
     cpdef resume_reading_if_drained(self, RequestCycle cycle)
 
 
-cdef class RequestCycle:
+cdef class RequestCycle(Sender):
+    # (scope and disconnected are Sender's)
     cdef HttpProtocol protocol
     cdef object transport
-    cdef public dict scope
     cdef public bint keep_alive
     cdef bint expect_continue
     cdef bint is_head
@@ -88,7 +88,6 @@ cdef class RequestCycle:
     cdef bint delivered
     cdef public bint discard_body
     cdef object body_waiter
-    cdef public bint disconnected
 
     cdef public bint response_started
     cdef public bint response_complete
@@ -123,6 +122,3 @@ cdef class RequestCycle:
     @cython.locals(qs=bytes, path=str)
     cpdef log_access(self, object status)
 
-
-cdef class Done:
-    pass

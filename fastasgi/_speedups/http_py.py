@@ -22,6 +22,7 @@ from contextvars import Context, copy_context
 
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.coro_c import AppRun as new_app_run
+    from fastasgi._speedups.coro_c import Sender, speed_up_task_registry
     from fastasgi._speedups.framing_c import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -35,6 +36,11 @@ if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.parser_c import RequestParser as new_parser
 else:
     from fastasgi._speedups.coro_py import AppRun as new_app_run
+    from fastasgi._speedups.coro_py import Sender as _PySender
+
+    # (http_c.pxd declares Sender as the compiled base type, so Cython refuses a
+    # plain import of that name even in this branch, which only runs uncompiled)
+    globals()["Sender"] = _PySender
     from fastasgi._speedups.framing_py import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -66,6 +72,11 @@ LINGER = 2.0  # s an error response waits for the client to close before the ser
 INFO = logging.INFO
 _PY312 = sys.version_info >= (3, 12)
 _PY311 = sys.version_info >= (3, 11)  # Task(..., context=)
+
+if __name__.endswith("_c"):
+    # CPython < 3.12: asyncio's registry of tasks (each request's Task is added to
+    # it) gets C add/remove callbacks, same set, same semantics (see coro_c.pyx)
+    speed_up_task_registry()
 
 error_logger = logging.getLogger("fastasgi.error")
 access_logger = logging.getLogger("fastasgi.access")
@@ -560,8 +571,9 @@ class HttpProtocol:
             self.transport.close()
 
 
-class RequestCycle:
-    """One request and its response: the ``receive``/``send`` pair an app sees."""
+class RequestCycle(Sender):
+    """One request and its response: the ``receive``/``send`` pair an app sees
+    (``send`` comes from :class:`Sender`, and calls ``send_message``)."""
 
     def setup(self, protocol, scope, keep_alive, expect_continue):
         # Called on RequestCycle.__new__(RequestCycle): compiled, that is a direct
@@ -718,20 +730,9 @@ class RequestCycle:
             self.delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
-    async def send(self, message):
-        """ASGI ``send``, a coroutine function as under uvicorn.
-
-        The work is done by ``send_message`` (compiled, it takes a dict: its
-        lookups are direct C calls), which returns ``DONE``, or, when the
-        transport asked us to stop writing, the wait for it to drain.
-        """
-        if self.disconnected:
-            return
-        waiter = self.send_message(message if type(message) is dict else dict(message))
-        if waiter is not DONE:
-            await waiter
-
     def send_message(self, message):
+        """ASGI ``send`` (through Sender): None when done, else the wait for the
+        transport to drain.  Compiled, it takes a dict: its lookups are direct C calls."""
         mtype = message["type"]
         if not self.response_started:
             if mtype != "http.response.start":
@@ -745,7 +746,7 @@ class RequestCycle:
                 # the app answers without reading the body: the client may or may not send it
                 self.expect_continue = False
                 self.keep_alive = False
-            return DONE
+            return None
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
         if mtype != "http.response.body":
@@ -829,7 +830,7 @@ class RequestCycle:
         protocol = self.protocol
         if protocol.write_paused:
             return protocol.drain()
-        return DONE
+        return None
 
     def emit(self, data, final):
         """Write response bytes; streamed pieces are coalesced.
@@ -908,21 +909,6 @@ class ParseFailure:
     def __init__(self, status, reason):
         self.status = status
         self.reason = reason
-
-
-class Done:
-    """What ``send`` returns when it has finished: awaiting it completes at once."""
-
-    __slots__ = ()
-
-    def __await__(self):
-        return iter(())
-
-    def __iter__(self):  # `yield from send(...)` in a generator-based coroutine
-        return iter(())
-
-
-DONE = Done()
 
 
 async def run_in_task(run):
