@@ -7,10 +7,11 @@ once per connection with :meth:`ProxyTrust.__contains__` and call
 rules to users as an ASGI middleware (uvicorn's ``ProxyHeadersMiddleware``
 equivalent).  A leaf: it imports nothing from fastasgi.
 
-* ``X-Forwarded-Proto``: sets ``scope["scheme"]`` (http/https, ws/wss for WebSockets).
+* ``X-Forwarded-Proto``: sets ``scope["scheme"]`` (``http``/``https``/``ws``/``wss``
+  exactly; ``http`` becomes ``ws`` for WebSockets), as uvicorn 0.54 does.
 * ``X-Forwarded-For``: the client is the right-most address that is not a
   trusted proxy (all trusted: the left-most); ``host:port`` and ``[v6]:port``
-  give the port too, else it is 0.
+  give the port too, else it is 0 (uvicorn 0.54's rule, item for item).
 * ``X-Forwarded-Port``: sets the port of ``scope["server"]`` (the port the
   client reached on the proxy).
 """
@@ -24,16 +25,26 @@ _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 def _parse_host_port(value: str) -> tuple[str, int]:
-    value = value.strip()
-    if value.startswith("["):  # [v6]:port or [v6]
-        host, _, rest = value[1:].partition("]")
-        if rest.startswith(":") and rest[1:].isdigit():
+    """An ``X-Forwarded-For`` item as uvicorn 0.54 reads it: ``host``, ``host:port``, ``[v6]:port``."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end == -1:
+            return value, 0
+        host, rest = value[1:end], value[end + 1 :]
+        if not rest:
+            return host, 0
+        if not rest.startswith(":"):
+            return value, 0
+        try:
             return host, int(rest[1:])
-        return host, 0
-    if value.count(":") == 1:  # v4:port or name:port
+        except ValueError:
+            return host, 0
+    if value.count(":") == 1:
         host, port = value.rsplit(":", 1)
-        if port.isdigit():
+        try:
             return host, int(port)
+        except ValueError:
+            return value, 0
     return value, 0
 
 
@@ -74,38 +85,38 @@ class ProxyTrust:
         return any(ip in net for net in self.networks)
 
     def client_from_forwarded_for(self, x_forwarded_for: str) -> tuple[str, int] | None:
-        hosts = [h.strip() for h in x_forwarded_for.split(",") if h.strip()]
-        if not hosts:
-            return None
+        """The client of an ``X-Forwarded-For`` value (uvicorn 0.54's rule), or None if it names none."""
+        # empty items are kept, as uvicorn keeps them: an empty right-most item means no client
+        hosts = [h.strip() for h in x_forwarded_for.split(",")]
         if self.always_trust:
-            return _parse_host_port(hosts[0])
-        for item in reversed(hosts):
-            host, port = _parse_host_port(item)
-            if host not in self:
-                return host, port
-        return _parse_host_port(hosts[0])
+            client = _parse_host_port(hosts[0])
+        else:
+            for item in reversed(hosts):
+                client = _parse_host_port(item)
+                if client[0] not in self:
+                    break
+            else:  # every hop is a trusted proxy: the left-most is the client
+                client = _parse_host_port(hosts[0])
+        return client if client[0] else None
 
 
 def apply_forwarded(scope: dict[str, Any], trust: ProxyTrust) -> None:
     """Rewrite ``scheme``, ``client`` and ``server`` of a scope whose peer is a trusted proxy."""
-    proto = forwarded_for = port = None
+    proto = port = None
+    forwarded_for: list[bytes] = []
     for name, value in scope["headers"]:
         if name == b"x-forwarded-proto":
             proto = value
         elif name == b"x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else forwarded_for + b"," + value
+            forwarded_for.append(value)
         elif name == b"x-forwarded-port":
             port = value
     if proto is not None:
-        p = proto.decode("latin-1").strip().lower()
-        if p in ("http", "https", "ws", "wss"):
-            if scope["type"] == "websocket":
-                p = p.replace("http", "ws")
-            else:
-                p = p.replace("ws", "http")
-            scope["scheme"] = p
-    if forwarded_for is not None:
-        client = trust.client_from_forwarded_for(forwarded_for.decode("latin-1"))
+        p = proto.decode("latin-1").strip()
+        if p in ("http", "https", "ws", "wss"):  # exactly, as uvicorn: no case folding
+            scope["scheme"] = p.replace("http", "ws") if scope["type"] == "websocket" else p
+    if forwarded_for:
+        client = trust.client_from_forwarded_for(b", ".join(forwarded_for).decode("latin-1"))
         if client is not None:
             scope["client"] = client
     if port is not None:
