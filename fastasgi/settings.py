@@ -175,7 +175,8 @@ SETTINGS: list[Setting] = [
     _opt(
         "proxy_headers",
         True,
-        "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote address info.",
+        "Enable/Disable Forwarded (RFC 7239) and X-Forwarded-For, -Proto, -Host, -Port to populate url scheme, "
+        "remote address and host info (Forwarded wins when both are present).",
         "--proxy-headers/--no-proxy-headers",
         is_flag=True,
         show_default=False,
