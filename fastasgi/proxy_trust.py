@@ -3,8 +3,9 @@
 The HTTP request cycle and the WebSocket protocols (compiled or not) decide trust
 once per connection with :meth:`ProxyTrust.__contains__` and call
 :func:`apply_forwarded` only for requests that carry a ``forwarded`` or an
-``x-forwarded-*`` header (:func:`has_forwarded_headers`), so an untrusted peer,
-or ``--no-proxy-headers``, costs nothing per request;
+``x-forwarded-*`` header (:func:`has_forwarded_headers`; the HTTP path has a
+compiled twin of it, ``http_py.has_proxy_headers``), so an untrusted peer, or
+``--no-proxy-headers``, costs nothing per request;
 :class:`fastasgi.middleware.proxy_headers.ProxyHeadersMiddleware` offers the same
 rules to users as an ASGI middleware (uvicorn's ``ProxyHeadersMiddleware``
 equivalent).  A leaf: it imports nothing from fastasgi.
@@ -348,7 +349,11 @@ def apply_forwarded(scope: dict[str, Any], trust: ProxyTrust) -> None:
 
 
 def has_forwarded_headers(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether :func:`apply_forwarded` has anything to do with these request headers."""
+    """Whether :func:`apply_forwarded` has anything to do with these request headers.
+
+    The WebSocket handshake asks this; the HTTP path asks ``http_py.has_proxy_headers``,
+    the same test written to compile to C (keep the two in step).
+    """
     for name, _ in headers:
         if name == b"forwarded" or name.startswith(b"x-forwarded-"):
             return True

@@ -471,3 +471,29 @@ def test_x_forwarded_for_and_proto_match_uvicorn(xff: list[list[str]], xfp: list
         asyncio.run(mw(app, trusted)(scope, None, None))
         seen.append(out)
     assert seen[0] == seen[1]
+
+
+# -- the per-request scan ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [],
+        [b"host", b"user-agent", b"accept"],
+        [b"host", b"forwarded"],
+        [b"x-forwarded-for"],
+        [b"x-forwarded-host", b"host"],
+        [b"x-forwarded-"],
+        [b"x-forwarded", b"forwarde", b"forwarded-x", b"fxxxxxxxx", b"xxxxxxxxxxxx", b"f", b"x", b""],
+        [b"x-real-ip", b"x-original-forwarded-for"],
+    ],
+)
+def test_hot_scan_agrees_with_proxy_trust(impl: str, names: list[bytes]) -> None:
+    from fastasgi import _speedups
+    from fastasgi.proxy_trust import has_forwarded_headers
+
+    headers = [(name, b"v") for name in names]
+    expected = any(n == b"forwarded" or n.startswith(b"x-forwarded-") for n in names)
+    assert _speedups.load(impl).http.has_proxy_headers(headers) is expected
+    assert has_forwarded_headers(headers) is expected
