@@ -10,16 +10,22 @@ compiled twin of it, ``http_py.has_proxy_headers``), so an untrusted peer, or
 rules to users as an ASGI middleware (uvicorn's ``ProxyHeadersMiddleware``
 equivalent).  A leaf: it imports nothing from fastasgi.
 
-``Forwarded`` (RFC 7239), when the request has one, is the only header used:
-every ``X-Forwarded-*`` header is then ignored (a proxy that speaks RFC 7239
-does not vouch for the de-facto headers a client may have sent through it).
-Its elements are walked from the right, as ``X-Forwarded-For`` is: the first
-element whose ``for=`` is not a trusted proxy (or has no ``for=``) describes
-the client, and its ``for``, ``proto`` and ``host`` apply.  A ``Forwarded``
-value that breaks RFC 7239's syntax is ignored as a whole (and still disables
-``X-Forwarded-*``), so nothing changes.
+Which headers apply (the X-Forwarded-* ones win):
 
-Without ``Forwarded``, as uvicorn 0.54 does:
+* A request with ``X-Forwarded-For`` or ``X-Forwarded-Proto`` is read as uvicorn
+  0.54 reads it, and ``Forwarded`` is ignored entirely.  Most proxies (nginx,
+  Traefik, Caddy, Envoy, the AWS and GCP load balancers) set these, and nginx
+  passes a client's own ``Forwarded`` through unless told not to: were
+  ``Forwarded`` to win, a client behind the usual uvicorn nginx config could
+  choose its own address.
+* Only a request with neither uses ``Forwarded`` (RFC 7239), when it has one,
+  and then nothing else: ``X-Forwarded-Host`` and ``-Port`` are ignored too.
+  Its elements are walked from the right, as ``X-Forwarded-For`` is: the first
+  element whose ``for=`` is not a trusted proxy (or has no ``for=``) describes
+  the client, and its ``for``, ``proto`` and ``host`` apply.  A ``Forwarded``
+  value that breaks RFC 7239's syntax is ignored as a whole, so nothing changes.
+
+The X-Forwarded-* headers, as uvicorn 0.54 reads them:
 
 * ``X-Forwarded-Proto``: sets ``scope["scheme"]`` (``http``/``https``/``ws``/``wss``
   exactly; ``http`` becomes ``ws`` for WebSockets).
@@ -29,10 +35,14 @@ Without ``Forwarded``, as uvicorn 0.54 does:
 
 and beyond uvicorn:
 
-* ``X-Forwarded-Host``: the ``host`` header the app sees (its right-most value:
-  the one the trusted proxy added).
 * ``X-Forwarded-Port``: sets the port of ``scope["server"]`` (the port the
   client reached on the proxy).
+* ``X-Forwarded-Host`` (its right-most value: the one the trusted proxy added),
+  and ``host=`` of ``Forwarded``: the ``host`` header the app sees, only with
+  ``ProxyTrust(forwarded_host=True)`` (``--forwarded-host``).  Off by default,
+  as Django's ``USE_X_FORWARDED_HOST`` and Werkzeug's ``ProxyFix(x_host=0)``:
+  nginx passes a client's ``X-Forwarded-Host`` through unless told not to, and a
+  host the client chooses poisons the links an app builds (password resets).
 """
 
 from __future__ import annotations
@@ -71,7 +81,9 @@ def _parse_host_port(value: str) -> tuple[str, int]:
 class ProxyTrust:
     """The set of trusted proxies: IPs, CIDR networks, literals (e.g. a UNIX socket path), or ``*``."""
 
-    def __init__(self, trusted_hosts: list[str] | str) -> None:
+    def __init__(self, trusted_hosts: list[str] | str, forwarded_host: bool = False) -> None:
+        # whether a trusted proxy's X-Forwarded-Host / Forwarded host= sets the host (opt-in)
+        self.forwarded_host = forwarded_host
         if isinstance(trusted_hosts, str):
             trusted_hosts = [h.strip() for h in trusted_hosts.split(",")]
         self.always_trust = "*" in trusted_hosts
@@ -305,7 +317,7 @@ def _apply_rfc7239(scope: dict[str, Any], trust: ProxyTrust, value: str) -> None
     if proto is not None:
         _set_scheme(scope, proto)
     host = element.get("host")
-    if host is not None:
+    if host is not None and trust.forwarded_host:
         _set_host(scope, host)
 
 
@@ -325,7 +337,10 @@ def apply_forwarded(scope: dict[str, Any], trust: ProxyTrust) -> None:
             forwarded_host.append(value)
         elif name == b"x-forwarded-port":
             port = value
-    if forwarded is not None:
+    if forwarded is not None and proto is None and not forwarded_for:
+        # X-Forwarded-For / -Proto win: with either present, Forwarded is ignored (a
+        # client's own, passed through by a proxy that sets only those); without, it
+        # is the only header used
         _apply_rfc7239(scope, trust, forwarded.decode("latin-1"))
         return
     if proto is not None:
@@ -336,7 +351,7 @@ def apply_forwarded(scope: dict[str, Any], trust: ProxyTrust) -> None:
         client = trust.client_from_forwarded_for(b", ".join(forwarded_for).decode("latin-1"))
         if client is not None:
             scope["client"] = client
-    if forwarded_host:
+    if forwarded_host and trust.forwarded_host:
         # the right-most value: the one the trusted proxy added (one that appends, as
         # Apache's mod_proxy does, keeps what a client sent on the left)
         host = b",".join(forwarded_host).decode("latin-1").rsplit(",", 1)[-1].strip()

@@ -1,5 +1,9 @@
 """Proxy headers: RFC 7239 ``Forwarded``, ``X-Forwarded-Host``, and which wins.
 
+``server`` trusts ``TRUSTED`` with ``forwarded_host`` on (the host tests need it);
+``default_server`` has the defaults (``--proxy-headers``, trust 127.0.0.1,
+``--no-forwarded-host``): what a uvicorn user gets by switching.
+
 Real servers on both implementations (and both WebSocket backends), plus unit
 tests of the pure parser in :mod:`fastasgi.proxy_trust` and a differential test
 of ``X-Forwarded-For`` / ``-Proto`` against uvicorn 0.54's middleware.
@@ -17,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
+from fastasgi.config import Config
 from fastasgi.middleware.proxy_headers import ProxyHeadersMiddleware
 from fastasgi.proxy_trust import MalformedForwarded, ProxyTrust, apply_forwarded, parse_forwarded, parse_node
 from tests.apps.basic import app as basic_app
@@ -45,7 +50,13 @@ def host_of(scope: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(impl: str) -> Any:
-    with run_server(basic_app, impl, forwarded_allow_ips=TRUSTED) as srv:
+    with run_server(basic_app, impl, forwarded_allow_ips=TRUSTED, forwarded_host=True) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def default_server(impl: str) -> Any:
+    with run_server(basic_app, impl) as srv:  # trusts 127.0.0.1 and ::1
         yield srv
 
 
@@ -100,7 +111,7 @@ def test_forwarded_obfuscated_client_is_none(server: Any, node: str) -> None:
 
 def test_forwarded_obfuscated_proxy_can_be_trusted(impl: str) -> None:
     # an obfuscated identifier listed in --forwarded-allow-ips is a trusted hop like an address
-    with run_server(basic_app, impl, forwarded_allow_ips="127.0.0.1,_lb1") as srv:
+    with run_server(basic_app, impl, forwarded_allow_ips="127.0.0.1,_lb1", forwarded_host=True) as srv:
         scope = scope_via(srv.port, ["Forwarded: for=203.0.113.7;host=example.com, for=_lb1;host=lb.internal"])
     assert scope["client"] == ["203.0.113.7", 0]
     assert host_of(scope) == ["example.com"]
@@ -131,17 +142,13 @@ def test_forwarded_host_port_sets_server_port(server: Any) -> None:
 def test_malformed_forwarded_changes_nothing(server: Any, value: str) -> None:
     scope = scope_via(
         server.port,
-        [
-            f"Forwarded: {value}",
-            "X-Forwarded-For: 198.51.100.9",
-            "X-Forwarded-Proto: https",
-            "X-Forwarded-Host: x.example",
-        ],
+        [f"Forwarded: {value}", "X-Forwarded-Host: x.example", "X-Forwarded-Port: 9999"],
     )
-    # ignored as a whole, and (a Forwarded header being present) X-Forwarded-* too
+    # ignored as a whole, and (Forwarded being the header in use) X-Forwarded-Host/-Port too
     assert scope["client"][0] == "127.0.0.1"
     assert scope["scheme"] == "http"
     assert host_of(scope) == ["app.internal"]
+    assert scope["server"] == ["127.0.0.1", server.port]
 
 
 def test_malformed_in_second_line_ignores_both(server: Any) -> None:
@@ -149,31 +156,84 @@ def test_malformed_in_second_line_ignores_both(server: Any) -> None:
     assert scope["client"][0] == "127.0.0.1"
 
 
-def test_forwarded_wins_over_x_forwarded(server: Any) -> None:
+@pytest.mark.parametrize(
+    "x_forwarded",
+    [
+        ["X-Forwarded-For: 198.51.100.9", "X-Forwarded-Proto: http"],
+        ["X-Forwarded-For: 198.51.100.9"],
+        ["X-Forwarded-Proto: http"],
+        ["X-Forwarded-Proto: nonsense"],  # present is enough, even with a value uvicorn ignores
+    ],
+)
+def test_x_forwarded_wins_over_forwarded(server: Any, x_forwarded: list[str]) -> None:
     scope = scope_via(
         server.port,
-        [
-            "X-Forwarded-For: 198.51.100.9",
-            "X-Forwarded-Proto: http",
-            "X-Forwarded-Host: x.example",
-            "X-Forwarded-Port: 9999",
-            "Forwarded: for=203.0.113.7;proto=https;host=example.com",
-        ],
+        x_forwarded
+        + ["X-Forwarded-Host: x.example", "Forwarded: for=203.0.113.7;proto=https;host=\"example.com:8443\""],
+    )
+    # Forwarded ignored entirely: no field of it fills in what X-Forwarded-* leaves out
+    assert scope["client"][0] == ("198.51.100.9" if "X-Forwarded-For: 198.51.100.9" in x_forwarded else "127.0.0.1")
+    assert scope["scheme"] == "http"
+    assert host_of(scope) == ["x.example"]
+    assert scope["server"] == ["127.0.0.1", server.port]
+
+
+def test_forwarded_alone_is_used_and_shuts_out_host_and_port(server: Any) -> None:
+    # neither X-Forwarded-For nor -Proto: Forwarded applies, and is the only header used
+    scope = scope_via(
+        server.port,
+        ["X-Forwarded-Host: x.example", "X-Forwarded-Port: 9999", "Forwarded: for=203.0.113.7;proto=https"],
     )
     assert scope["client"] == ["203.0.113.7", 0]
     assert scope["scheme"] == "https"
-    assert host_of(scope) == ["example.com"]
-    assert scope["server"] == ["127.0.0.1", server.port]  # X-Forwarded-Port ignored too
+    assert host_of(scope) == ["app.internal"]
+    assert scope["server"] == ["127.0.0.1", server.port]
 
 
-def test_forwarded_without_proto_keeps_x_forwarded_proto_out(server: Any) -> None:
-    # Forwarded present: no field of X-Forwarded-* fills in what it does not say
+# -- the defaults: a uvicorn user's nginx config (X-Forwarded-For/-Proto only) -----------
+
+
+def test_client_forwarded_beside_proxy_x_forwarded_for_is_ignored(default_server: Any) -> None:
+    # nginx appends the peer to X-Forwarded-For and passes the client's Forwarded on
     scope = scope_via(
-        server.port, ["Forwarded: for=203.0.113.7", "X-Forwarded-Proto: https", "X-Forwarded-Host: x.example"]
+        default_server.port,
+        ["Forwarded: for=1.2.3.4;proto=https", "X-Forwarded-For: 203.0.113.7", "X-Forwarded-Proto: http"],
     )
     assert scope["client"] == ["203.0.113.7", 0]
     assert scope["scheme"] == "http"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ["X-Forwarded-Host: evil.example", "X-Forwarded-For: 203.0.113.7", "X-Forwarded-Proto: https"],
+        ["X-Forwarded-Host: evil.example:8443"],
+        ["Forwarded: host=evil.example"],
+        ['Forwarded: for=203.0.113.7;proto=https;host="evil.example:8443"'],
+    ],
+)
+def test_host_not_taken_from_proxy_headers_by_default(default_server: Any, headers: list[str]) -> None:
+    # host-header poisoning: the peer is trusted (127.0.0.1, the default), the headers the client's
+    scope = scope_via(default_server.port, headers)
     assert host_of(scope) == ["app.internal"]
+    assert scope["server"] == ["127.0.0.1", default_server.port]
+
+
+def test_forwarded_alone_applies_by_default(default_server: Any) -> None:
+    # a difference from uvicorn (README: Behind a proxy): client and scheme, never the host
+    scope = scope_via(default_server.port, ["Forwarded: for=203.0.113.7;proto=https;host=example.com"])
+    assert scope["client"] == ["203.0.113.7", 0]
+    assert scope["scheme"] == "https"
+    assert host_of(scope) == ["app.internal"]
+
+
+def test_forwarded_host_option_on_the_command_line() -> None:
+    from fastasgi.cli import main
+
+    for args, expected in (([], False), (["--forwarded-host"], True), (["--no-forwarded-host"], False)):
+        ctx = main.make_context("fastasgi", ["tests.apps.basic:app", *args])
+        assert ctx.params["forwarded_host"] is expected
+    assert Config("tests.apps.basic:app").forwarded_host is False
 
 
 # -- X-Forwarded-Host ------------------------------------------------------------------
@@ -224,7 +284,7 @@ def test_starlette_url_follows_forwarded(impl: str) -> None:
             scope, receive, send
         )
 
-    with run_server(app, impl, forwarded_allow_ips="127.0.0.1") as srv:
+    with run_server(app, impl, forwarded_allow_ips="127.0.0.1", forwarded_host=True) as srv:
         lines = [
             "GET /p?q=1 HTTP/1.1",
             "Host: app.internal",
@@ -250,7 +310,7 @@ SPOOF = [
 
 @pytest.mark.parametrize("headers", [SPOOF, SPOOF[:1], SPOOF[1:], ["X-Forwarded-Host: example.com"]])
 def test_untrusted_peer_changes_nothing(impl: str, headers: list[str]) -> None:
-    with run_server(basic_app, impl, forwarded_allow_ips="192.0.2.1,10.0.0.0/8") as srv:
+    with run_server(basic_app, impl, forwarded_allow_ips="192.0.2.1,10.0.0.0/8", forwarded_host=True) as srv:
         scope = scope_via(srv.port, headers)
         port = srv.port
     assert scope["client"][0] == "127.0.0.1"
@@ -260,7 +320,7 @@ def test_untrusted_peer_changes_nothing(impl: str, headers: list[str]) -> None:
 
 
 def test_proxy_headers_off_changes_nothing(impl: str) -> None:
-    with run_server(basic_app, impl, proxy_headers=False, forwarded_allow_ips="*") as srv:
+    with run_server(basic_app, impl, proxy_headers=False, forwarded_allow_ips="*", forwarded_host=True) as srv:
         scope = scope_via(srv.port, SPOOF)
     assert scope["client"][0] == "127.0.0.1"
     assert scope["scheme"] == "http"
@@ -279,7 +339,7 @@ def test_star_trusts_left_most_element(impl: str) -> None:
 
 @pytest.mark.parametrize("ws", ["websockets", "wsproto"])
 def test_websocket_scope_from_forwarded(impl: str, ws: str) -> None:
-    with run_server(scope_app, impl, ws=ws, forwarded_allow_ips="127.0.0.1") as srv:
+    with run_server(scope_app, impl, ws=ws, forwarded_allow_ips="127.0.0.1", forwarded_host=True) as srv:
         with connect(
             f"ws://127.0.0.1:{srv.port}/scope",
             open_timeout=5,
@@ -302,7 +362,7 @@ def test_websocket_scope_from_forwarded(impl: str, ws: str) -> None:
 
 @pytest.mark.parametrize("ws", ["websockets", "wsproto"])
 def test_websocket_untrusted_peer_changes_nothing(impl: str, ws: str) -> None:
-    with run_server(scope_app, impl, ws=ws, forwarded_allow_ips="192.0.2.1") as srv:
+    with run_server(scope_app, impl, ws=ws, forwarded_allow_ips="192.0.2.1", forwarded_host=True) as srv:
         with connect(
             f"ws://127.0.0.1:{srv.port}/scope",
             open_timeout=5,
@@ -417,8 +477,12 @@ def test_middleware_applies_forwarded() -> None:
         "server": ("10.0.0.9", 80),
         "headers": [(b"host", b"a"), (b"forwarded", b"for=_x;proto=https;host=example.com")],
     }
-    asyncio.run(ProxyHeadersMiddleware(app, "10.0.0.0/8")(scope, None, None))
+    asyncio.run(ProxyHeadersMiddleware(app, "10.0.0.0/8", forwarded_host=True)(scope, None, None))
     assert seen["client"] is None and seen["scheme"] == "wss" and seen["headers"][0] == (b"host", b"example.com")
+    seen.clear()
+    scope.update(client=("10.0.0.1", 5), scheme="ws", headers=[(b"host", b"a"), (b"forwarded", b"host=example.com")])
+    asyncio.run(ProxyHeadersMiddleware(app, "10.0.0.0/8")(scope, None, None))
+    assert seen["headers"][0] == (b"host", b"a")  # forwarded_host off by default
 
 
 # -- X-Forwarded-For / -Proto: exactly uvicorn 0.54's ----------------------------------
