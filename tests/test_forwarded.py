@@ -168,8 +168,7 @@ def test_malformed_in_second_line_ignores_both(server: Any) -> None:
 def test_x_forwarded_wins_over_forwarded(server: Any, x_forwarded: list[str]) -> None:
     scope = scope_via(
         server.port,
-        x_forwarded
-        + ["X-Forwarded-Host: x.example", "Forwarded: for=203.0.113.7;proto=https;host=\"example.com:8443\""],
+        x_forwarded + ["X-Forwarded-Host: x.example", 'Forwarded: for=203.0.113.7;proto=https;host="example.com:8443"'],
     )
     # Forwarded ignored entirely: no field of it fills in what X-Forwarded-* leaves out
     assert scope["client"][0] == ("198.51.100.9" if "X-Forwarded-For: 198.51.100.9" in x_forwarded else "127.0.0.1")
