@@ -131,6 +131,7 @@ class Config:
     reload_delay: float
     reuse_port: bool
     proxy_headers: bool
+    forwarded_host: bool
     server_header: bool
     date_header: bool
     forwarded_allow_ips: list[str] | str  # None is replaced by __init__

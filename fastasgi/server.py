@@ -168,7 +168,7 @@ class Server:
         config = self.config
         state = self.server_state
         if config.proxy_headers:
-            state.proxy_trust = ProxyTrust(config.forwarded_allow_ips)
+            state.proxy_trust = ProxyTrust(config.forwarded_allow_ips, forwarded_host=config.forwarded_host)
         self.update_default_headers()
 
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:

@@ -175,8 +175,18 @@ SETTINGS: list[Setting] = [
     _opt(
         "proxy_headers",
         True,
-        "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote address info.",
+        "Enable/Disable X-Forwarded-Proto, X-Forwarded-For (and -Port; Forwarded (RFC 7239) when neither of the "
+        "first two is present) to populate url scheme and remote address info.",
         "--proxy-headers/--no-proxy-headers",
+        is_flag=True,
+        show_default=False,
+    ),
+    _opt(
+        "forwarded_host",
+        False,
+        "With --proxy-headers, let a trusted proxy's X-Forwarded-Host (or Forwarded host=) set the Host header "
+        "the app sees. Off: the request's own Host, as uvicorn.",
+        "--forwarded-host/--no-forwarded-host",
         is_flag=True,
         show_default=False,
     ),

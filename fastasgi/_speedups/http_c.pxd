@@ -9,6 +9,11 @@ from fastasgi._speedups.parser_c cimport RequestParser
 
 cdef class RequestCycle
 
+# name[0] on a typed bytes is a C char: the per-request scan makes no Python call
+# (cpdef: start_request calls it in C, tests call it from Python)
+@cython.locals(pair=tuple, name=bytes)
+cpdef bint has_proxy_headers(list headers) except -1
+
 cdef class HttpProtocol:
     cdef public object config
     cdef object app
