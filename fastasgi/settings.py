@@ -22,6 +22,7 @@ WS_CHOICES = ["auto", "none", "websockets", "websockets-sansio", "wsproto"]
 LIFESPAN_CHOICES = ["auto", "on", "off"]
 INTERFACE_CHOICES = ["auto", "asgi3", "asgi2", "wsgi"]
 LOOP_CHOICES = ["auto", "asyncio", "uvloop"]
+LOG_FORMAT_CHOICES = ["text", "json"]
 
 
 class LoopChoice(click.ParamType):
@@ -103,6 +104,21 @@ SETTINGS: list[Setting] = [
         "--access-log/--no-access-log",
         is_flag=True,
         show_default=False,
+    ),
+    _opt(
+        "access_log_format",
+        None,
+        "Access log line in gunicorn's format: atoms such as %(h)s %(t)s \"%(r)s\" %(s)s %(b)s %(D)s "
+        "%({x-request-id}i)s (see the README for the list). Default: uvicorn's line.",
+        type=str,
+        show_default=False,
+    ),
+    _opt(
+        "log_format",
+        "text",
+        "Output of the default logging configuration: 'text' (uvicorn's lines) or 'json' (one JSON object per "
+        "line, access and error logs alike). --log-config, when given, decides instead.",
+        type=click.Choice(LOG_FORMAT_CHOICES),
     ),
     _opt(
         "use_colors",

@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "fastasgi.reload_patterns",
     ),
     # non-hot helpers shared by the request cycle and the WebSocket protocols; sockets
-    ("fastasgi.connection", "fastasgi.proxy_trust", "fastasgi.sockets"),
+    ("fastasgi.connection", "fastasgi.proxy_trust", "fastasgi.sockets", "fastasgi.accesslog"),
     # the request cycle, parser and framing (compiled and pure) and their picker
     ("fastasgi._speedups",),
     # what Config loads: protocol factories, lifespan, app adapters, event loops

@@ -38,6 +38,7 @@ cdef class HttpProtocol:
     cdef dict scope_template
     cdef bint trusted
     cdef public bint access_log
+    cdef object access_writer
 
     cdef public RequestCycle active
     cdef RequestCycle receiving
@@ -102,6 +103,8 @@ cdef class RequestCycle(Sender):
     cdef int mode
     cdef Py_ssize_t expected_length
     cdef Py_ssize_t sent_length
+    cdef object response_headers
+    cdef double start_time
     cdef list out
     cdef Py_ssize_t out_size
     cdef bint flush_scheduled
@@ -117,13 +120,13 @@ cdef class RequestCycle(Sender):
     cpdef abort(self)
     cpdef forget_task(self)
 
-    @cython.locals(more_body=bint, final=bint, mode=int)
+    @cython.locals(more_body=bint, final=bint, mode=int, size=Py_ssize_t)
     cpdef object send_message(self, dict message)
 
     cpdef emit(self, bytes data, bint final)
     cpdef flush(self)
     cpdef too_long(self, Py_ssize_t size)
 
-    @cython.locals(qs=bytes, path=str)
+    @cython.locals(protocol=HttpProtocol)
     cpdef log_access(self, object status)
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import sys
 from contextvars import Context, copy_context
+from time import perf_counter
 
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.coro_c import AppRun as new_app_run
@@ -53,9 +54,9 @@ else:
     from fastasgi._speedups.parser_py import ParseError
     from fastasgi._speedups.parser_py import RequestParser as new_parser
 
+from fastasgi.accesslog import AccessLog
 from fastasgi.connection import (
     error_response,
-    format_client,
     get_local_addr,
     get_remote_addr,
     is_ssl,
@@ -135,6 +136,7 @@ class HttpProtocol:
         self.scope_template = None
         self.trusted = False
         self.access_log = False
+        self.access_writer = None  # the config's AccessLog, when access_log is on
 
         self.active = None  # cycle whose response is being produced
         self.receiving = None  # cycle whose request body is being received
@@ -181,6 +183,9 @@ class HttpProtocol:
             "state": None,
         }
         self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
+        if self.access_log:
+            # (a config that was never load()ed, as some tests build, logs uvicorn's line)
+            self.access_writer = getattr(self.config, "access_log_writer", None) or AccessLog()
         # The server's context as the connection sees it: every request's Task gets a
         # fresh copy of it.  Not copy_context() at the time a request starts: a
         # pipelined request starts from inside the previous request's send(), whose
@@ -622,7 +627,10 @@ class RequestCycle(Sender):
         self.headers = None
         self.mode = NO_BODY
         self.expected_length = -1
-        self.sent_length = 0
+        self.sent_length = 0  # response body bytes sent (the access log's; CONTENT_LENGTH's check)
+        self.response_headers = None  # the app's, for the access log's {name}o
+        # duration of the request for the access log: from its head to its response's end
+        self.start_time = perf_counter() if protocol.access_log else 0.0
         self.out = None  # response bytes waiting to be written together (see emit)
         self.out_size = 0
         self.flush_scheduled = False
@@ -705,6 +713,7 @@ class RequestCycle(Sender):
         self.response_complete = True
         self.keep_alive = False
         self.transport.write(error_response(status, message))
+        self.sent_length = len(message)  # error pages are ASCII
         self.log_access(status)
         self.protocol.on_response_complete(self)
 
@@ -763,6 +772,7 @@ class RequestCycle(Sender):
             self.response_started = True
             self.status = status
             self.headers = headers
+            self.response_headers = headers
             if self.expect_continue:
                 # the app answers without reading the body: the client may or may not send it
                 self.expect_continue = False
@@ -804,16 +814,19 @@ class RequestCycle(Sender):
             if mode == CONTENT_LENGTH:
                 if len(body) > length:
                     self.emit(head + body[:length], False)
+                    self.sent_length = length
                     self.too_long(len(body))
                 self.sent_length = len(body)
                 self.emit(head + body if body else head, final)
             elif mode == CHUNKED:
+                self.sent_length = len(body)
                 if body:
                     self.emit(b"%b%x\r\n%b\r\n" % (head, len(body), body), False)
                 else:
                     self.emit(head, False)
                 self.emit(LAST_CHUNK if final else b"", final)
             elif mode == CLOSE_DELIMITED:
+                self.sent_length = len(body)
                 self.emit(head + body if body else head, final)
             else:
                 self.emit(head, final)
@@ -823,15 +836,19 @@ class RequestCycle(Sender):
             if mode == CONTENT_LENGTH:
                 if self.sent_length + len(body) > self.expected_length:
                     self.emit(body[: self.expected_length - self.sent_length], False)
-                    self.too_long(self.sent_length + len(body))
+                    size = self.sent_length + len(body)
+                    self.sent_length = self.expected_length
+                    self.too_long(size)
                 self.sent_length += len(body)
                 self.emit(body, final)
             elif mode == CHUNKED:
+                self.sent_length += len(body)
                 if body:
                     self.emit(b"%x\r\n%b\r\n%b" % (len(body), body, LAST_CHUNK if final else b""), final)
                 else:
                     self.emit(LAST_CHUNK if final else b"", final)
             elif mode == CLOSE_DELIMITED:
+                self.sent_length += len(body)
                 self.emit(body, final)
             else:
                 self.emit(b"", final)
@@ -905,20 +922,10 @@ class RequestCycle(Sender):
         )
 
     def log_access(self, status):
-        if self.protocol.access_log:
-            scope = self.scope
-            qs = scope["query_string"]
-            path = scope["path"]
-            if qs:
-                path = path + "?" + qs.decode("ascii", "replace")
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                format_client(scope["client"]),
-                scope["method"],
-                path,
-                scope["http_version"],
-                status,
-                extra={"status_code": status, "scope": scope},
+        protocol = self.protocol
+        if protocol.access_log:
+            protocol.access_writer.log(
+                self.scope, status, self.sent_length, perf_counter() - self.start_time, self.response_headers
             )
 
 
