@@ -3,7 +3,7 @@
 The request cycle (``fastasgi._speedups.http_c`` and its twin ``http_py``) counts the
 response bytes and the time of each request and, when the access log is on, calls
 :meth:`AccessLog.log` once per response.  That builds one ``LogRecord`` of the
-``fastasgi.access`` logger:
+``uvicorn.access`` logger:
 
 * its message is uvicorn's line, ``'%s - "%s %s HTTP/%s" %d'`` with the 5-tuple of
   arguments uvicorn passes (so uvicorn-style formatters keep working), or, with
@@ -244,14 +244,14 @@ def compile_format(fmt: str, extra_response_headers: Any = ()) -> tuple[str, lis
 
 
 class AccessLog:
-    """Writes the access record of each response to the ``fastasgi.access`` logger.
+    """Writes the access record of each response to the ``uvicorn.access`` logger.
 
     ``fmt`` None: uvicorn's line.  Built once per server process (``Config.load``);
     the request cycle calls :meth:`log`.
     """
 
     def __init__(self, fmt: str | None = None, extra_response_headers: Any = ()) -> None:
-        self.logger = logging.getLogger("fastasgi.access")
+        self.logger = logging.getLogger("uvicorn.access")
         self.template_record: dict[str, Any] | None = None  # see new_record
         self.template_owner = (0, 0)  # (thread, process) the template was made in
         if fmt is None:

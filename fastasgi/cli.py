@@ -21,7 +21,7 @@ from fastasgi.server import Server
 from fastasgi.settings import RUN_ONLY, SETTINGS
 from fastasgi.supervisors import run_multiprocess, run_reloader
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 
 def version_string() -> str:
@@ -157,7 +157,7 @@ def run(app: Any, **kwargs: Any) -> None:
 
 
 def _startup_error(message: str) -> None:
-    if not logging.getLogger("fastasgi.error").handlers and not logging.getLogger("fastasgi").handlers:
+    if not logging.getLogger("uvicorn.error").handlers and not logging.getLogger("uvicorn").handlers:
         click.echo(f"ERROR:    {message}", err=True)
     else:
         logger.error("%s", message)

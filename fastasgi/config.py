@@ -75,9 +75,9 @@ LOGGING_CONFIG: dict[str, Any] = {
         "access": {"formatter": "access", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"},
     },
     "loggers": {
-        "fastasgi": {"handlers": ["default"], "level": "INFO", "propagate": False},
-        "fastasgi.error": {"level": "INFO"},
-        "fastasgi.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        "uvicorn": {"handlers": ["default"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
 
@@ -93,7 +93,7 @@ LOGGING_CONFIG_JSON: dict[str, Any] = {
     "loggers": LOGGING_CONFIG["loggers"],
 }
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 
 def _default_of(name: str) -> Any:
@@ -396,12 +396,12 @@ class Config:
 
         if self.log_level is not None:
             level = LOG_LEVELS[self.log_level.lower()] if isinstance(self.log_level, str) else self.log_level
-            logging.getLogger("fastasgi.error").setLevel(level)
-            logging.getLogger("fastasgi.access").setLevel(level)
-            logging.getLogger("fastasgi.asgi").setLevel(level)
+            logging.getLogger("uvicorn.error").setLevel(level)
+            logging.getLogger("uvicorn.access").setLevel(level)
+            logging.getLogger("uvicorn.asgi").setLevel(level)
         if self.access_log is False:
-            logging.getLogger("fastasgi.access").handlers = []
-            logging.getLogger("fastasgi.access").propagate = False
+            logging.getLogger("uvicorn.access").handlers = []
+            logging.getLogger("uvicorn.access").propagate = False
 
     # -- loading --------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 if sys.platform == "win32":  # pragma: no cover
     HANDLED_SIGNALS += (signal.SIGBREAK,)  # type: ignore[attr-defined]
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 
 class ServerState:

@@ -97,7 +97,7 @@ class FastASGIWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
 
-        for name, source in (("fastasgi.error", self.log.error_log), ("fastasgi.access", self.log.access_log)):
+        for name, source in (("uvicorn.error", self.log.error_log), ("uvicorn.access", self.log.access_log)):
             logger = logging.getLogger(name)
             logger.handlers = source.handlers
             logger.setLevel(source.level)

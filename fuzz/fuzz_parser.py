@@ -111,14 +111,14 @@ async def app(scope, receive, send):
 
 import logging
 
-logging.getLogger("fastasgi").setLevel(logging.CRITICAL)
+logging.getLogger("uvicorn").setLevel(logging.CRITICAL)
 LOOP = asyncio.new_event_loop()
 asyncio.set_event_loop(LOOP)
 CONFIG = Config(
     app, log_config=None, lifespan="off", http="httptools", ws="none", access_log=False, limit_request_body=1 << 16
 )
 CONFIG.load()
-logging.getLogger("fastasgi.error").setLevel(logging.CRITICAL)
+logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
 STATE = ServerState()
 
 

@@ -85,7 +85,7 @@ def capture_logger() -> Iterator[Any]:
         return handler
 
     yield attach
-    for logger, handlers, level, propagate in saved:
+    for logger, handlers, level, propagate in reversed(saved):
         logger.handlers = handlers
         logger.setLevel(level)
         logger.propagate = propagate
@@ -105,12 +105,13 @@ def _normalise_port(line: str) -> str:
 @pytest.mark.parametrize("colours", [False, True])
 def test_default_line_is_uvicorns_byte_for_byte(impl, capture_logger, colours):
     uvicorn_logging = pytest.importorskip("uvicorn.logging")
-    ours = capture_logger("fastasgi.access", AccessFormatter(UVICORN_FMT, use_colors=colours))
-    theirs = capture_logger("uvicorn.access", uvicorn_logging.AccessFormatter(UVICORN_FMT, use_colors=colours))
+    # both servers log on "uvicorn.access": one capture per run
+    ours = capture_logger("uvicorn.access", AccessFormatter(UVICORN_FMT, use_colors=colours))
     with run_server(app, impl) as server:
         for target in TARGETS:
             _request(server.port, target)
         ours.wait(len(TARGETS))
+    theirs = capture_logger("uvicorn.access", uvicorn_logging.AccessFormatter(UVICORN_FMT, use_colors=colours))
     with run_uvicorn(app, impl) as server:
         for target in TARGETS:
             _request(server.port, target)
@@ -127,7 +128,7 @@ def test_default_line_is_uvicorns_byte_for_byte(impl, capture_logger, colours):
 
 
 def test_record_attributes(impl, capture_logger):
-    capture = capture_logger("fastasgi.access")
+    capture = capture_logger("uvicorn.access")
     with run_server(app, impl) as server:
         _request(server.port, b"GET /caf%C3%A9?a=1 HTTP/1.1", b"User-Agent: ua/1\r\nReferer: http://ref/\r\n")
         _request(server.port, b"GET /stream HTTP/1.1")
@@ -161,7 +162,7 @@ GUNICORN_LIKE = (
 
 def test_custom_format_atoms(impl, capture_logger, monkeypatch):
     monkeypatch.setenv("ALOG_TEST_VAR", "from-env")
-    capture = capture_logger("fastasgi.access", logging.Formatter("%(message)s"))
+    capture = capture_logger("uvicorn.access", logging.Formatter("%(message)s"))
     with run_server(app, impl, access_log_format=GUNICORN_LIKE) as server:
         _request(
             server.port,
@@ -224,12 +225,12 @@ def _assert_one_clean_line(text: str) -> None:
 
 
 def test_hostile_bytes_are_escaped(impl, capture_logger):
-    default = capture_logger("fastasgi.access", AccessFormatter(UVICORN_FMT, use_colors=False))
+    default = capture_logger("uvicorn.access", AccessFormatter(UVICORN_FMT, use_colors=False))
     with run_server(app, impl) as server:
         answer = raw_request(server.port, HOSTILE)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
         default.wait(1)
-    custom = capture_logger("fastasgi.access", logging.Formatter("%(message)s"))
+    custom = capture_logger("uvicorn.access", logging.Formatter("%(message)s"))
     fmt = '"%(r)s" "%(a)s" "%(f)s" %(U)s %(q)s %({x-test}i)s'
     with run_server(app, impl, access_log_format=fmt) as server:
         raw_request(server.port, HOSTILE)
@@ -269,7 +270,7 @@ def test_json_logs_from_the_command_line():
     for entry in entries:
         assert {"timestamp", "level", "logger", "message"} <= entry.keys()
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry["timestamp"])
-    access = [e for e in entries if e["logger"] == "fastasgi.access"]
+    access = [e for e in entries if e["logger"] == "uvicorn.access"]
     assert [e["status_code"] for e in access] == [200, 200, 500]
     ok, hostile, boom = access
     assert ok["message"] == f'127.0.0.1:{ok["client_port"]} - "GET /ok?a=b HTTP/1.1" 200'
@@ -283,7 +284,7 @@ def test_json_logs_from_the_command_line():
     assert len(errors) == 1
     error = errors[0]
     assert (error["logger"], error["level"], error["message"]) == (
-        "fastasgi.error",
+        "uvicorn.error",
         "ERROR",
         "Exception in ASGI application\n",
     )
@@ -304,7 +305,7 @@ def test_log_config_wins_over_log_format(tmp_path):
         '{"version": 1, "disable_existing_loggers": false,'
         ' "formatters": {"f": {"format": "CUSTOM-%(levelname)s %(message)s"}},'
         ' "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stderr"}},'
-        ' "loggers": {"fastasgi.error": {"handlers": ["h"], "level": "INFO", "propagate": false}}}'
+        ' "loggers": {"uvicorn.error": {"handlers": ["h"], "level": "INFO", "propagate": false}}}'
     )
     server = CLIServer(["tests.apps.access:app", "--port", "0", "--log-format", "json", "--log-config", str(path)])
     server.wait_ready()

@@ -210,7 +210,7 @@ def test_log_config_formats(tmp_path, fmt):
             '{"version": 1, "disable_existing_loggers": false,'
             ' "formatters": {"f": {"format": "CUSTOM-%(levelname)s %(message)s"}},'
             ' "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f", "stream": "ext://sys.stderr"}},'
-            ' "loggers": {"fastasgi.error": {"handlers": ["h"], "level": "INFO", "propagate": false}}}'
+            ' "loggers": {"uvicorn.error": {"handlers": ["h"], "level": "INFO", "propagate": false}}}'
         )
     elif fmt == "yaml":
         path = tmp_path / "log.yaml"
@@ -218,14 +218,14 @@ def test_log_config_formats(tmp_path, fmt):
             "version: 1\ndisable_existing_loggers: false\n"
             "formatters:\n  f:\n    format: 'CUSTOM-%(levelname)s %(message)s'\n"
             "handlers:\n  h:\n    class: logging.StreamHandler\n    formatter: f\n    stream: ext://sys.stderr\n"
-            "loggers:\n  fastasgi.error:\n    handlers: [h]\n    level: INFO\n    propagate: false\n"
+            "loggers:\n  uvicorn.error:\n    handlers: [h]\n    level: INFO\n    propagate: false\n"
         )
     else:
         path = tmp_path / "log.ini"
         path.write_text(
             "[loggers]\nkeys=root,err\n[handlers]\nkeys=h\n[formatters]\nkeys=f\n"
             "[logger_root]\nlevel=WARNING\nhandlers=\n"
-            "[logger_err]\nlevel=INFO\nhandlers=h\nqualname=fastasgi.error\npropagate=0\n"
+            "[logger_err]\nlevel=INFO\nhandlers=h\nqualname=uvicorn.error\npropagate=0\n"
             "[handler_h]\nclass=StreamHandler\nformatter=f\nargs=(sys.stderr,)\n"
             "[formatter_f]\nformat=CUSTOM-%(levelname)s %(message)s\n"
         )

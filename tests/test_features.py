@@ -25,7 +25,7 @@ def test_lifespan_state_copied_into_scope(impl):
 
 
 def test_lifespan_auto_tolerates_unsupported(impl, caplog):
-    caplog.set_level("INFO", logger="fastasgi.error")
+    caplog.set_level("INFO", logger="uvicorn.error")
     with run_server(misc.no_lifespan, impl, lifespan="auto") as srv:
         assert httpx.get(srv.url).text == "ok"
     assert "ASGI 'lifespan' protocol appears unsupported." in caplog.text

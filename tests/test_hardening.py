@@ -308,7 +308,7 @@ def misbehaving(impl):
     ],
 )
 def test_malformed_messages_are_logged_errors(misbehaving, path, caplog):
-    with caplog.at_level(logging.ERROR, logger="fastasgi.error"):
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
         with socket.create_connection(("127.0.0.1", misbehaving.port)) as sock:
             sock.sendall(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n" % path.encode())
             data = closed_after(sock)
@@ -365,11 +365,11 @@ def test_nofile_raised_or_logged(monkeypatch):
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
-    logging.getLogger("fastasgi.error").addHandler(handler)
+    logging.getLogger("uvicorn.error").addHandler(handler)
     try:
         assert server_mod.raise_nofile_limit() is None
     finally:
-        logging.getLogger("fastasgi.error").removeHandler(handler)
+        logging.getLogger("uvicorn.error").removeHandler(handler)
     assert any("Could not raise the open file limit" in r.getMessage() for r in records)
     monkeypatch.setattr(resource, "getrlimit", lambda what: (4096, 4096))
     assert server_mod.raise_nofile_limit() == 4096  # nothing to do

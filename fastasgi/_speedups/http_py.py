@@ -79,8 +79,8 @@ if __name__.endswith("_c"):
     # it) gets C add/remove callbacks, same set, same semantics (see coro_c.pyx)
     speed_up_task_registry()
 
-error_logger = logging.getLogger("fastasgi.error")
-access_logger = logging.getLogger("fastasgi.access")
+error_logger = logging.getLogger("uvicorn.error")
+access_logger = logging.getLogger("uvicorn.access")
 
 
 def has_proxy_headers(headers):

@@ -18,7 +18,7 @@ STATE_TRANSITION_ERROR = "Got invalid state transition on lifespan protocol."
 class LifespanOn:
     def __init__(self, config: Any) -> None:
         self.config = config
-        self.logger = logging.getLogger("fastasgi.error")
+        self.logger = logging.getLogger("uvicorn.error")
         self.startup_event = asyncio.Event()
         self.shutdown_event = asyncio.Event()
         self.receive_queue: Queue[dict[str, Any]] = asyncio.Queue()

@@ -20,7 +20,7 @@ class MessageLoggerMiddleware:
     def __init__(self, app: Any) -> None:
         self.task_counter = 0
         self.app = app
-        self.logger = logging.getLogger("fastasgi.asgi")
+        self.logger = logging.getLogger("uvicorn.asgi")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.task_counter += 1

@@ -14,7 +14,7 @@ from fastasgi.errors import STARTUP_FAILURE, ConfigError
 from fastasgi.supervisors.multiprocess import run_multiprocess as _run_multiprocess
 from fastasgi.supervisors.reload import run_reloader as _run_reloader
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 
 def run_reloader(config: Any, server: Any = None) -> None:

@@ -49,7 +49,7 @@ from fastasgi.server import Server
 from fastasgi.sockets import bind_reuseport_socket, bind_socket
 from fastasgi.supervisors.worker import exit_description, worker_main
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 # sockets and pipe ends travel to spawned children as duplicated file descriptors
 multiprocessing.allow_connection_pickling()

@@ -32,7 +32,7 @@ from fastasgi.sockets import bind_socket
 from fastasgi.supervisors.multiprocess import log_address, spawn
 from fastasgi.supervisors.worker import exit_description, worker_main
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

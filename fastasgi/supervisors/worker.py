@@ -38,7 +38,7 @@ from fastasgi.config import Config
 from fastasgi.errors import STARTUP_FAILURE
 from fastasgi.server import Server
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 
 class SupervisedServer(Server):

@@ -53,7 +53,7 @@ from urllib.parse import unquote
 from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
 from fastasgi.proxy_trust import apply_forwarded, has_forwarded_headers
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 INFO = logging.INFO
 
 # connection states
