@@ -7,6 +7,7 @@ no kernel in it.  Useful for A/B work on the hot path; the end-to-end truth is
 ``bench/run.py``.
 
     python3 bench/inproc.py --impl c --app plaintext --requests 200000
+    python3 bench/inproc.py --impl c --app plaintext --requests 200000 --metrics   # --metrics-port's recording
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fastasgi import _speedups
+from fastasgi import _speedups, metrics
 from fastasgi.config import Config
 from fastasgi.server import ServerState
 
@@ -58,13 +59,16 @@ class FakeTransport:
         pass
 
 
-async def drive(impl: str, app_name: str, n: int, batch: int) -> float:
+async def drive(impl: str, app_name: str, n: int, batch: int, with_metrics: bool = False) -> float:
     from bench import apps
 
     app = getattr(apps, app_name)
     config = Config(app, http="httptools" if impl == "c" else "h11", lifespan="off", log_config=None, access_log=False)
     config.load()
     state = ServerState()
+    if with_metrics:
+        # what Server.startup does for --metrics-port (the scrape side costs nothing per request)
+        state.metrics = metrics.private_block()
     proto = _speedups.load(impl).http.HttpProtocol(config=config, server_state=state, app_state={})
     transport = FakeTransport()
     proto.connection_made(transport)
@@ -92,6 +96,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100000)
     ap.add_argument("--batch", type=int, default=1, help="requests per data_received (pipelining)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--metrics", action="store_true", help="record --metrics-port's counters")
     args = ap.parse_args()
     import threading
 
@@ -102,8 +107,11 @@ def main() -> None:
     watchdog.daemon = True
     watchdog.start()
 
-    best = min(uvloop.run(drive(args.impl, args.app, args.requests, args.batch)) for _ in range(args.repeat))
-    print(f"{args.impl} {args.app} batch={args.batch}: {best:.2f} us/request (best of {args.repeat})")
+    best = min(
+        uvloop.run(drive(args.impl, args.app, args.requests, args.batch, args.metrics)) for _ in range(args.repeat)
+    )
+    label = " metrics" if args.metrics else ""
+    print(f"{args.impl} {args.app}{label} batch={args.batch}: {best:.2f} us/request (best of {args.repeat})")
 
 
 if __name__ == "__main__":
