@@ -400,3 +400,52 @@ def test_workers_sum_and_a_killed_worker_counts_once(impl: str) -> None:
         server.stop()
     assert server.proc.returncode is not None
     assert not server.find(r"Traceback")
+
+
+# -- --reload ----------------------------------------------------------------------------------------------
+
+RELOAD_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({{"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}})
+    await send({{"type": "http.response.body", "body": b"{version}"}})
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_reload_keeps_the_counts(tmp_path: Any) -> None:
+    (tmp_path / "metrics_reload_app.py").write_text(RELOAD_APP.format(version="v1"))
+    args = ["metrics_reload_app:app", "--reload", "--reload-dir", str(tmp_path), "--app-dir", str(tmp_path)]
+    server = ServerProcess(
+        fastasgi_cmd(*args, "--port", "0", "--reload-delay", "0.1", "--metrics-port", "0"), cwd=tmp_path
+    )
+    try:
+        port = server.port()
+        mport = int(wait_for(lambda: server.find(METRICS_RE), 30, "the metrics address")[0].group(1))
+
+        def answer(expected: bytes) -> bool:
+            try:
+                raw = Raw(port)
+            except OSError:
+                return False
+            try:
+                return raw.request(get_request("/")) == (200, expected)
+            except OSError:
+                return False
+            finally:
+                raw.close()
+
+        wait_for(lambda: answer(b"v1"), 30, "v1")
+        ok_v1 = requests_by_label(settled(mport, 1, 1))["GET", "2xx"]
+        (tmp_path / "metrics_reload_app.py").write_text(RELOAD_APP.format(version="v2"))
+        wait_for(lambda: answer(b"v2"), 30, "the reloaded v2")
+        # the first process's answers are still there, and the new one's add to them
+        samples = settled(mport, ok_v1 + 1, 1)
+        before = requests_by_label(samples)["GET", "2xx"]
+        assert answer(b"v2")
+        samples = settled(mport, before + 1, 1)
+        assert requests_by_label(samples)["GET", "2xx"] == before + 1
+        assert "fastasgi_workers" not in {name for name, _ in samples}
+    finally:
+        server.stop()

@@ -698,7 +698,8 @@ class RequestCycle:
     def on_disconnect(self):
         self.disconnected = True
         if self.in_flight:
-            self.finish(0)
+            # counted under its status if its head was sent (encoded: headers is None again)
+            self.finish(self.status if self.response_started and self.headers is None else 0)
         self.wake_receiver()
 
     def wake_receiver(self):
