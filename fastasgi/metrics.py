@@ -139,8 +139,10 @@ class Aggregate:
 
     def retire(self, path: str | None) -> None:
         """The worker of ``path`` is gone: keep its counters, drop its gauges (once per block)."""
+        if path is None:
+            return
         with self.lock:
-            mm = self.live.pop(path, None) if path is not None else None
+            mm = self.live.pop(path, None)
             if mm is None:
                 return
             values = _BLOCK.unpack_from(mm)
@@ -223,7 +225,9 @@ class Collector:
             "fastasgi_requests_in_flight", "HTTP requests whose response is not complete.", v[REQUESTS_IN_FLIGHT]
         )
         yield CounterMetricFamily("fastasgi_connections", "Connections accepted.", v[CONNECTIONS])
-        yield GaugeMetricFamily("fastasgi_connections_open", "Connections open (HTTP and WebSocket).", v[CONNECTIONS_OPEN])
+        yield GaugeMetricFamily(
+            "fastasgi_connections_open", "Connections open (HTTP and WebSocket).", v[CONNECTIONS_OPEN]
+        )
         yield CounterMetricFamily(
             "fastasgi_websocket_connections", "WebSocket connections accepted (101 sent).", v[WS_CONNECTIONS]
         )
@@ -242,7 +246,9 @@ class Collector:
         for k, kind in enumerate(PARSE_ERROR_KINDS):
             errors.add_metric((kind,), v[PARSE_ERRORS + k])
         yield errors
-        timeouts = CounterMetricFamily("fastasgi_timeouts", "Connections closed by a timeout, by kind.", labels=("kind",))
+        timeouts = CounterMetricFamily(
+            "fastasgi_timeouts", "Connections closed by a timeout, by kind.", labels=("kind",)
+        )
         for k, kind in enumerate(TIMEOUT_KINDS):
             timeouts.add_metric((kind,), v[TIMEOUTS + k])
         yield timeouts

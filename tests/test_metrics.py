@@ -116,9 +116,7 @@ def get_request(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: metrics-test\r\n\r\n".encode()
 
 
-POST_REQUEST = (
-    b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(POST_BODY) + POST_BODY
-)
+POST_REQUEST = b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(POST_BODY) + POST_BODY
 # two different Content-Length values: refused with 400 (RFC 9112 §6.3)
 MALFORMED = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
 
@@ -374,7 +372,10 @@ def test_workers_sum_and_a_killed_worker_counts_once(impl: str) -> None:
         assert value(after, "fastasgi_requests_in_flight") == 0
         assert value(after, "fastasgi_connections_open") == 0
         for key, v in before.items():
-            if key[0].startswith("fastasgi_worker") or key[0] in ("fastasgi_requests_in_flight", "fastasgi_connections_open"):
+            if key[0].startswith("fastasgi_worker") or key[0] in (
+                "fastasgi_requests_in_flight",
+                "fastasgi_connections_open",
+            ):
                 continue
             assert after[key] == v, key
         held = {"sent": hold.sent, "received": hold.received, "connections": 1}

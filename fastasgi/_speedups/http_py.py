@@ -22,6 +22,7 @@ from array import array
 from contextvars import Context, copy_context
 
 if __name__.endswith("_c"):  # compiled: the compiled set
+    from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.coro_c import AppRun as new_app_run
     from fastasgi._speedups.framing_c import (
         CHUNKED,
@@ -32,10 +33,11 @@ if __name__.endswith("_c"):  # compiled: the compiled set
         ResponseHeaderError,
         encode_head,
     )
-    from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.parser_c import ParseError
     from fastasgi._speedups.parser_c import RequestParser as new_parser
 else:
+    from time import monotonic_ns
+
     from fastasgi._speedups.coro_py import AppRun as new_app_run
     from fastasgi._speedups.framing_py import (
         CHUNKED,
@@ -48,7 +50,6 @@ else:
     )
     from fastasgi._speedups.parser_py import ParseError
     from fastasgi._speedups.parser_py import RequestParser as new_parser
-    from time import monotonic_ns
 
 from fastasgi.connection import (
     error_response,

@@ -270,7 +270,9 @@ class Multiprocess:
         try:
             self.metrics_listener = serve(config.metrics_host, int(config.metrics_port or 0), self.metrics.totals)
         except OSError as exc:
-            logger.error("Could not bind the metrics listener to %s:%s: %s", config.metrics_host, config.metrics_port, exc)
+            logger.error(
+                "Could not bind the metrics listener to %s:%s: %s", config.metrics_host, config.metrics_port, exc
+            )
             self.exit_code = STARTUP_FAILURE
             return False
         return True

@@ -782,9 +782,7 @@ class WebSocketBase(asyncio.Protocol):
                         self.write(self.encode_compressed(False, payload))
                     else:
                         n = len(payload)
-                        self.write(
-                            _BINARY_HEADS[n] + payload if n < 126 else encode_frame(OP_BINARY, payload)
-                        )
+                        self.write(_BINARY_HEADS[n] + payload if n < 126 else encode_frame(OP_BINARY, payload))
                 if self.metrics is not None:
                     self.metrics[WS_SENT] += 1
             elif mtype == "websocket.close":
