@@ -7,13 +7,20 @@ no kernel in it.  Useful for A/B work on the hot path; the end-to-end truth is
 ``bench/run.py``.
 
     python3 bench/inproc.py --impl c --app plaintext --requests 200000
-    python3 bench/inproc.py --impl c --app plaintext --requests 200000 --metrics   # --metrics-port's recording
+    python3 bench/inproc.py --access-log                   # access log on, written to os.devnull
+    python3 bench/inproc.py --metrics                      # --metrics-port's counters recorded
+    python3 bench/inproc.py --access-log --server uvicorn  # uvicorn's protocol, same driver
+
+With ``--access-log`` the default logging configuration runs (formatters and
+handlers included) with its handlers writing to ``os.devnull``, so the cost of
+producing each access line is in the number.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import os
 import sys
 import time
@@ -21,7 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fastasgi import _speedups, metrics
-from fastasgi.config import Config
+from fastasgi.config import LOGGING_CONFIG, Config
 from fastasgi.server import ServerState
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
@@ -59,17 +66,49 @@ class FakeTransport:
         pass
 
 
-async def drive(impl: str, app_name: str, n: int, batch: int, with_metrics: bool = False) -> float:
-    from bench import apps
+def devnull_logging(base: dict) -> dict:
+    """``base`` (a dictConfig dict) with every handler writing to os.devnull instead of stdout/stderr."""
+    config = copy.deepcopy(base)
+    for handler in config["handlers"].values():
+        handler.pop("stream", None)
+        handler["class"] = "logging.FileHandler"
+        handler["filename"] = os.devnull
+    return config
 
-    app = getattr(apps, app_name)
-    config = Config(app, http="httptools" if impl == "c" else "h11", lifespan="off", log_config=None, access_log=False)
+
+def make_protocol(args: argparse.Namespace, app) -> object:
+    logging_kwargs: dict = {"log_config": None, "access_log": False}
+    if args.access_log:
+        logging_kwargs = {"access_log": True, "use_colors": False}
+    if args.server == "uvicorn":
+        import uvicorn.config
+        import uvicorn.server
+
+        if args.access_log:
+            logging_kwargs["log_config"] = devnull_logging(uvicorn.config.LOGGING_CONFIG)
+        config = uvicorn.Config(
+            app, http="httptools" if args.impl == "c" else "h11", lifespan="off", loop="none", **logging_kwargs
+        )
+        config.load()
+        return config.http_protocol_class(config=config, server_state=uvicorn.server.ServerState(), app_state={})
+    if args.access_log:
+        logging_kwargs["log_config"] = devnull_logging(LOGGING_CONFIG)
+    for name in ("access_log_format", "log_format"):
+        if getattr(args, name) is not None:
+            logging_kwargs[name] = getattr(args, name)
+    config = Config(app, http="httptools" if args.impl == "c" else "h11", lifespan="off", **logging_kwargs)
     config.load()
     state = ServerState()
-    if with_metrics:
+    if args.metrics:
         # what Server.startup does for --metrics-port (the scrape side costs nothing per request)
         state.metrics = metrics.private_block()
-    proto = _speedups.load(impl).http.HttpProtocol(config=config, server_state=state, app_state={})
+    return _speedups.load(args.impl).http.HttpProtocol(config=config, server_state=state, app_state={})
+
+
+async def drive(args: argparse.Namespace, n: int, batch: int) -> float:
+    from bench import apps
+
+    proto = make_protocol(args, getattr(apps, args.app))
     transport = FakeTransport()
     proto.connection_made(transport)
     loop = asyncio.get_running_loop()
@@ -96,6 +135,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100000)
     ap.add_argument("--batch", type=int, default=1, help="requests per data_received (pipelining)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--server", choices=["fastasgi", "uvicorn"], default="fastasgi")
+    ap.add_argument("--access-log", action="store_true", help="access log on (written to os.devnull)")
+    ap.add_argument("--access-log-format", default=None, help="fastasgi's --access-log-format")
+    ap.add_argument("--log-format", default=None, help="fastasgi's --log-format (text or json)")
     ap.add_argument("--metrics", action="store_true", help="record --metrics-port's counters")
     args = ap.parse_args()
     import threading
@@ -107,11 +150,11 @@ def main() -> None:
     watchdog.daemon = True
     watchdog.start()
 
-    best = min(
-        uvloop.run(drive(args.impl, args.app, args.requests, args.batch, args.metrics)) for _ in range(args.repeat)
+    best = min(uvloop.run(drive(args, args.requests, args.batch)) for _ in range(args.repeat))
+    log = (" access-log" if args.access_log else "") + (" metrics" if args.metrics else "")
+    print(
+        f"{args.server} {args.impl} {args.app} batch={args.batch}{log}: {best:.2f} us/request (best of {args.repeat})"
     )
-    label = " metrics" if args.metrics else ""
-    print(f"{args.impl} {args.app}{label} batch={args.batch}: {best:.2f} us/request (best of {args.repeat})")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ share live in :mod:`fastasgi.errors` (re-exported here, where uvicorn has them).
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import logging
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
+from fastasgi.accesslog import AccessLog, compile_format
 from fastasgi.errors import STARTUP_FAILURE, TRACE_LOG_LEVEL, ConfigError
 from fastasgi.importer import ImportFromStringError, import_from_string
 from fastasgi.lifespan import resolve_lifespan
@@ -37,6 +39,7 @@ from fastasgi.settings import (
     HTTP_CHOICES,
     INTERFACE_CHOICES,
     LIFESPAN_CHOICES,
+    LOG_FORMAT_CHOICES,
     LOOP_CHOICES,
     SETTINGS,
     SETTINGS_BY_NAME,
@@ -76,6 +79,18 @@ LOGGING_CONFIG: dict[str, Any] = {
         "fastasgi.error": {"level": "INFO"},
         "fastasgi.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
+}
+
+# --log-format json: the same loggers and streams, every record one JSON object per line
+LOGGING_CONFIG_JSON: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "fastasgi.logging.JsonFormatter"}},
+    "handlers": {
+        "default": {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        "access": {"formatter": "json", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"},
+    },
+    "loggers": LOGGING_CONFIG["loggers"],
 }
 
 logger = logging.getLogger("fastasgi.error")
@@ -120,6 +135,8 @@ class Config:
     log_config: Any  # a dictConfig dict, a file path, or None
     log_level: str | int | None
     access_log: bool
+    access_log_format: str | None
+    log_format: str
     use_colors: bool | None
     interface: str
     reload: bool
@@ -133,6 +150,7 @@ class Config:
     metrics_port: int | None
     metrics_host: str
     proxy_headers: bool
+    forwarded_host: bool
     server_header: bool
     date_header: bool
     forwarded_allow_ips: list[str] | str  # None is replaced by __init__
@@ -193,6 +211,7 @@ class Config:
         self.loaded = False
         self._app_object: Any = None  # what load_app() imported (or a factory returned), for load()
         self.validate()
+        self.log_config = self._default_log_config()
         self.configure_logging()
 
         self.reload_dirs_given = self.reload_dirs
@@ -229,6 +248,12 @@ class Config:
         choice("lifespan", LIFESPAN_CHOICES)
         choice("interface", INTERFACE_CHOICES)
         choice("loop", LOOP_CHOICES)
+        choice("log_format", LOG_FORMAT_CHOICES)
+        if self.access_log_format is not None:
+            try:
+                compile_format(self.access_log_format)
+            except ValueError as exc:
+                raise ConfigError(f"Invalid --access-log-format: {exc}") from None
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"Invalid log level {self.log_level!r} (choose from {', '.join(LOG_LEVELS)})")
         if self.http2:
@@ -343,6 +368,19 @@ class Config:
 
     # -- logging --------------------------------------------------------------------
 
+    def _default_log_config(self) -> Any:
+        """The logging configuration to apply: a --log-config given wins; the default one
+        follows --log-format, and prints a custom --access-log-format line as it is."""
+        if self.log_config is not LOGGING_CONFIG:
+            return self.log_config
+        if self.log_format == "json":
+            return copy.deepcopy(LOGGING_CONFIG_JSON)
+        if self.access_log_format is not None:
+            config = copy.deepcopy(LOGGING_CONFIG)
+            config["formatters"]["access"]["fmt"] = "%(message)s"
+            return config
+        return self.log_config
+
     def configure_logging(self) -> None:
         logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
         if self.log_config is not None:
@@ -435,6 +473,8 @@ class Config:
             encoded if b"server" in dict(encoded) or not self.server_header else [(b"server", b"fastasgi")] + encoded
         )
 
+        # compiled here, in the process that serves (the format was checked in validate())
+        self.access_log_writer = AccessLog(self.access_log_format, self.encoded_headers)
         self.http_protocol_class = resolve_http_protocol(self.http)
         self.ws_protocol_class = resolve_ws_protocol(self.ws)
 
@@ -518,4 +558,4 @@ def _looks_like_app(func: Any) -> bool:
     return len(params) > 0 or asyncio.iscoroutinefunction(func)
 
 
-__all__ = ["LOGGING_CONFIG", "LOG_LEVELS", "STARTUP_FAILURE", "TRACE_LOG_LEVEL", "Config", "ConfigError"]
+__all__ = ["LOGGING_CONFIG", "LOGGING_CONFIG_JSON", "LOG_LEVELS", "STARTUP_FAILURE", "TRACE_LOG_LEVEL", "Config", "ConfigError"]

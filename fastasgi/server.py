@@ -175,7 +175,7 @@ class Server:
         config = self.config
         state = self.server_state
         if config.proxy_headers:
-            state.proxy_trust = ProxyTrust(config.forwarded_allow_ips)
+            state.proxy_trust = ProxyTrust(config.forwarded_allow_ips, forwarded_host=config.forwarded_host)
         if config.metrics_port is not None and state.metrics is None:
             if self.metrics_path is not None:
                 state.metrics = metrics.attach_block(self.metrics_path)

@@ -22,6 +22,7 @@ WS_CHOICES = ["auto", "none", "websockets", "websockets-sansio", "wsproto"]
 LIFESPAN_CHOICES = ["auto", "on", "off"]
 INTERFACE_CHOICES = ["auto", "asgi3", "asgi2", "wsgi"]
 LOOP_CHOICES = ["auto", "asyncio", "uvloop"]
+LOG_FORMAT_CHOICES = ["text", "json"]
 
 
 class LoopChoice(click.ParamType):
@@ -105,6 +106,21 @@ SETTINGS: list[Setting] = [
         show_default=False,
     ),
     _opt(
+        "access_log_format",
+        None,
+        "Access log line in gunicorn's format: atoms such as %(h)s %(t)s \"%(r)s\" %(s)s %(b)s %(D)s "
+        "%({x-request-id}i)s (see the README for the list). Default: uvicorn's line.",
+        type=str,
+        show_default=False,
+    ),
+    _opt(
+        "log_format",
+        "text",
+        "Output of the default logging configuration: 'text' (uvicorn's lines) or 'json' (one JSON object per "
+        "line, access and error logs alike). --log-config, when given, decides instead.",
+        type=click.Choice(LOG_FORMAT_CHOICES),
+    ),
+    _opt(
         "use_colors",
         None,
         "Enable/Disable colorized logging.",
@@ -184,8 +200,18 @@ SETTINGS: list[Setting] = [
     _opt(
         "proxy_headers",
         True,
-        "Enable/Disable X-Forwarded-Proto, X-Forwarded-For to populate url scheme and remote address info.",
+        "Enable/Disable X-Forwarded-Proto, X-Forwarded-For (and -Port; Forwarded (RFC 7239) when neither of the "
+        "first two is present) to populate url scheme and remote address info.",
         "--proxy-headers/--no-proxy-headers",
+        is_flag=True,
+        show_default=False,
+    ),
+    _opt(
+        "forwarded_host",
+        False,
+        "With --proxy-headers, let a trusted proxy's X-Forwarded-Host (or Forwarded host=) set the Host header "
+        "the app sees. Off: the request's own Host, as uvicorn.",
+        "--forwarded-host/--no-forwarded-host",
         is_flag=True,
         show_default=False,
     ),

@@ -12,7 +12,10 @@ loop is blocked for ``timeout`` seconds is killed by the arbiter), ``graceful_ti
 ``limit_request_fields``, ``limit_request_field_size`` (a request over a limit gets
 400, as gunicorn's own workers answer), ``forwarded_allow_ips`` and the TLS settings
 (built by gunicorn's own ``ssl_context`` hook, so ``cert_reqs``, ``ca_certs``,
-``ciphers`` and a custom ``ssl_context`` apply as they do for its sync worker).
+``ciphers`` and a custom ``ssl_context`` apply as they do for its sync worker),
+``access_log_format`` (``--access-logformat``; when left at gunicorn's default the
+line is uvicorn's, as under uvicorn's worker) and ``accesslog`` (no access log
+file: no access records are made).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
 from fastasgi.config import Config
+from fastasgi.errors import ConfigError
 from fastasgi.server import run_with_loop_factory
 from fastasgi.supervisors.worker import SupervisedServer
 
@@ -121,13 +125,24 @@ class FastASGIWorker(Worker):
             if isinstance(cfg.forwarded_allow_ips, (list, tuple))
             else cfg.forwarded_allow_ips,
             "h11_max_incomplete_event_size": header_block,
+            # gunicorn's access log has handlers only with --access-logfile (or a log config)
+            "access_log": bool(self.log.access_log.handlers),
         }
+        access_format = cfg.settings["access_log_format"]
+        if access_format.value and access_format.value != access_format.default:
+            config_kwargs["access_log_format"] = access_format.value
         if cfg.is_ssl:
             config_kwargs.update(self._ssl_kwargs())
         if cfg.settings["backlog"].value:
             config_kwargs["backlog"] = cfg.settings["backlog"].value
         config_kwargs.update(self.CONFIG_KWARGS)
-        self.config = Config(**config_kwargs)
+        # This runs in the arbiter, before the fork: a bad setting is reported by the
+        # worker process instead, as a boot error (the arbiter then stops, with the reason)
+        self.config_error: str | None = None
+        try:
+            self.config = Config(**config_kwargs)
+        except ConfigError as exc:
+            self.config_error = str(exc)
 
     def _ssl_kwargs(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -174,6 +189,9 @@ class FastASGIWorker(Worker):
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     def run(self) -> None:
+        if self.config_error is not None:
+            self.log.error("Invalid configuration: %s", self.config_error)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
         run_with_loop_factory(self._serve(), self.config.get_loop_factory())
 
     async def callback_notify(self) -> None:

@@ -131,6 +131,88 @@ def test_pipelined_request_gets_a_fresh_context(impl: str) -> None:
         assert info["distinct"], info
 
 
+def test_request_task_is_one_of_asyncios_tasks(impl: str) -> None:
+    # asyncio.all_tasks() lists the request's Task while it runs, as under uvicorn
+    # (before 3.12 the compiled build registers Tasks through C callbacks: same set)
+    seen: list[bool] = []
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append(asyncio.current_task() in asyncio.all_tasks())
+        await asyncio.sleep(0)
+        seen.append(asyncio.current_task() in asyncio.all_tasks())
+        await reply(send, b"ok")
+
+    with run_server(app, impl) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        for _ in range(3):
+            assert _get_raw(sock, "/") == b"ok"
+    assert seen == [True] * 6
+
+
+def _get_raw(sock: socket.socket, path: str) -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    status, _, body = read_response(sock)
+    assert status == 200, body
+    return body
+
+
+@pytest.mark.c_extension
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="asyncio's task registry changed in 3.12: not sped up there")
+def test_task_registry_speedup_keeps_weakset_semantics() -> None:
+    # The compiled build gives asyncio's WeakSet of tasks a C add() whose weak
+    # references remove dead tasks from C: the set must behave exactly as before.
+    import gc
+    import weakref
+
+    from tests.conftest import require_compiled
+
+    require_compiled()
+    from fastasgi._speedups import coro_c, http_c  # noqa: F401  (importing http_c installs it)
+    assert coro_c.speed_up_task_registry() is True
+    registry = asyncio.tasks._all_tasks  # type: ignore[attr-defined]
+    assert "add" in vars(registry)  # installed (importing the compiled protocol does it)
+
+    async def nothing() -> None:
+        pass
+
+    def refs_of(tasks: list) -> list:
+        # the weak references the registry holds for these tasks (the registry is
+        # process-wide: servers of other tests add and remove their own meanwhile)
+        return [r for r in list(registry.data) if any(r() is t for t in tasks)]
+
+    async def main() -> None:
+        tasks = [asyncio.ensure_future(nothing()) for _ in range(5)]
+        held = refs_of(tasks)
+        assert len(held) == 5 and all(t in registry for t in tasks)
+        for task in tasks:
+            await task
+        del tasks, task
+        await asyncio.sleep(0)  # (this Task holds the last future it waited on until it steps again)
+        gc.collect()
+        assert all(r() is None for r in held)
+        assert not any(r in registry.data for r in held)  # removed as they died
+        # a task that dies while the set is being iterated is removed afterwards,
+        # as WeakSet defers it (no "set changed size during iteration")
+        keep = [asyncio.ensure_future(nothing()) for _ in range(2)]
+        for task in keep:
+            await task
+        await asyncio.sleep(0)
+        it = iter(registry)
+        current = next(it)  # (the iterator holds the task it yielded)
+        target = keep[1] if keep[0] is current else keep[0]
+        (ref,) = refs_of([target])
+        del keep, current, task, target
+        gc.collect()
+        assert ref() is None
+        assert any(r is ref for r in registry._pending_removals)  # type: ignore[attr-defined]
+        assert ref in registry.data  # not removed while iterating
+        list(it)
+        extra = asyncio.ensure_future(nothing())  # add() commits the pending removals first
+        assert ref not in registry.data
+        await extra
+
+    asyncio.run(main())
+
+
 def test_current_task_is_not_shared_with_a_scoped_session_pattern(impl: str) -> None:
     # SQLAlchemy's async_scoped_session(scopefunc=current_task): one key per request
     keys: list[int] = []

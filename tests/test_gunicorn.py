@@ -106,3 +106,42 @@ def test_gunicorn_tls(tmp_path: Path) -> None:
         assert wait_for(request, 30, "an HTTPS response") == 200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("worker", ["FastASGIWorker", "FastASGIH11Worker"])
+def test_gunicorn_access_logformat(worker: str) -> None:
+    """gunicorn's --access-logformat is the worker's access-log format (escaped as ours)."""
+    fmt = 'ALOG %(h)s "%(r)s" %(s)s %(m)s %({x-test}i)s'
+    server = gunicorn("-k", f"fastasgi.workers.{worker}", "--access-logfile", "-", "--access-logformat", fmt)
+    try:
+        port = server.port()
+        wait_for(lambda: _try(port), 30, "a response")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/some/path?q=1", headers={"X-Test": 'a"b\x85'})
+        assert conn.getresponse().status == 200
+        conn.close()
+        line = wait_for(lambda: server.find(r"ALOG .*/some/path.*"), 30, "the access line")[0].group(0)
+        assert line == 'ALOG 127.0.0.1 "GET /some/path?q=1 HTTP/1.1" 200 GET a\\"b\\x85'
+    finally:
+        server.stop()
+
+
+def test_gunicorn_default_access_line_is_uvicorns() -> None:
+    server = gunicorn("-k", "fastasgi.workers.FastASGIWorker", "--access-logfile", "-")
+    try:
+        port = server.port()
+        wait_for(lambda: _try(port), 30, "a response")
+        get(port, "/uvicorn/line")
+        wait_for(lambda: server.find(r'127\.0\.0\.1:\d+ - "GET /uvicorn/line HTTP/1\.1" 200'), 30, "the access line")
+    finally:
+        server.stop()
+
+
+def test_gunicorn_bad_access_logformat_is_a_boot_error() -> None:
+    server = gunicorn("-k", "fastasgi.workers.FastASGIWorker", "--access-logformat", "%(h)s %(nope)s")
+    try:
+        assert server.wait(60) != 0
+        assert "Invalid configuration: Invalid --access-log-format" in server.output
+        assert "%(nope)s" in server.output
+    finally:
+        server.stop()

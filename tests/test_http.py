@@ -6,7 +6,6 @@ import asyncio
 import inspect
 import json
 import socket
-import sys
 import threading
 import types
 import warnings
@@ -380,12 +379,14 @@ async def _send_shapes_app(scope, receive, send):
         await asyncio.create_task(send({"type": "http.response.body", "body": b"create_task"}))
     elif path == "/not-awaited":
         # a send that is never awaited does nothing (and its error is never raised)
-        # (inspect does not recognise compiled coroutine functions before 3.10; asyncio does)
+        # send is a coroutine function to asyncio and inspect, as under uvicorn
         assert asyncio.iscoroutinefunction(send)
-        assert inspect.iscoroutinefunction(send) or sys.version_info < (3, 10)
+        assert inspect.iscoroutinefunction(send)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # "coroutine ... was never awaited"
-            send({"type": "http.response.body", "body": b"too early"})
+            early = send({"type": "http.response.body", "body": b"too early"})
+            assert asyncio.iscoroutine(early) and inspect.isawaitable(early)
+            del early
         await send(START)
         await send({"type": "http.response.body", "body": b"nothing sent early"})
 
@@ -407,10 +408,9 @@ class _ObjectApp:
 
 @types.coroutine
 def _generator_app(scope, receive, send):
-    # a generator-based coroutine: `yield from` the awaitable's iterator (a compiled
-    # send() returns a Cython coroutine, which such a generator cannot `yield from`
-    # directly: see README, "Differences from uvicorn")
-    yield from send(START).__await__()
+    # a generator-based coroutine: `yield from` what send returns, directly and
+    # through its __await__ iterator (both work under uvicorn)
+    yield from send(START)
     yield from send({"type": "http.response.body", "body": b"generator"}).__await__()
 
 

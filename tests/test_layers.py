@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     # non-hot helpers shared by the request cycle and the WebSocket protocols; sockets;
     # the metrics layout and its scrape side (prometheus_client is imported lazily)
-    ("fastasgi.connection", "fastasgi.proxy_trust", "fastasgi.sockets", "fastasgi.metrics"),
+    ("fastasgi.connection", "fastasgi.proxy_trust", "fastasgi.sockets", "fastasgi.accesslog", "fastasgi.metrics"),
     # the request cycle, parser and framing (compiled and pure) and their picker
     ("fastasgi._speedups",),
     # what Config loads: protocol factories, lifespan, app adapters, event loops

@@ -6,3 +6,20 @@ cdef class AppRun:
 
     cdef object _step(self, object value, int *finished)
     cdef _raised(self, exc)
+
+
+# Base of http_c's RequestCycle (see coro_c.pyx): the fields send needs, and send_message.
+cdef class Sender:
+    cdef public bint disconnected
+    cdef public dict scope
+
+    cpdef object send_message(self, dict message)
+
+
+cdef class SendOp:
+    cdef Sender sender
+    cdef object message
+    cdef object waiter
+    cdef bint started
+
+    cdef object _step(self, object value, int *finished)

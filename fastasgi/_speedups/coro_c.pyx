@@ -37,13 +37,15 @@ cdef extern from *:
 
 cdef extern from *:
     """
-    /* AppRun's tp_iternext: how the Task's C step (PyIter_Send with None) steps it.
-       It returns NULL *without* an exception when the app has finished, which
-       PyIter_Send reads as a return of None: no StopIteration object, no
-       traceback entry.  A Cython __next__ cannot do that, so this slot replaces
-       the one Cython generates; the step itself is Cython code (_iter_step). */
+    /* The tp_iternext of AppRun and SendOp: how a Task's C step, or a native
+       coroutine's await (PyIter_Send with None), steps them.  It returns NULL
+       *without* an exception when the object has finished, which PyIter_Send
+       reads as a return of None: no StopIteration object, no traceback entry.
+       A Cython __next__ cannot do that, so this slot replaces the one Cython
+       generates; the step itself is Cython code (_apprun_step, _sendop_step). */
     typedef PyObject *(*fastasgi_step_t)(PyObject *, int *);
     static fastasgi_step_t fastasgi_apprun_step = NULL;
+    static fastasgi_step_t fastasgi_sendop_step = NULL;
     static PyObject *fastasgi_apprun_iternext(PyObject *self) {
         int finished = 0;
         PyObject *r = fastasgi_apprun_step(self, &finished);
@@ -53,14 +55,28 @@ cdef extern from *:
         }
         return r;
     }
-    static void fastasgi_install_iternext(PyTypeObject *t, fastasgi_step_t step) {
-        fastasgi_apprun_step = step;
-        t->tp_iternext = fastasgi_apprun_iternext;
+    static PyObject *fastasgi_sendop_iternext(PyObject *self) {
+        int finished = 0;
+        PyObject *r = fastasgi_sendop_step(self, &finished);
+        if (r != NULL && finished) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        return r;
+    }
+    static void fastasgi_install_iternext(PyTypeObject *t, fastasgi_step_t step, int which) {
+        if (which == 0) {
+            fastasgi_apprun_step = step;
+            t->tp_iternext = fastasgi_apprun_iternext;
+        } else {
+            fastasgi_sendop_step = step;
+            t->tp_iternext = fastasgi_sendop_iternext;
+        }
         PyType_Modified(t);
     }
     """
     ctypedef PyObject *(*fastasgi_step_t)(PyObject *, int *)
-    void fastasgi_install_iternext(PyTypeObject *t, fastasgi_step_t step)
+    void fastasgi_install_iternext(PyTypeObject *t, fastasgi_step_t step, int which)
 
 cdef extern from "Python.h":
     ctypedef struct PyTypeObject:
@@ -95,7 +111,7 @@ cdef class AppRun:
                 return None
             self.app = None
             try:
-                coro = app(cycle.scope, cycle.receive, cycle.send)
+                coro = app((<Sender>cycle).scope, cycle.receive, cycle)  # the cycle is `send` (see Sender)
                 if not PyCoro_CheckExact(coro):
                     coro = awaitable_iter(coro)
             except BaseException as exc:
@@ -168,8 +184,213 @@ cdef class AppRun:
 Coroutine.register(AppRun)
 
 
-cdef object _iter_step(object self, int *finished):
+cdef object _apprun_step(object self, int *finished):
     return (<AppRun>self)._step(None, finished)
 
 
-fastasgi_install_iternext(<PyTypeObject *>AppRun, <fastasgi_step_t>_iter_step)
+fastasgi_install_iternext(<PyTypeObject *>AppRun, <fastasgi_step_t>_apprun_step, 0)
+
+
+# -- send -------------------------------------------------------------------------------
+
+
+async def _send_signature(message):
+    """(What ``inspect`` reads of ``send``: a coroutine function of one message.)"""
+
+
+cdef class Sender:
+    """Base of http_c's RequestCycle: the ``send`` an app is given is the cycle itself.
+
+    ``send(message)`` returns a :class:`SendOp`, an awaitable coroutine object
+    that calls ``send_message`` when it is first stepped (as a native coroutine
+    runs its body only once awaited).  Compiled, that is one small object per
+    message where an ``async def`` made a coroutine, its closure and an
+    ``__await__`` wrapper.  To ``inspect`` and ``asyncio`` the cycle is a
+    coroutine function, as ``send`` is under uvicorn (the class attributes
+    below: a code object with CO_COROUTINE and the coroutine markers).
+    """
+
+    __name__ = "send"
+    __code__ = _send_signature.__code__
+    __defaults__ = None
+    __kwdefaults__ = None
+    __annotations__ = {}
+    _is_coroutine = getattr(__import__("asyncio").coroutines, "_is_coroutine", None)
+    _is_coroutine_marker = getattr(__import__("inspect"), "_is_coroutine_mark", None)
+
+    cpdef object send_message(self, dict message):
+        """Handle ``message``; None when done, else an awaitable to wait on (drain)."""
+        raise NotImplementedError
+
+    def __call__(self, message):
+        cdef SendOp op = SendOp.__new__(SendOp)
+        op.sender = self
+        op.message = message
+        return op
+
+    def send(self, message):
+        cdef SendOp op = SendOp.__new__(SendOp)
+        op.sender = self
+        op.message = message
+        return op
+
+
+cdef class SendOp:
+    """What ``send(message)`` returns: a coroutine-like object, done in one step
+    unless the transport asked the server to stop writing (then it waits for the
+    drain).  ``await``, ``asyncio.create_task``/``wait_for``/``gather`` and a
+    generator-based coroutine's ``yield from`` all take it."""
+
+    cdef object _step(self, object value, int *finished):
+        cdef PyObject *result = NULL
+        cdef int returned
+        waiter = self.waiter
+        if waiter is None:
+            if self.started:
+                finished[0] = 1
+                return None
+            self.started = True
+            sender = self.sender
+            message = self.message
+            self.message = None
+            if sender.disconnected:
+                finished[0] = 1
+                return None
+            waiter = sender.send_message(message if type(message) is dict else dict(message))
+            if waiter is None:
+                finished[0] = 1
+                return None
+            if not PyCoro_CheckExact(waiter):
+                waiter = awaitable_iter(waiter)
+            self.waiter = waiter
+            value = None
+        returned = fastasgi_send(waiter, value, &result)  # (an exception propagates: the op is over)
+        value = _take(result)
+        if not returned:
+            return value
+        self.waiter = None
+        finished[0] = 1
+        return None
+
+    def send(self, value):
+        cdef int finished = 0
+        result = self._step(value, &finished)
+        if finished:
+            raise StopIteration
+        return result
+
+    def __next__(self):  # replaced by fastasgi_sendop_iternext (below)
+        return self.send(None)
+
+    def throw(self, exc, *args):
+        if isinstance(exc, type):  # the old throw(type[, value[, traceback]]) form
+            exc = args[0] if args and isinstance(args[0], exc) else exc(*args[:1])
+        waiter = self.waiter
+        if waiter is None:
+            # not started (or finished): the message is not sent, as with a
+            # coroutine thrown into before it began
+            self.started = True
+            self.message = None
+            raise exc
+        try:
+            return waiter.throw(exc)
+        except StopIteration:
+            self.waiter = None
+        raise StopIteration
+
+    def close(self):
+        self.started = True
+        self.message = None
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            waiter.close()
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+
+Coroutine.register(SendOp)
+
+
+cdef object _sendop_step(object self, int *finished):
+    return (<SendOp>self)._step(None, finished)
+
+
+fastasgi_install_iternext(<PyTypeObject *>SendOp, <fastasgi_step_t>_sendop_step, 1)
+
+
+# -- asyncio's task registry on CPython < 3.12 -------------------------------------------
+#
+# Before 3.12 every Task (each request's included) is added to asyncio's WeakSet of
+# all tasks when it is made: the C Task calls the WeakSet's Python ``add``, and the
+# Task's death calls the WeakSet's Python ``_remove`` through a weak reference: two
+# Python frames per request.  ``speed_up_task_registry`` gives that one WeakSet an
+# ``add`` with the same effect, whose weak references call back into C.  The set,
+# its contents and ``asyncio.all_tasks()`` are unchanged; a removal during
+# iteration is deferred exactly as WeakSet's own ``_remove`` defers it.
+
+from cpython.weakref cimport PyWeakref_NewRef
+
+cdef object _registry = None  # asyncio's WeakSet of tasks, once sped up
+# its .data (weak references), ._pending_removals and ._iterating: WeakSet only
+# ever changes these three in place, so they are held here as C-typed references
+cdef set _registry_data = None
+cdef list _registry_pending = None
+cdef set _registry_iterating = None
+cdef object _registry_remove = None  # _registry_discard as a Python callable
+
+
+def _registry_add(item):
+    if _registry_pending:
+        _registry._commit_removals()
+    _registry_data.add(PyWeakref_NewRef(item, _registry_remove))
+
+
+def _registry_discard(wr):
+    if _registry_iterating:
+        _registry_pending.append(wr)
+    else:
+        _registry_data.discard(wr)
+
+
+def speed_up_task_registry():
+    """Install the C add/remove on asyncio's task WeakSet (CPython < 3.12; once).
+
+    True when installed (or already); False where it does not apply: 3.12+ (eager
+    tasks and a different registry), a registry that is not a plain WeakSet (some
+    other code replaced it), or a WeakSet whose internals differ from the ones
+    this mirrors.
+    """
+    global _registry, _registry_data, _registry_pending, _registry_iterating, _registry_remove
+    import sys
+    if sys.version_info >= (3, 12):
+        return False
+    if _registry is not None:
+        return True
+    try:
+        import _asyncio
+        from _weakrefset import WeakSet
+    except ImportError:
+        return False
+    registry = getattr(_asyncio, "_all_tasks", None)
+    if type(registry) is not WeakSet or "add" in vars(registry):
+        return False
+    data = getattr(registry, "data", None)
+    if (
+        type(data) is not set
+        or type(getattr(registry, "_pending_removals", None)) is not list
+        or type(getattr(registry, "_iterating", None)) is not set
+        or not callable(getattr(registry, "_commit_removals", None))
+    ):
+        return False
+    _registry = registry
+    _registry_data = data
+    _registry_pending = registry._pending_removals
+    _registry_iterating = registry._iterating
+    _registry_remove = _registry_discard
+    registry.add = _registry_add  # an instance attribute: the C Task's add() finds it first
+    return True

@@ -115,3 +115,22 @@ class AppRun:
 
 # asyncio.Task accepts what is a Coroutine (asyncio.iscoroutine)
 Coroutine.register(AppRun)
+
+
+class Sender:
+    """Base of the HTTP request cycle: its ``send``, a coroutine function.
+
+    Twin of ``coro_c.Sender`` (which gives the app the cycle itself as ``send``,
+    returning a light awaitable); here ``send`` is a plain ``async def``.
+    ``send_message`` handles the message and returns None, or an awaitable to
+    wait on (the transport's drain).
+    """
+
+    __slots__ = ()
+
+    async def send(self, message: Any) -> None:
+        if self.disconnected:
+            return
+        waiter = self.send_message(message if type(message) is dict else dict(message))
+        if waiter is not None:
+            await waiter

@@ -4,7 +4,7 @@
 import cython
 
 from fastasgi._speedups.clock_c cimport monotonic_ns
-from fastasgi._speedups.coro_c cimport AppRun
+from fastasgi._speedups.coro_c cimport AppRun, Sender
 from fastasgi._speedups.framing_c cimport encode_head
 from fastasgi._speedups.parser_c cimport RequestParser
 
@@ -18,6 +18,11 @@ cdef long long[::1] BUCKET_BOUNDS
 cpdef Py_ssize_t method_index(str method)
 
 cdef class RequestCycle
+
+# name[0] on a typed bytes is a C char: the per-request scan makes no Python call
+# (cpdef: start_request calls it in C, tests call it from Python)
+@cython.locals(pair=tuple, name=bytes)
+cpdef bint has_proxy_headers(list headers) except -1
 
 cdef class HttpProtocol:
     cdef public object config
@@ -43,6 +48,7 @@ cdef class HttpProtocol:
     cdef dict scope_template
     cdef bint trusted
     cdef public bint access_log
+    cdef object access_writer
 
     cdef public RequestCycle active
     cdef RequestCycle receiving
@@ -87,10 +93,10 @@ cdef class HttpProtocol:
     cpdef resume_reading_if_drained(self, RequestCycle cycle)
 
 
-cdef class RequestCycle:
+cdef class RequestCycle(Sender):
+    # (scope and disconnected are Sender's)
     cdef HttpProtocol protocol
     cdef object transport
-    cdef public dict scope
     cdef public bint keep_alive
     cdef bint expect_continue
     cdef bint is_head
@@ -102,7 +108,6 @@ cdef class RequestCycle:
     cdef bint delivered
     cdef public bint discard_body
     cdef object body_waiter
-    cdef public bint disconnected
 
     cdef public bint response_started
     cdef public bint response_complete
@@ -112,6 +117,8 @@ cdef class RequestCycle:
     cdef int mode
     cdef Py_ssize_t expected_length
     cdef Py_ssize_t sent_length
+    cdef object response_headers
+    cdef double start_time
     cdef list out
     cdef Py_ssize_t out_size
     cdef bint flush_scheduled
@@ -130,7 +137,7 @@ cdef class RequestCycle:
     cpdef abort(self)
     cpdef forget_task(self)
 
-    @cython.locals(more_body=bint, final=bint, mode=int)
+    @cython.locals(more_body=bint, final=bint, mode=int, size=Py_ssize_t)
     cpdef object send_message(self, dict message)
 
     cpdef emit(self, bytes data, bint final)
@@ -140,9 +147,6 @@ cdef class RequestCycle:
     @cython.locals(protocol=HttpProtocol, code=Py_ssize_t, cls=Py_ssize_t, i=Py_ssize_t, elapsed="long long")
     cpdef finish(self, object status)
 
-    @cython.locals(qs=bytes, path=str)
+    @cython.locals(protocol=HttpProtocol)
     cpdef log_access(self, object status)
 
-
-cdef class Done:
-    pass

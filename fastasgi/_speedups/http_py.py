@@ -20,10 +20,12 @@ import logging
 import sys
 from array import array
 from contextvars import Context, copy_context
+from time import perf_counter
 
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.coro_c import AppRun as new_app_run
+    from fastasgi._speedups.coro_c import Sender, speed_up_task_registry
     from fastasgi._speedups.framing_c import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -39,6 +41,11 @@ else:
     from time import monotonic_ns
 
     from fastasgi._speedups.coro_py import AppRun as new_app_run
+    from fastasgi._speedups.coro_py import Sender as _PySender
+
+    # (http_c.pxd declares Sender as the compiled base type, so Cython refuses a
+    # plain import of that name even in this branch, which only runs uncompiled)
+    globals()["Sender"] = _PySender
     from fastasgi._speedups.framing_py import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -51,9 +58,9 @@ else:
     from fastasgi._speedups.parser_py import ParseError
     from fastasgi._speedups.parser_py import RequestParser as new_parser
 
+from fastasgi.accesslog import AccessLog
 from fastasgi.connection import (
     error_response,
-    format_client,
     get_local_addr,
     get_remote_addr,
     is_ssl,
@@ -78,7 +85,7 @@ from fastasgi.metrics import (
     TIMEOUTS,
     parse_error_kind,
 )
-from fastasgi.proxy_trust import apply_forwarded, has_forwarded_headers
+from fastasgi.proxy_trust import apply_forwarded
 
 Task = asyncio.Task
 CancelledError = asyncio.CancelledError
@@ -89,6 +96,11 @@ LINGER = 2.0  # s an error response waits for the client to close before the ser
 INFO = logging.INFO
 _PY312 = sys.version_info >= (3, 12)
 _PY311 = sys.version_info >= (3, 11)  # Task(..., context=)
+
+if __name__.endswith("_c"):
+    # CPython < 3.12: asyncio's registry of tasks (each request's Task is added to
+    # it) gets C add/remove callbacks, same set, same semantics (see coro_c.pyx)
+    speed_up_task_registry()
 
 error_logger = logging.getLogger("fastasgi.error")
 access_logger = logging.getLogger("fastasgi.access")
@@ -115,6 +127,27 @@ def method_index(method):
     if method == "OPTIONS":
         return 6
     return 7
+
+
+def has_proxy_headers(headers):
+    """Whether a request from a trusted peer carries a header ``apply_forwarded`` reads.
+
+    The hot twin of ``proxy_trust.has_forwarded_headers`` (the WebSocket handshake,
+    not hot, uses that one): it runs for every request from a trusted peer, and the
+    default trust (127.0.0.1) makes that every request from a local proxy or a local
+    benchmark.  Compiled, ``name`` is typed ``bytes`` and ``name[0]`` a C char, so the
+    usual names cost one length test and a byte compare each, no Python call.
+    """
+    for pair in headers:
+        name = pair[0]
+        # b"f" or b"x" first: what most names fail on, in C, before any bytes compare
+        if (
+            len(name) >= 9
+            and (name[0] == 102 or name[0] == 120)
+            and (name == b"forwarded" or name[:12] == b"x-forwarded-")
+        ):
+            return True
+    return False
 
 
 class HttpProtocol:
@@ -154,6 +187,7 @@ class HttpProtocol:
         self.scope_template = None
         self.trusted = False
         self.access_log = False
+        self.access_writer = None  # the config's AccessLog, when access_log is on
 
         self.active = None  # cycle whose response is being produced
         self.receiving = None  # cycle whose request body is being received
@@ -200,6 +234,9 @@ class HttpProtocol:
             "state": None,
         }
         self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
+        if self.access_log:
+            # (a config that was never load()ed, as some tests build, logs uvicorn's line)
+            self.access_writer = getattr(self.config, "access_log_writer", None) or AccessLog()
         # The server's context as the connection sees it: every request's Task gets a
         # fresh copy of it.  Not copy_context() at the time a request starts: a
         # pipelined request starts from inside the previous request's send(), whose
@@ -366,7 +403,7 @@ class HttpProtocol:
         scope["query_string"] = query_string
         scope["headers"] = headers
         scope["state"] = self.app_state.copy()
-        if self.trusted and has_forwarded_headers(headers):
+        if self.trusted and has_proxy_headers(headers):
             apply_forwarded(scope, self.proxy_trust)
         if self.close_after_response:
             keep_alive = False
@@ -636,8 +673,9 @@ class HttpProtocol:
             self.transport.close()
 
 
-class RequestCycle:
-    """One request and its response: the ``receive``/``send`` pair an app sees."""
+class RequestCycle(Sender):
+    """One request and its response: the ``receive``/``send`` pair an app sees
+    (``send`` comes from :class:`Sender`, and calls ``send_message``)."""
 
     def setup(self, protocol, scope, keep_alive, expect_continue):
         # Called on RequestCycle.__new__(RequestCycle): compiled, that is a direct
@@ -665,7 +703,10 @@ class RequestCycle:
         self.headers = None
         self.mode = NO_BODY
         self.expected_length = -1
-        self.sent_length = 0
+        self.sent_length = 0  # response body bytes sent (the access log's; CONTENT_LENGTH's check)
+        self.response_headers = None  # the app's, for the access log's {name}o
+        # duration of the request for the access log: from its head to its response's end
+        self.start_time = perf_counter() if protocol.access_log else 0.0
         self.out = None  # response bytes waiting to be written together (see emit)
         self.out_size = 0
         self.flush_scheduled = False
@@ -753,6 +794,7 @@ class RequestCycle:
         self.keep_alive = False
         data = error_response(status, message)
         self.transport.write(data)
+        self.sent_length = len(message)  # error pages are ASCII
         if self.protocol.metrics_on:
             self.protocol.metrics[BYTES_OUT] += len(data)
         if self.in_flight:
@@ -808,20 +850,9 @@ class RequestCycle:
             self.delivered = True
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
-    async def send(self, message):
-        """ASGI ``send``, a coroutine function as under uvicorn.
-
-        The work is done by ``send_message`` (compiled, it takes a dict: its
-        lookups are direct C calls), which returns ``DONE``, or, when the
-        transport asked us to stop writing, the wait for it to drain.
-        """
-        if self.disconnected:
-            return
-        waiter = self.send_message(message if type(message) is dict else dict(message))
-        if waiter is not DONE:
-            await waiter
-
     def send_message(self, message):
+        """ASGI ``send`` (through Sender): None when done, else the wait for the
+        transport to drain.  Compiled, it takes a dict: its lookups are direct C calls."""
         mtype = message["type"]
         if not self.response_started:
             if mtype != "http.response.start":
@@ -831,11 +862,12 @@ class RequestCycle:
             self.response_started = True
             self.status = status
             self.headers = headers
+            self.response_headers = headers
             if self.expect_continue:
                 # the app answers without reading the body: the client may or may not send it
                 self.expect_continue = False
                 self.keep_alive = False
-            return DONE
+            return None
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
         if mtype != "http.response.body":
@@ -872,16 +904,19 @@ class RequestCycle:
             if mode == CONTENT_LENGTH:
                 if len(body) > length:
                     self.emit(head + body[:length], False)
+                    self.sent_length = length
                     self.too_long(len(body))
                 self.sent_length = len(body)
                 self.emit(head + body if body else head, final)
             elif mode == CHUNKED:
+                self.sent_length = len(body)
                 if body:
                     self.emit(b"%b%x\r\n%b\r\n" % (head, len(body), body), False)
                 else:
                     self.emit(head, False)
                 self.emit(LAST_CHUNK if final else b"", final)
             elif mode == CLOSE_DELIMITED:
+                self.sent_length = len(body)
                 self.emit(head + body if body else head, final)
             else:
                 self.emit(head, final)
@@ -891,15 +926,19 @@ class RequestCycle:
             if mode == CONTENT_LENGTH:
                 if self.sent_length + len(body) > self.expected_length:
                     self.emit(body[: self.expected_length - self.sent_length], False)
-                    self.too_long(self.sent_length + len(body))
+                    size = self.sent_length + len(body)
+                    self.sent_length = self.expected_length
+                    self.too_long(size)
                 self.sent_length += len(body)
                 self.emit(body, final)
             elif mode == CHUNKED:
+                self.sent_length += len(body)
                 if body:
                     self.emit(b"%x\r\n%b\r\n%b" % (len(body), body, LAST_CHUNK if final else b""), final)
                 else:
                     self.emit(LAST_CHUNK if final else b"", final)
             elif mode == CLOSE_DELIMITED:
+                self.sent_length += len(body)
                 self.emit(body, final)
             else:
                 self.emit(b"", final)
@@ -921,7 +960,7 @@ class RequestCycle:
         protocol = self.protocol
         if protocol.write_paused:
             return protocol.drain()
-        return DONE
+        return None
 
     def emit(self, data, final):
         """Write response bytes; streamed pieces are coalesced.
@@ -1008,20 +1047,10 @@ class RequestCycle:
         protocol.metrics[HISTOGRAM + i] += 1
 
     def log_access(self, status):
-        if self.protocol.access_log:
-            scope = self.scope
-            qs = scope["query_string"]
-            path = scope["path"]
-            if qs:
-                path = path + "?" + qs.decode("ascii", "replace")
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d',
-                format_client(scope["client"]),
-                scope["method"],
-                path,
-                scope["http_version"],
-                status,
-                extra={"status_code": status, "scope": scope},
+        protocol = self.protocol
+        if protocol.access_log:
+            protocol.access_writer.log(
+                self.scope, status, self.sent_length, perf_counter() - self.start_time, self.response_headers
             )
 
 
@@ -1033,21 +1062,6 @@ class ParseFailure:
     def __init__(self, status, reason):
         self.status = status
         self.reason = reason
-
-
-class Done:
-    """What ``send`` returns when it has finished: awaiting it completes at once."""
-
-    __slots__ = ()
-
-    def __await__(self):
-        return iter(())
-
-    def __iter__(self):  # `yield from send(...)` in a generator-based coroutine
-        return iter(())
-
-
-DONE = Done()
 
 
 async def run_in_task(run):

@@ -15,9 +15,9 @@ from fastasgi.proxy_trust import ProxyTrust, apply_forwarded
 class ProxyHeadersMiddleware:
     """ASGI middleware applying the proxy-header rules (the server applies them itself with ``proxy_headers``)."""
 
-    def __init__(self, app: Any, trusted_hosts: list[str] | str = "127.0.0.1") -> None:
+    def __init__(self, app: Any, trusted_hosts: list[str] | str = "127.0.0.1", forwarded_host: bool = False) -> None:
         self.app = app
-        self.trust = ProxyTrust(trusted_hosts)
+        self.trust = ProxyTrust(trusted_hosts, forwarded_host=forwarded_host)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
