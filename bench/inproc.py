@@ -8,6 +8,7 @@ no kernel in it.  Useful for A/B work on the hot path; the end-to-end truth is
 
     python3 bench/inproc.py --impl c --app plaintext --requests 200000
     python3 bench/inproc.py --access-log                   # access log on, written to os.devnull
+    python3 bench/inproc.py --metrics                      # --metrics-port's counters recorded
     python3 bench/inproc.py --access-log --server uvicorn  # uvicorn's protocol, same driver
 
 With ``--access-log`` the default logging configuration runs (formatters and
@@ -26,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fastasgi import _speedups
+from fastasgi import _speedups, metrics
 from fastasgi.config import LOGGING_CONFIG, Config
 from fastasgi.server import ServerState
 
@@ -97,7 +98,11 @@ def make_protocol(args: argparse.Namespace, app) -> object:
             logging_kwargs[name] = getattr(args, name)
     config = Config(app, http="httptools" if args.impl == "c" else "h11", lifespan="off", **logging_kwargs)
     config.load()
-    return _speedups.load(args.impl).http.HttpProtocol(config=config, server_state=ServerState(), app_state={})
+    state = ServerState()
+    if args.metrics:
+        # what Server.startup does for --metrics-port (the scrape side costs nothing per request)
+        state.metrics = metrics.private_block()
+    return _speedups.load(args.impl).http.HttpProtocol(config=config, server_state=state, app_state={})
 
 
 async def drive(args: argparse.Namespace, n: int, batch: int) -> float:
@@ -134,6 +139,7 @@ def main() -> None:
     ap.add_argument("--access-log", action="store_true", help="access log on (written to os.devnull)")
     ap.add_argument("--access-log-format", default=None, help="fastasgi's --access-log-format")
     ap.add_argument("--log-format", default=None, help="fastasgi's --log-format (text or json)")
+    ap.add_argument("--metrics", action="store_true", help="record --metrics-port's counters")
     args = ap.parse_args()
     import threading
 
@@ -145,8 +151,10 @@ def main() -> None:
     watchdog.start()
 
     best = min(uvloop.run(drive(args, args.requests, args.batch)) for _ in range(args.repeat))
-    log = " access-log" if args.access_log else ""
-    print(f"{args.server} {args.impl} {args.app} batch={args.batch}{log}: {best:.2f} us/request (best of {args.repeat})")
+    log = (" access-log" if args.access_log else "") + (" metrics" if args.metrics else "")
+    print(
+        f"{args.server} {args.impl} {args.app} batch={args.batch}{log}: {best:.2f} us/request (best of {args.repeat})"
+    )
 
 
 if __name__ == "__main__":

@@ -147,6 +147,8 @@ class Config:
     reload_dirs_given: Any
     reload_delay: float
     reuse_port: bool
+    metrics_port: int | None
+    metrics_host: str
     proxy_headers: bool
     forwarded_host: bool
     server_header: bool
@@ -292,9 +294,28 @@ class Config:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative number)")
         if self.workers < 1:
             raise ConfigError(f"Invalid number of workers: {self.workers} (must be at least 1)")
+        self._validate_metrics()
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in str(value) for c in "\r\n\0"):
                 raise ConfigError(f"Invalid --header {name}:{value!r}: expected 'Name:Value' without CR/LF")
+
+    def _validate_metrics(self) -> None:
+        port = self.metrics_port
+        if port is None:
+            return
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ConfigError(f"Invalid --metrics-port {port!r}: must be between 0 and 65535")
+        if port != 0 and port == self.port and self.uds is None and self.fd is None:
+            raise ConfigError(
+                f"--metrics-port {port} is the app's --port: metrics need a port of their own "
+                "(and are never served on the app's socket)"
+            )
+        if not isinstance(self.metrics_host, str) or not self.metrics_host:
+            raise ConfigError(f"Invalid --metrics-host {self.metrics_host!r}")
+        import importlib.util  # (only with --metrics-port: a plain start stays light)
+
+        if importlib.util.find_spec("prometheus_client") is None:
+            raise ConfigError("--metrics-port needs prometheus_client: pip install 'fastasgi[standard]'")
 
     def _reload_patterns(
         self, dirs: Any, includes: Any, excludes: Any

@@ -23,7 +23,7 @@ from email.utils import formatdate
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable
 
-from fastasgi import _speedups
+from fastasgi import _speedups, metrics
 from fastasgi.errors import STARTUP_FAILURE, ConfigError
 from fastasgi.loops import loop_name
 from fastasgi.protocols.websockets import ws_library_name
@@ -50,6 +50,9 @@ class ServerState:
         self.default_headers: list[tuple[bytes, bytes]] = []
         self.default_headers_bytes = b""
         self.proxy_trust: Any = None
+        # --metrics-port: this process's counter block (fastasgi.metrics), which the
+        # protocols add to; None when metrics are off
+        self.metrics: memoryview | None = None
 
 
 def raise_nofile_limit(cap: int = 1 << 20) -> int | None:
@@ -97,6 +100,10 @@ class Server:
         self.servers: list[Any] = []
         self._captured_signals: list[int] = []
         self.lifespan: Any = None
+        # --metrics-port: a supervisor sets the path of the block it reads for this process
+        # (and serves the scrapes); without one, this process serves its own
+        self.metrics_path: str | None = None
+        self.metrics_listener: metrics.Listener | None = None
 
     @property
     def limit_max_requests(self) -> int | None:
@@ -169,6 +176,11 @@ class Server:
         state = self.server_state
         if config.proxy_headers:
             state.proxy_trust = ProxyTrust(config.forwarded_allow_ips, forwarded_host=config.forwarded_host)
+        if config.metrics_port is not None and state.metrics is None:
+            if self.metrics_path is not None:
+                state.metrics = metrics.attach_block(self.metrics_path)
+            else:
+                state.metrics = metrics.private_block()
         self.update_default_headers()
 
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
@@ -222,6 +234,21 @@ class Server:
             await self.lifespan.shutdown()
             self.should_exit = True
             return
+
+        if config.metrics_port is not None and self.metrics_path is None and state.metrics is not None:
+            try:
+                self.metrics_listener = metrics.serve(
+                    config.metrics_host, config.metrics_port, metrics.local_source(state.metrics)
+                )
+            except OSError as exc:
+                logger.error(
+                    "Could not bind the metrics listener to %s:%d: %s", config.metrics_host, config.metrics_port, exc
+                )
+                for server in self.servers:
+                    server.close()
+                await self.lifespan.shutdown()
+                self.should_exit = True
+                return
 
         if sockets is None:
             self._log_started_message(listeners)
@@ -318,6 +345,12 @@ class Server:
         # Send the lifespan shutdown event, and wait for application shutdown.
         if not self.force_exit:
             await self.lifespan.shutdown()
+
+        # metrics are scraped until the end of the shutdown (in-flight requests going down)
+        listener = self.metrics_listener
+        if listener is not None:
+            self.metrics_listener = None
+            listener.close()
 
     def graceful_time_left(self) -> float | None:
         """How long shutdown() waits for in-flight requests: --timeout-graceful-shutdown

@@ -189,6 +189,15 @@ SETTINGS: list[Setting] = [
         show_default=False,
     ),
     _opt(
+        "metrics_port",
+        None,
+        "Serve Prometheus metrics at /metrics on this port: a listener of its own, never the app's port. Under "
+        "--workers the supervisor serves the sum over all workers. Needs prometheus_client. Default: off.",
+        type=int,
+        show_default=False,
+    ),
+    _opt("metrics_host", "127.0.0.1", "Bind the --metrics-port listener to this host.", type=str),
+    _opt(
         "proxy_headers",
         True,
         "Enable/Disable X-Forwarded-Proto, X-Forwarded-For (and -Port; Forwarded (RFC 7239) when neither of the "

@@ -34,8 +34,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "fastasgi.settings",
         "fastasgi.reload_patterns",
     ),
-    # non-hot helpers shared by the request cycle and the WebSocket protocols; sockets
-    ("fastasgi.connection", "fastasgi.proxy_trust", "fastasgi.sockets", "fastasgi.accesslog"),
+    # non-hot helpers shared by the request cycle and the WebSocket protocols; sockets;
+    # the metrics layout and its scrape side (prometheus_client is imported lazily)
+    ("fastasgi.connection", "fastasgi.proxy_trust", "fastasgi.sockets", "fastasgi.accesslog", "fastasgi.metrics"),
     # the request cycle, parser and framing (compiled and pure) and their picker
     ("fastasgi._speedups",),
     # what Config loads: protocol factories, lifespan, app adapters, event loops

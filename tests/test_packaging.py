@@ -110,6 +110,7 @@ STANDARD_IMPORTS = {
     "watchfiles": "watchfiles",
     "python-dotenv": "dotenv",
     "PyYAML": "yaml",
+    "prometheus_client": "prometheus_client",
 }
 
 

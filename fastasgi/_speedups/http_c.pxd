@@ -3,9 +3,19 @@
 # protocol <-> cycle calls into direct C calls; the .py file stays plain Python.
 import cython
 
+from fastasgi._speedups.clock_c cimport monotonic_ns
 from fastasgi._speedups.coro_c cimport AppRun, Sender
 from fastasgi._speedups.framing_c cimport encode_head
 from fastasgi._speedups.parser_c cimport RequestParser
+
+# --metrics-port: slot numbers of fastasgi.metrics (C globals, set when the module is
+# imported) and the duration-bucket bounds as a typed memoryview (C reads)
+cdef Py_ssize_t BYTES_IN, BYTES_OUT, CONNECTIONS, CONNECTIONS_OPEN, DURATION_NS, HISTOGRAM
+cdef Py_ssize_t N_BUCKETS, N_CLASSES, PARSE_ERRORS, REQUESTS, REQUESTS_IN_FLIGHT
+cdef Py_ssize_t TIMEOUT_BODY, TIMEOUT_HEADER, TIMEOUT_KEEP_ALIVE, TIMEOUTS
+cdef long long[::1] BUCKET_BOUNDS
+
+cpdef Py_ssize_t method_index(str method)
 
 cdef class RequestCycle
 
@@ -60,6 +70,9 @@ cdef class HttpProtocol:
     cdef double timeout_request_body
     cdef object body_mark
     cdef double body_mark_time
+    # --metrics-port: this process's counter block (a typed memoryview: inline C additions)
+    cdef bint metrics_on
+    cdef long long[::1] metrics
 
     @cython.locals(cycle=RequestCycle, pending=list, active=RequestCycle, starting=RequestCycle)
     cpdef handle_events(self, list events)
@@ -76,6 +89,7 @@ cdef class HttpProtocol:
     cpdef on_response_complete(self, RequestCycle cycle)
 
     cpdef _arm_keepalive(self)
+    cpdef count(self, Py_ssize_t slot)
     cpdef resume_reading_if_drained(self, RequestCycle cycle)
 
 
@@ -108,6 +122,9 @@ cdef class RequestCycle(Sender):
     cdef list out
     cdef Py_ssize_t out_size
     cdef bint flush_scheduled
+    cdef bint in_flight
+    cdef Py_ssize_t method_index
+    cdef long long started
 
     cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue)
     cpdef app_returned(self, object result)
@@ -126,6 +143,9 @@ cdef class RequestCycle(Sender):
     cpdef emit(self, bytes data, bint final)
     cpdef flush(self)
     cpdef too_long(self, Py_ssize_t size)
+
+    @cython.locals(protocol=HttpProtocol, code=Py_ssize_t, cls=Py_ssize_t, i=Py_ssize_t, elapsed="long long")
+    cpdef finish(self, object status)
 
     @cython.locals(protocol=HttpProtocol)
     cpdef log_access(self, object status)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from array import array
 from contextvars import Context, copy_context
 from time import perf_counter
 
 if __name__.endswith("_c"):  # compiled: the compiled set
+    from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.coro_c import AppRun as new_app_run
     from fastasgi._speedups.coro_c import Sender, speed_up_task_registry
     from fastasgi._speedups.framing_c import (
@@ -36,6 +38,8 @@ if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.parser_c import ParseError
     from fastasgi._speedups.parser_c import RequestParser as new_parser
 else:
+    from time import monotonic_ns
+
     from fastasgi._speedups.coro_py import AppRun as new_app_run
     from fastasgi._speedups.coro_py import Sender as _PySender
 
@@ -62,6 +66,25 @@ from fastasgi.connection import (
     is_ssl,
     trust_key,
 )
+from fastasgi.metrics import (
+    BUCKETS_NS,
+    BYTES_IN,
+    BYTES_OUT,
+    CONNECTIONS,
+    CONNECTIONS_OPEN,
+    DURATION_NS,
+    HISTOGRAM,
+    N_BUCKETS,
+    N_CLASSES,
+    PARSE_ERRORS,
+    REQUESTS,
+    REQUESTS_IN_FLIGHT,
+    TIMEOUT_BODY,
+    TIMEOUT_HEADER,
+    TIMEOUT_KEEP_ALIVE,
+    TIMEOUTS,
+    parse_error_kind,
+)
 from fastasgi.proxy_trust import apply_forwarded
 
 Task = asyncio.Task
@@ -81,6 +104,29 @@ if __name__.endswith("_c"):
 
 error_logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
+
+# --metrics-port: the bounds of the request-duration buckets, in ns, as an int64 buffer
+# (compiled, a typed memoryview: finish() finds a request's bucket with C reads)
+BUCKET_BOUNDS = memoryview(array("q", BUCKETS_NS))
+
+
+def method_index(method):
+    """The slot of ``method`` in ``fastasgi.metrics.METHODS`` (the last one for any other method)."""
+    if method == "GET":
+        return 0
+    if method == "POST":
+        return 2
+    if method == "HEAD":
+        return 1
+    if method == "PUT":
+        return 3
+    if method == "DELETE":
+        return 4
+    if method == "PATCH":
+        return 5
+    if method == "OPTIONS":
+        return 6
+    return 7
 
 
 def has_proxy_headers(headers):
@@ -128,6 +174,11 @@ class HttpProtocol:
         self.timeout_request_body = float(config.timeout_request_body)
         self.body_mark = -1  # parser.fed when the body-read timer last saw progress
         self.body_mark_time = 0.0
+        # --metrics-port: this process's counter block (fastasgi.metrics), added to inline
+        metrics = getattr(server_state, "metrics", None)
+        self.metrics_on = metrics is not None
+        if metrics is not None:
+            self.metrics = metrics
 
         self.transport = None
         self.client = None
@@ -195,10 +246,15 @@ class HttpProtocol:
             self.trusted = trust_key(transport, self.client) in self.proxy_trust
         self.idle_since = self.loop.time()
         self._arm_keepalive()
+        if self.metrics_on:
+            self.metrics[CONNECTIONS] += 1
+            self.metrics[CONNECTIONS_OPEN] += 1
 
     def connection_lost(self, exc):
         self.closed = True
         self.connections.discard(self)
+        if self.metrics_on:
+            self.metrics[CONNECTIONS_OPEN] -= 1
         cycle = self.active
         if cycle is not None:
             cycle.on_disconnect()
@@ -233,6 +289,8 @@ class HttpProtocol:
                 waiter.set_result(None)
 
     def data_received(self, data):
+        if self.metrics_on:
+            self.metrics[BYTES_IN] += len(data)
         if self.closing or self.parse_failed:
             return
         try:
@@ -354,6 +412,11 @@ class HttpProtocol:
         self.active = cycle
         self.receiving = cycle
         self.server_state.total_requests += 1
+        if self.metrics_on:
+            self.metrics[REQUESTS_IN_FLIGHT] += 1
+            cycle.in_flight = True
+            cycle.method_index = method_index(method)
+            cycle.started = monotonic_ns()
         return cycle
 
     def start_app(self, cycle):
@@ -412,9 +475,12 @@ class HttpProtocol:
             self.keepalive_handle = None
             handle.cancel()
         self.closing = True
+        if self.metrics_on:
+            self.metrics[CONNECTIONS_OPEN] -= 1  # the WebSocket protocol counts it from here on
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)
-        protocol.data_received(raw)
+        # the head again, rebuilt: bytes this protocol has counted already (--metrics-port)
+        getattr(protocol, "handle_bytes", protocol.data_received)(raw)
 
     def on_parse_error(self, status, reason):
         if status == 400:
@@ -422,6 +488,7 @@ class HttpProtocol:
         else:
             message = reason
         error_logger.warning("Invalid HTTP request received: %s", reason)
+        self.count(PARSE_ERRORS + parse_error_kind(status))
         if self.receiving is not None:
             # the error is in the body of the request being received (bad chunk,
             # body over --limit-request-body): its app must not wait for more
@@ -443,6 +510,8 @@ class HttpProtocol:
         transport = self.transport
         self.closing = True  # data_received drops everything from now on
         transport.write(data)
+        if self.metrics_on:
+            self.metrics[BYTES_OUT] += len(data)
         try:
             transport.write_eof()  # TCP: FIN after the response (asyncio's TLS has no half-close)
         except (NotImplementedError, RuntimeError, OSError):
@@ -533,6 +602,7 @@ class HttpProtocol:
         else:
             deadline = self.idle_since + self.timeout_keep_alive
             if deadline - now <= 0.001:
+                self.count(TIMEOUTS + TIMEOUT_KEEP_ALIVE)
                 self.closing = True
                 self.transport.close()
                 return
@@ -546,6 +616,7 @@ class HttpProtocol:
                 "Request timed out: %s",
                 "no complete header block" if self.receiving is None else "request body stalled",
             )
+            self.count(TIMEOUTS + (TIMEOUT_HEADER if self.receiving is None else TIMEOUT_BODY))
         self.closing = True
         cycle = self.receiving
         self.receiving = None
@@ -556,6 +627,11 @@ class HttpProtocol:
             self.transport.close()
         if cycle is not None:
             cycle.on_disconnect()  # receive() returns http.disconnect, send() is a no-op
+
+    def count(self, slot):
+        """--metrics-port: one more of ``slot`` (events off the per-request path)."""
+        if self.metrics_on:
+            self.metrics[slot] += 1
 
     def resume_reading_if_drained(self, cycle):
         if self.read_paused and self.pending is None and cycle.body_size <= HIGH_WATER:
@@ -634,6 +710,7 @@ class RequestCycle(Sender):
         self.out = None  # response bytes waiting to be written together (see emit)
         self.out_size = 0
         self.flush_scheduled = False
+        self.in_flight = False  # counted in requests_in_flight (--metrics-port; start_request sets it)
 
     # -- fed by the protocol --------------------------------------------------------
 
@@ -662,6 +739,9 @@ class RequestCycle(Sender):
 
     def on_disconnect(self):
         self.disconnected = True
+        if self.in_flight:
+            # counted under its status if its head was sent (encoded: headers is None again)
+            self.finish(self.status if self.response_started and self.headers is None else 0)
         self.wake_receiver()
 
     def wake_receiver(self):
@@ -712,8 +792,13 @@ class RequestCycle(Sender):
         self.response_started = True
         self.response_complete = True
         self.keep_alive = False
-        self.transport.write(error_response(status, message))
+        data = error_response(status, message)
+        self.transport.write(data)
         self.sent_length = len(message)  # error pages are ASCII
+        if self.protocol.metrics_on:
+            self.protocol.metrics[BYTES_OUT] += len(data)
+        if self.in_flight:
+            self.finish(status)
         self.log_access(status)
         self.protocol.on_response_complete(self)
 
@@ -723,6 +808,9 @@ class RequestCycle(Sender):
         protocol = self.protocol
         protocol.closing = True  # nothing pipelined behind this response may start
         self.flush()
+        if self.in_flight:
+            # counted under its status once its head was sent (encoded: headers is None)
+            self.finish(self.status if self.headers is None else 0)
         if not protocol.closed:
             self.transport.close()
 
@@ -733,10 +821,12 @@ class RequestCycle(Sender):
             # nothing to hand out: wait for body bytes, the end of the body, or the
             # disconnect (once the whole body was delivered, only a disconnect or
             # the end of the response comes next)
+            protocol = self.protocol
             if self.expect_continue and not self.delivered:
                 self.expect_continue = False
                 self.transport.write(CONTINUE_RESPONSE)
-            protocol = self.protocol
+                if protocol.metrics_on:
+                    protocol.metrics[BYTES_OUT] += len(CONTINUE_RESPONSE)
             if protocol.read_paused:
                 protocol.resume_reading_if_drained(self)
             waiter = protocol.loop.create_future()
@@ -863,6 +953,8 @@ class RequestCycle(Sender):
                     self.expected_length,
                 )
                 self.keep_alive = False
+            if self.in_flight:
+                self.finish(self.status)
             self.log_access(self.status)
             self.protocol.on_response_complete(self)
         protocol = self.protocol
@@ -882,6 +974,8 @@ class RequestCycle(Sender):
         if final and out is None:
             if data:
                 self.transport.write(data)
+                if self.protocol.metrics_on:
+                    self.protocol.metrics[BYTES_OUT] += len(data)
             return
         if data:
             if out is None:
@@ -906,13 +1000,18 @@ class RequestCycle(Sender):
             self.out = None
             self.out_size = 0
             if not self.protocol.closed:
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+                data = out[0] if len(out) == 1 else b"".join(out)
+                self.transport.write(data)
+                if self.protocol.metrics_on:
+                    self.protocol.metrics[BYTES_OUT] += len(data)
 
     def too_long(self, size):
         """The app sent more than its Content-Length: the excess is cut and the connection closed."""
         self.response_complete = True
         self.keep_alive = False
         self.protocol.closing = True  # nothing pipelined behind this response may start
+        if self.in_flight:
+            self.finish(self.status)
         self.log_access(self.status)
         self.flush()
         self.transport.close()
@@ -920,6 +1019,32 @@ class RequestCycle(Sender):
             f"Response content longer than Content-Length ({size} > {self.expected_length} bytes); the excess was "
             "not sent and the connection was closed."
         )
+
+    def finish(self, status):
+        """--metrics-port: this request is over.  Counted in requests_total and the duration
+        histogram under ``status`` (a status that was sent), or only leaves requests_in_flight
+        when ``status`` is 0 (the client left, or the app failed, before a response head was sent)."""
+        self.in_flight = False
+        protocol = self.protocol  # (compiled: protocol.metrics[i] is a C read-modify-write)
+        protocol.metrics[REQUESTS_IN_FLIGHT] -= 1
+        if type(status) is int:
+            code = status
+        else:
+            code = int(status)  # an IntEnum such as http.HTTPStatus (encode_head accepted it)
+        if code == 0:
+            return
+        cls = code // 100 - 1
+        if cls < 0:
+            cls = 0
+        elif cls >= N_CLASSES:
+            cls = N_CLASSES - 1
+        protocol.metrics[REQUESTS + self.method_index * N_CLASSES + cls] += 1
+        elapsed = monotonic_ns() - self.started
+        protocol.metrics[DURATION_NS] += elapsed
+        i = 0
+        while i < N_BUCKETS and elapsed > BUCKET_BOUNDS[i]:
+            i += 1
+        protocol.metrics[HISTOGRAM + i] += 1
 
     def log_access(self, status):
         protocol = self.protocol

@@ -17,7 +17,11 @@ process sentinels and a signal wake-up socket:
   until its replacement is ready), so retirements are serialized, never all at once;
 * SIGTTIN / SIGTTOU add / remove one worker;
 * SIGINT / SIGTERM stop every worker gracefully, then the parent re-raises the signal
-  as a single server does (``timeout_graceful_shutdown`` bounds the wait).
+  as a single server does (``timeout_graceful_shutdown`` bounds the wait);
+* with ``--metrics-port`` the parent serves the scrapes: each worker process records
+  into a counter block of its own, which the parent sums with the counters of the
+  workers that are gone (:class:`fastasgi.metrics.Aggregate`; a worker's block is
+  folded in when the parent reaps it, exactly once).
 
 Why no request is lost when a worker is replaced: the listening socket lives in the
 parent for the server's whole life, so connections queued in its backlog survive any
@@ -45,6 +49,7 @@ from typing import Any
 
 from fastasgi.config import Config
 from fastasgi.errors import STARTUP_FAILURE, ConfigError
+from fastasgi.metrics import Aggregate, Listener, serve
 from fastasgi.server import Server
 from fastasgi.sockets import bind_reuseport_socket, bind_socket
 from fastasgi.supervisors.worker import exit_description, worker_main
@@ -71,7 +76,13 @@ class WorkerProcess:
     """One spawned worker, seen from the parent."""
 
     def __init__(
-        self, config: Config, sockets: list[socket.socket], slot: int, reason: str, drain: bool = True
+        self,
+        config: Config,
+        sockets: list[socket.socket],
+        slot: int,
+        reason: str,
+        drain: bool = True,
+        metrics: Aggregate | None = None,
     ) -> None:
         self.slot = slot
         # why it was started: "initial", "respawn", "restart", "scale"; a "restart" or
@@ -85,9 +96,13 @@ class WorkerProcess:
         self.last_pong = time.monotonic()
         self.stop_deadline: float | None = None
         self.health_killed = False
+        self.metrics = metrics
+        self.metrics_path = None if metrics is None else metrics.new_block(restart=reason in ("respawn", "restart"))
         self.conn, child_conn = spawn.Pipe(duplex=True)
         self.process = spawn.Process(
-            target=worker_main, args=(config, sockets, child_conn, drain), name=f"fastasgi-worker-{slot}"
+            target=worker_main,
+            args=(config, sockets, child_conn, drain, self.metrics_path),
+            name=f"fastasgi-worker-{slot}",
         )
         self.process.start()
         child_conn.close()  # the child has its own copy; ours would hide a dead parent from it (EOF)
@@ -119,6 +134,10 @@ class WorkerProcess:
 
     def close(self) -> None:
         self.process.join(5)
+        if self.metrics is not None:
+            # the parent reaps each worker once (reap / shutdown_all): its counters are
+            # folded into the retired total here, once, and its gauges dropped
+            self.metrics.retire(self.metrics_path)
         with contextlib.suppress(OSError):
             self.conn.close()
         with contextlib.suppress(ValueError):
@@ -164,6 +183,8 @@ class Multiprocess:
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._wakeup_r.setblocking(False)
         self._wakeup_w.setblocking(False)
+        self.metrics = Aggregate(workers=True) if config.metrics_port is not None else None
+        self.metrics_listener: Listener | None = None
 
     # -- sockets and spawning -------------------------------------------------------
 
@@ -176,7 +197,7 @@ class Multiprocess:
         return [sock]
 
     def spawn(self, slot: int, reason: str) -> WorkerProcess:
-        worker = WorkerProcess(self.config, self.sockets_for(slot), slot, reason)
+        worker = WorkerProcess(self.config, self.sockets_for(slot), slot, reason, metrics=self.metrics)
         self.workers.append(worker)
         logger.info("Started worker process [%d]", worker.pid)
         return worker
@@ -210,6 +231,8 @@ class Multiprocess:
         original = {sig: signal.signal(sig, self._on_signal) for sig in SUPERVISOR_SIGNALS}
         old_wakeup = signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
         try:
+            if not self.start_metrics():
+                return self.exit_code
             for slot in range(self.target):
                 self.spawn(slot, "initial")
             while not self.should_exit:
@@ -232,8 +255,27 @@ class Multiprocess:
                 sock.close()
             self._wakeup_r.close()
             self._wakeup_w.close()
+            if self.metrics_listener is not None:
+                self.metrics_listener.close()
+            if self.metrics is not None:
+                self.metrics.close()
         logger.info("Stopping parent process [%d]", os.getpid())
         return self.exit_code
+
+    def start_metrics(self) -> bool:
+        """--metrics-port: serve the sum over the workers; False (exit status 3) when it cannot bind."""
+        if self.metrics is None:
+            return True
+        config = self.config
+        try:
+            self.metrics_listener = serve(config.metrics_host, int(config.metrics_port or 0), self.metrics.totals)
+        except OSError as exc:
+            logger.error(
+                "Could not bind the metrics listener to %s:%s: %s", config.metrics_host, config.metrics_port, exc
+            )
+            self.exit_code = STARTUP_FAILURE
+            return False
+        return True
 
     def _log_address(self) -> None:
         log_address(self.config, self.shared_sockets or [self.slot_sockets[0]])
@@ -438,7 +480,7 @@ class Multiprocess:
             old = self.restart_queue.pop(0)
             if old not in self.workers or old.state != READY:
                 continue
-            new = WorkerProcess(self.config, self.sockets_for(old.slot), old.slot, "restart")
+            new = WorkerProcess(self.config, self.sockets_for(old.slot), old.slot, "restart", metrics=self.metrics)
             new.replaces = old
             self.workers.append(new)
             self.replacing = new

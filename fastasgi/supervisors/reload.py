@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from fastasgi.config import Config
+from fastasgi.errors import STARTUP_FAILURE
+from fastasgi.metrics import Aggregate, Listener, serve
 from fastasgi.sockets import bind_socket
 from fastasgi.supervisors.multiprocess import log_address, spawn
 from fastasgi.supervisors.worker import exit_description, worker_main
@@ -154,6 +156,10 @@ class ChangeReload:
         self.conn: Any = None
         self.failure_reported = False
         self.exit_signal: int | None = None
+        # --metrics-port: served here, so that the counts survive reloads (each server
+        # process records into a block of its own, folded in when it is gone)
+        self.metrics = Aggregate(workers=False) if config.metrics_port is not None else None
+        self.metrics_path: str | None = None
 
     def signal_handler(self, sig: int, frame: Any) -> None:
         if self.exit_signal is None:
@@ -162,7 +168,11 @@ class ChangeReload:
 
     def start_process(self) -> None:
         self.conn, child_conn = spawn.Pipe(duplex=True)
-        self.process = spawn.Process(target=worker_main, args=(self.config, self.sockets, child_conn, False))
+        if self.metrics is not None:
+            self.metrics_path = self.metrics.new_block()
+        self.process = spawn.Process(
+            target=worker_main, args=(self.config, self.sockets, child_conn, False, self.metrics_path)
+        )
         self.process.start()
         child_conn.close()
         self.failure_reported = False
@@ -181,12 +191,31 @@ class ChangeReload:
         with contextlib.suppress(OSError):
             self.conn.close()
         self.process = None
+        self.retire_metrics()
+
+    def retire_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.retire(self.metrics_path)
+            self.metrics_path = None
 
     def run(self) -> None:
         watcher = make_watcher(self.config, self.should_exit)
         logger.info("Started reloader process [%d] using %s", os.getpid(), watcher.name)
         logger.info("Will watch for changes in these directories: %s", sorted(str(d) for d in self.config.reload_dirs))
         log_address(self.config, self.sockets)
+        listener: Listener | None = None
+        if self.metrics is not None:
+            config = self.config
+            try:
+                listener = serve(config.metrics_host, int(config.metrics_port or 0), self.metrics.totals)
+            except OSError as exc:
+                logger.error(
+                    "Could not bind the metrics listener to %s:%s: %s", config.metrics_host, config.metrics_port, exc
+                )
+                self.metrics.close()
+                for sock in self.sockets:
+                    sock.close()
+                raise SystemExit(STARTUP_FAILURE) from None
         original = {sig: signal.signal(sig, self.signal_handler) for sig in HANDLED_SIGNALS}
         try:
             self.start_process()
@@ -206,6 +235,10 @@ class ChangeReload:
                 signal.signal(sig, handler)
             for sock in self.sockets:
                 sock.close()
+            if listener is not None:
+                listener.close()
+            if self.metrics is not None:
+                self.metrics.close()
             logger.info("Stopping reloader process [%d]", os.getpid())
 
     def check_process(self) -> None:
@@ -213,6 +246,7 @@ class ChangeReload:
         if process is None or process.exitcode is None or self.failure_reported:
             return
         self.failure_reported = True
+        self.retire_metrics()  # its gauges go now, its counters stay
         logger.error(
             "The server process [%d] stopped (%s); waiting for a change to reload.",
             process.pid,

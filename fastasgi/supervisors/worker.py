@@ -189,10 +189,17 @@ class SupervisedServer(Server):
             await asyncio.sleep(0.02)
 
 
-def worker_main(config: Config, sockets: list[Any], conn: Any, drain: bool = True) -> None:
-    """Entry point of a spawned worker process (the ``target`` of ``spawn.Process``)."""
+def worker_main(
+    config: Config, sockets: list[Any], conn: Any, drain: bool = True, metrics_path: str | None = None
+) -> None:
+    """Entry point of a spawned worker process (the ``target`` of ``spawn.Process``).
+
+    ``metrics_path``: with --metrics-port, the counter block the supervisor created for
+    this process (it serves the scrapes; the worker only records).
+    """
     config.configure_logging()
     server = SupervisedServer(config, conn, drain=drain)
+    server.metrics_path = metrics_path
     server.start_pipe_thread()
     try:
         server.run(sockets=sockets)

@@ -51,6 +51,20 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.metrics import (
+    BYTES_IN,
+    BYTES_OUT,
+    CONNECTIONS_OPEN,
+    PARSE_ERRORS,
+    PARSE_WS_HANDSHAKE,
+    TIMEOUT_WS_CLOSE,
+    TIMEOUT_WS_PING,
+    TIMEOUTS,
+    WS_CONNECTIONS,
+    WS_OPEN,
+    WS_RECEIVED,
+    WS_SENT,
+)
 from fastasgi.proxy_trust import apply_forwarded, has_forwarded_headers
 
 logger = logging.getLogger("uvicorn.error")
@@ -307,6 +321,10 @@ class WebSocketBase(asyncio.Protocol):
         self.pending: bytearray | None = None  # start of a frame the fast path waits to complete
         self.fast_max = self.max_size if self.max_size is not None else sys.maxsize
 
+        # --metrics-port: the process's counter block (fastasgi.metrics), or None
+        self.metrics: Any = getattr(server_state, "metrics", None)
+        self.counted_open = False  # counted in websocket_connections_open
+
     # -- backend hooks ----------------------------------------------------------------
 
     def start_handshake(self, head: bytes, headers: list[tuple[bytes, bytes]]) -> bytes | None:
@@ -367,11 +385,19 @@ class WebSocketBase(asyncio.Protocol):
         self.client = get_remote_addr(transport)
         self.server = get_local_addr(transport)
         self.scheme = "wss" if is_ssl(transport) else "ws"
+        if self.metrics is not None:
+            self.metrics[CONNECTIONS_OPEN] += 1  # handed over by the HTTP protocol, which counted it
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
         self.fast = False
         self.connections.discard(self)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics[CONNECTIONS_OPEN] -= 1
+            if self.counted_open:
+                self.counted_open = False
+                metrics[WS_OPEN] -= 1
         self.stop_keepalive()
         if self.close_timer is not None:
             self.close_timer.cancel()
@@ -394,6 +420,13 @@ class WebSocketBase(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
 
+    def write(self, data: bytes) -> None:
+        """``transport.write``, counted in sent_bytes (--metrics-port)."""
+        self.transport.write(data)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics[BYTES_OUT] += len(data)
+
     def resume_writing(self) -> None:
         self.write_paused = False
         for waiter in self.drain_waiters:
@@ -402,6 +435,13 @@ class WebSocketBase(asyncio.Protocol):
         self.drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        metrics = self.metrics
+        if metrics is not None:
+            metrics[BYTES_IN] += len(data)
+        self.handle_bytes(data)
+
+    def handle_bytes(self, data: bytes) -> None:
+        """Bytes in, already counted (the HTTP protocol hands the handshake head over through this)."""
         if self.fast:  # implies OPEN, nothing sent or received to close, no compression
             pending = self.pending
             if pending is not None:
@@ -460,6 +500,8 @@ class WebSocketBase(asyncio.Protocol):
                     self.put({"type": "websocket.receive", "text": text})
                 else:
                     self.put({"type": "websocket.receive", "bytes": payload})
+                if self.metrics is not None:
+                    self.metrics[WS_RECEIVED] += 1
                 pos = end
             else:  # every frame was whole (the first byte of the next one may be here)
                 if pos == size:
@@ -550,8 +592,10 @@ class WebSocketBase(asyncio.Protocol):
         self.state = CLOSED
         self.handshake_complete = True
         self.early = bytearray()
+        if self.metrics is not None:
+            self.metrics[PARSE_ERRORS + PARSE_WS_HANDSHAKE] += 1
         if not self.lost:
-            self.transport.write(response)
+            self.write(response)
             self.transport.close()
 
     # -- the app ------------------------------------------------------------------------------
@@ -591,7 +635,7 @@ class WebSocketBase(asyncio.Protocol):
             return
         # CLOSED, not handshake_complete: a client lost from here on is still 1006, as in uvicorn
         self.state = CLOSED
-        self.transport.write(self.reject_bytes(500, "Internal Server Error"))
+        self.write(self.reject_bytes(500, "Internal Server Error"))
 
     def default_headers(self) -> list[tuple[bytes, bytes]]:
         return list(self.server_state.default_headers)
@@ -646,10 +690,14 @@ class WebSocketBase(asyncio.Protocol):
     def deliver_text(self, text: str) -> None:
         if not self.close_sent:
             self.put({"type": "websocket.receive", "text": text})
+            if self.metrics is not None:
+                self.metrics[WS_RECEIVED] += 1
 
     def deliver_bytes(self, data: bytes) -> None:
         if not self.close_sent:
             self.put({"type": "websocket.receive", "bytes": data})
+            if self.metrics is not None:
+                self.metrics[WS_RECEIVED] += 1
 
     def on_peer_close(self, code: int, reason: str, echo: bytes) -> None:
         """A close frame arrived; ``echo`` is the reply (empty when ours was sent first)."""
@@ -658,7 +706,7 @@ class WebSocketBase(asyncio.Protocol):
             return
         reply_to_ours = self.close_sent
         if echo and not self.close_sent:
-            self.transport.write(echo)
+            self.write(echo)
         self.close_sent = True
         self.state = CLOSED
         self.stop_keepalive()
@@ -680,7 +728,7 @@ class WebSocketBase(asyncio.Protocol):
         if self.lost:
             return
         if data and not self.close_sent:
-            self.transport.write(data)
+            self.write(data)
         self.close_sent = True
         self.state = CLOSED
         self.stop_keepalive()
@@ -721,22 +769,22 @@ class WebSocketBase(asyncio.Protocol):
                 text = message.get("text")
                 if text is not None:
                     if self.compress:
-                        self.transport.write(self.encode_compressed(True, text))
+                        self.write(self.encode_compressed(True, text))
                     else:
                         data = text.encode("utf-8")
                         n = len(data)
-                        self.transport.write(_TEXT_HEADS[n] + data if n < 126 else encode_frame(OP_TEXT, data))
+                        self.write(_TEXT_HEADS[n] + data if n < 126 else encode_frame(OP_TEXT, data))
                 else:
                     payload = message.get("bytes")
                     if payload is None:
                         raise RuntimeError("'websocket.send' needs 'bytes' or 'text'.")
                     if self.compress:
-                        self.transport.write(self.encode_compressed(False, payload))
+                        self.write(self.encode_compressed(False, payload))
                     else:
                         n = len(payload)
-                        self.transport.write(
-                            _BINARY_HEADS[n] + payload if n < 126 else encode_frame(OP_BINARY, payload)
-                        )
+                        self.write(_BINARY_HEADS[n] + payload if n < 126 else encode_frame(OP_BINARY, payload))
+                if self.metrics is not None:
+                    self.metrics[WS_SENT] += 1
             elif mtype == "websocket.close":
                 code = message.get("code")
                 code = 1000 if code is None else int(code)
@@ -759,7 +807,7 @@ class WebSocketBase(asyncio.Protocol):
                 self.close_sent = True
                 self.handshake_complete = True
                 self.put_disconnect(1006)
-                self.transport.write(self.reject_bytes(403, ""))
+                self.write(self.reject_bytes(403, ""))
                 self.transport.close()
             elif mtype == "websocket.http.response.start":
                 status = int(message["status"])
@@ -771,7 +819,7 @@ class WebSocketBase(asyncio.Protocol):
                 if self.stream_denial:
                     # the head goes now; the handshake is over even if no body follows
                     self.handshake_complete = True
-                    self.transport.write(self.deny_start_bytes(status, headers))
+                    self.write(self.deny_start_bytes(status, headers))
                 else:
                     self.deny_status = status
                     self.deny_headers = headers
@@ -788,12 +836,12 @@ class WebSocketBase(asyncio.Protocol):
             body = bytes(message.get("body") or b"")
             finished = not message.get("more_body", False)
             if self.stream_denial:
-                self.transport.write(self.deny_body_bytes(body, finished))
+                self.write(self.deny_body_bytes(body, finished))
             elif body:
                 self.deny_body.append(body)
             if finished:
                 if not self.stream_denial:
-                    self.transport.write(self.deny_bytes(self.deny_status, self.deny_headers, b"".join(self.deny_body)))
+                    self.write(self.deny_bytes(self.deny_status, self.deny_headers, b"".join(self.deny_body)))
                 self.state = CLOSED
                 self.app_closed = True
                 self.close_sent = True
@@ -821,7 +869,11 @@ class WebSocketBase(asyncio.Protocol):
                 logger.warning("WebSocket subprotocol %r was not offered by the client; not sent.", subprotocol)
                 subprotocol = None
         self.log_outcome("[accepted]")
-        self.transport.write(self.accept_bytes(subprotocol, headers))
+        self.write(self.accept_bytes(subprotocol, headers))
+        if self.metrics is not None:
+            self.metrics[WS_CONNECTIONS] += 1
+            self.metrics[WS_OPEN] += 1
+            self.counted_open = True
         self.state = OPEN
         self.handshake_complete = True
         self.start_keepalive()
@@ -831,7 +883,7 @@ class WebSocketBase(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
         if early:
-            self.data_received(bytes(early))
+            self.handle_bytes(bytes(early))
 
     def log_outcome(self, outcome: str) -> None:
         if logger.isEnabledFor(INFO):
@@ -849,7 +901,7 @@ class WebSocketBase(asyncio.Protocol):
         self.fast = False
         self.stop_keepalive()
         self.put_disconnect(code, reason)
-        self.transport.write(self.encode_close(code, reason))
+        self.write(self.encode_close(code, reason))
         if self.read_paused:  # read on, to see the peer's close frame
             self.read_paused = False
             self.transport.resume_reading()
@@ -857,6 +909,8 @@ class WebSocketBase(asyncio.Protocol):
 
     def close_timeout(self) -> None:
         self.close_timer = None
+        if self.metrics is not None:
+            self.metrics[TIMEOUTS + TIMEOUT_WS_CLOSE] += 1
         if not self.lost:
             self.transport.abort()
 
@@ -884,7 +938,7 @@ class WebSocketBase(asyncio.Protocol):
         if self.close_sent or self.lost:
             return
         self.ping_payload = os.urandom(4)  # identifies this ping; stale or unsolicited pongs are ignored
-        self.transport.write(self.encode_ping(self.ping_payload))
+        self.write(self.encode_ping(self.ping_payload))
         if self.ping_timeout is not None and self.ping_timeout > 0:
             self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
         else:
@@ -895,6 +949,8 @@ class WebSocketBase(asyncio.Protocol):
         self.ping_payload = None
         if self.close_sent or self.lost:
             return
+        if self.metrics is not None:
+            self.metrics[TIMEOUTS + TIMEOUT_WS_PING] += 1
         reason = "keepalive ping timeout"
         self.on_failure(1011, reason, self.encode_close(1011, reason), tell_app=False)
 
@@ -914,7 +970,7 @@ class WebSocketBase(asyncio.Protocol):
         if self.state == OPEN and not self.close_sent:
             self.close_sent = True
             self.put_disconnect(1012)
-            self.transport.write(self.encode_close(1012, ""))
+            self.write(self.encode_close(1012, ""))
         elif self.state == CONNECTING:
             self.send_500()
         self.state = CLOSED

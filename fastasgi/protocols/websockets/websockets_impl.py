@@ -238,7 +238,7 @@ class WebSocketProtocol(WebSocketBase):
             return
         writes = conn.writes
         if writes:
-            self.transport.write(b"".join(conn.data_to_send()))
+            self.write(b"".join(conn.data_to_send()))
         if not self.compress:
             self.fast = self.library_idle()
 

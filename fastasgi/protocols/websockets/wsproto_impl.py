@@ -147,7 +147,7 @@ class WSProtocol(WebSocketBase):
                 self.on_pong(event.payload)
             elif etype is CloseConnection:
                 if out is not None:
-                    self.transport.write(out)
+                    self.write(out)
                     out = None
                 self.frag_parts = []
                 state = proto.state
@@ -160,7 +160,7 @@ class WSProtocol(WebSocketBase):
                     self.on_peer_close(code, event.reason or "", b"")
                 return
         if out is not None:
-            self.transport.write(out)
+            self.write(out)
         decoder = self.frame_decoder
         if decoder is not None:
             # a data frame whose announced length is already too big: refuse it now rather

@@ -1,0 +1,3 @@
+"""Type stub of clock_c: the same contract as time.monotonic_ns."""
+
+def monotonic_ns() -> int: ...
