@@ -41,7 +41,7 @@ import struct
 import threading
 from typing import Any, Callable
 
-logger = logging.getLogger("fastasgi.error")
+logger = logging.getLogger("uvicorn.error")
 
 # -- the layout (label values and slot numbers) ----------------------------------------------
 
