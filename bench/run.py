@@ -64,13 +64,15 @@ COMMON = ["--no-access-log", "--log-level", "warning"]
 class ServerSpec:
     name: str
     description: str
-    args: tuple[str, ...]  # after "<python> -m"; {app}, {host}, {port} are filled in
+    args: tuple[str, ...]  # after "<python> -m"; {app}, {host}, {port}, {metrics_port} are filled in
     env: tuple[tuple[str, str], ...] = ()
     # runs from the checkout this environment variable names, not this one (before/after runs)
     checkout_env: str = ""
+    # in the default set (the access-log and metrics variants run only when named)
+    default: bool = True
 
     def argv(self, app: str, host: str, port: int) -> list[str]:
-        fill = {"app": app, "host": host, "port": str(port)}
+        fill = {"app": app, "host": host, "port": str(port), "metrics_port": str(port + 1)}
         return [sys.executable, "-m", *(a.format(**fill) for a in self.args)]
 
 
@@ -100,6 +102,24 @@ SERVERS: dict[str, ServerSpec] = {
             "uvicorn",
             "uvicorn --http httptools --loop uvloop",
             ("uvicorn", *_UVI, "--http", "httptools", "--loop", "uvloop", *COMMON),
+        ),
+        ServerSpec(
+            "fastasgi-accesslog",
+            "fastasgi, compiled, access log on (uvicorn's default line, to the server's log file)",
+            ("fastasgi", *_UVI, "--http", "httptools", "--log-level", "info"),
+            default=False,
+        ),
+        ServerSpec(
+            "fastasgi-metrics",
+            "fastasgi, compiled, Prometheus metrics on (--metrics-port, nobody scraping)",
+            ("fastasgi", *_UVI, "--http", "httptools", "--metrics-port", "{metrics_port}", *COMMON),
+            default=False,
+        ),
+        ServerSpec(
+            "uvicorn-accesslog",
+            "uvicorn --http httptools --loop uvloop, access log on (to the server's log file)",
+            ("uvicorn", *_UVI, "--http", "httptools", "--loop", "uvloop", "--log-level", "info"),
+            default=False,
         ),
         ServerSpec(
             "uvicorn-h11",
@@ -643,8 +663,12 @@ def parse_args(argv=None):
         "--servers",
         type=_csv(list(SERVERS)),
         # fastasgi-base only when $FASTASGI_BENCH_BASELINE names a checkout
-        default=[n for n, spec in SERVERS.items() if not spec.checkout_env or os.environ.get(spec.checkout_env)],
-        help=f"comma-separated subset of: {', '.join(SERVERS)} (default: all)",
+        default=[
+            n
+            for n, spec in SERVERS.items()
+            if spec.default and (not spec.checkout_env or os.environ.get(spec.checkout_env))
+        ],
+        help=f"comma-separated subset of: {', '.join(SERVERS)} (default: all but the -accesslog and -metrics variants)",
     )
     p.add_argument(
         "--scenarios",
