@@ -95,6 +95,25 @@ LOGGING_CONFIG_JSON: dict[str, Any] = {
 
 logger = logging.getLogger("uvicorn.error")
 
+# fastasgi 0.1 logged under "fastasgi", "fastasgi.error", "fastasgi.access" and
+# "fastasgi.asgi"; since 0.2 the loggers have uvicorn's names.
+_OLD_LOGGER_NAMES = {f"fastasgi{tail}": f"uvicorn{tail}" for tail in ("", ".error", ".access", ".asgi")}
+
+
+def _with_uvicorn_logger_names(config: Any) -> Any:
+    """A dictConfig whose ``loggers`` name fastasgi 0.1's loggers, with uvicorn's names
+    (a logger configured under both names keeps the uvicorn entry)."""
+    loggers = config.get("loggers") if isinstance(config, dict) else None
+    if not isinstance(loggers, dict) or not any(name in _OLD_LOGGER_NAMES for name in loggers):
+        return config
+    renamed = {}
+    for name, value in loggers.items():
+        new = _OLD_LOGGER_NAMES.get(name, name)
+        if new != name and new in loggers:
+            continue
+        renamed[new] = value
+    return {**config, "loggers": renamed}
+
 
 def _default_of(name: str) -> Any:
     default = SETTINGS_BY_NAME[name].default
@@ -383,6 +402,7 @@ class Config:
 
     def configure_logging(self) -> None:
         logging.addLevelName(TRACE_LOG_LEVEL, "TRACE")
+        dict_config = _with_uvicorn_logger_names  # (fastasgi 0.1's logger names, renamed)
         if self.log_config is not None:
             if isinstance(self.log_config, os.PathLike):
                 self.log_config = os.fspath(self.log_config)
@@ -393,10 +413,10 @@ class Config:
                         for key in ("default", "access"):
                             if key in formatters:
                                 formatters[key]["use_colors"] = self.use_colors
-                    logging.config.dictConfig(self.log_config)
+                    logging.config.dictConfig(dict_config(self.log_config))
                 elif isinstance(self.log_config, str) and self.log_config.endswith(".json"):
                     with open(self.log_config) as file:
-                        logging.config.dictConfig(json.load(file))
+                        logging.config.dictConfig(dict_config(json.load(file)))
                 elif isinstance(self.log_config, str) and self.log_config.endswith((".yaml", ".yml")):
                     try:
                         import yaml
@@ -405,7 +425,7 @@ class Config:
                             "--log-config with YAML needs PyYAML: pip install 'fastasgi[standard]'"
                         ) from None
                     with open(self.log_config) as file:
-                        logging.config.dictConfig(yaml.safe_load(file))
+                        logging.config.dictConfig(dict_config(yaml.safe_load(file)))
                 else:
                     logging.config.fileConfig(self.log_config, disable_existing_loggers=False)
             except ConfigError:

@@ -319,3 +319,47 @@ def test_log_format_choices():
         Config(app, log_format="xml", log_config=None)
     result = run_cli(["tests.apps.access:app", "--log-format", "xml"])
     assert result.returncode == 2 and "Invalid value for '--log-format'" in result.stderr
+
+
+# -- uvicorn's logger names ----------------------------------------------------------------
+
+
+class _SkipHealth(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/health" not in record.getMessage()
+
+
+def test_a_filter_on_uvicorns_access_logger_applies(impl, capture_logger):
+    # the usual recipe for quiet health checks under uvicorn: a filter on "uvicorn.access"
+    capture = capture_logger("uvicorn.access")
+    skip = _SkipHealth()
+    access = logging.getLogger("uvicorn.access")
+    access.addFilter(skip)
+    try:
+        with run_server(app, impl) as server:
+            _request(server.port, b"GET /health HTTP/1.1")
+            _request(server.port, b"GET /seen HTTP/1.1")
+            capture.wait(1)
+    finally:
+        access.removeFilter(skip)
+    assert [r.path for r in capture.records] == ["/seen"]
+
+
+def test_log_config_naming_fastasgi_01_loggers_still_applies():
+    # fastasgi 0.1 named its loggers fastasgi.*: such a dict config configures uvicorn.*
+    access = logging.getLogger("uvicorn.access")
+    saved = (access.level, access.handlers[:], access.propagate, access.disabled)
+    try:
+        config = {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "loggers": {"fastasgi.access": {"level": "ERROR", "handlers": [], "propagate": False}},
+        }
+        Config(app, log_config=config).configure_logging()
+        assert access.level == logging.ERROR
+        # a config naming both keeps the uvicorn entry
+        config["loggers"]["uvicorn.access"] = {"level": "WARNING"}
+        Config(app, log_config=config).configure_logging()
+        assert access.level == logging.WARNING
+    finally:
+        access.level, access.handlers, access.propagate, access.disabled = saved
