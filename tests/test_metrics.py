@@ -20,13 +20,15 @@ import sys
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from fastasgi import metrics
 from tests.apps import metrics_app
 from tests.apps.sup_helpers import ServerProcess, fastasgi_cmd, process_gone, wait_for
 from tests.conftest import IMPL_HTTP, run_server
+
+prometheus_client_parser = pytest.importorskip("prometheus_client.parser")  # (not installable everywhere: PyPy)
+text_string_to_metric_families = prometheus_client_parser.text_string_to_metric_families
 
 APP = "tests.apps.metrics_app:app"
 METRICS_RE = r"Metrics on http://127\.0\.0\.1:(\d+)/metrics"
