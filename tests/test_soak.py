@@ -8,6 +8,7 @@ The suite runs 20k requests per implementation; the long run is
 from __future__ import annotations
 
 import json
+import platform
 import os
 import subprocess
 import sys
@@ -16,7 +17,13 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
+    # PyPy 7.3.11: RSS keeps growing well past the short run's warm-up (JIT code and GC
+    # arenas), ~35 MB over 20,000 requests, with the code of the previous landing too:
+    # the short soak cannot tell that from a leak there (the long run, scripts/soak.py, can)
+    pytest.mark.skipif(platform.python_implementation() == "PyPy", reason="PyPy: RSS grows past the short warm-up"),
+]
 
 
 @pytest.mark.parametrize("impl", [pytest.param("c", marks=pytest.mark.c_extension), "py"])
