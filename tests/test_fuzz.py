@@ -98,7 +98,7 @@ def exchange(port: int, pieces: list[bytes], timeout: float = 6.0) -> bytes:
 
 
 def normalize(answer: bytes) -> bytes:
-    return re.sub(rb"\r\ndate: [^\r]*", b"", answer)
+    return re.sub(rb"(?i)\r\ndate: [^\r]*", b"", answer)
 
 
 # -- request generator ---------------------------------------------------------------
