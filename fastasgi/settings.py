@@ -210,7 +210,8 @@ SETTINGS: list[Setting] = [
         "forwarded_host",
         False,
         "With --proxy-headers, let a trusted proxy's X-Forwarded-Host (or Forwarded host=) set the Host header "
-        "the app sees. Off: the request's own Host, as uvicorn.",
+        "the app sees, and its X-Forwarded-Port the port of scope['server']. Off: the request's own Host and "
+        "the server's port, as uvicorn.",
         "--forwarded-host/--no-forwarded-host",
         is_flag=True,
         show_default=False,
