@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -216,9 +217,11 @@ def test_several_binds_in_one_process(impl: str, tmp_path) -> None:
     assert not os.path.exists(path)  # the UNIX socket is removed on exit, as with --uds
 
 
-def test_three_binds_with_workers(tmp_path) -> None:
-    """TCP, a UNIX socket and an inherited socket (fd://N), served by both workers."""
-    path = str(tmp_path / "app.sock")
+@pytest.fixture(scope="module", autouse=True)
+def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str, int]]:
+    """The --workers server of test_three_binds_with_workers, started with the module: it
+    boots (a parent and two spawned workers) while the tests before it run."""
+    path = str(tmp_path_factory.mktemp("binds") / "app.sock")
     inherited = socket.socket()
     inherited.bind(("127.0.0.1", 0))
     inherited.listen(16)
@@ -228,38 +231,44 @@ def test_three_binds_with_workers(tmp_path) -> None:
     server = ServerProcess(fastasgi_cmd(APP, "--workers", "2", *binds), pass_fds=[inherited.fileno()])
     inherited.close()  # the server has its own copy
     try:
-        tcp, unix = wait_for(lambda: listeners(server, 2, 1), 30, "every listener in the log")
-        assert unix == [path] and tcp[1] == ("127.0.0.1", fd_port)
-        workers = set(wait_for(lambda: len(server.ready_pids()) >= 2 and server.ready_pids(), 60, "2 ready workers"))
-        assert len(workers) == 2
-        # a keep-alive connection on each listener at once, requests alternating between them
-        addresses: list[tuple[str, int] | str] = [*tcp, path]
-        connections = []
-        for address in addresses:
-            if isinstance(address, str):
-                sock = socket.socket(socket.AF_UNIX)
-                sock.settimeout(10)
-                sock.connect(address)
-            else:
-                sock = socket.create_connection(address, timeout=10)
-            connections.append(sock)
-        try:
-            for _ in range(3):
-                for address, sock in zip(addresses, connections):
-                    info = request(address, keep=sock)
-                    assert info["pid"] in workers
-                    assert info["server"][0] == (address if isinstance(address, str) else address[0])
-                    if not isinstance(address, str):
-                        assert info["server"][1] == address[1]
-        finally:
-            for sock in connections:
-                sock.close()
-        # fresh connections: every answer from one of the two workers, on each listener
-        answered = {request(address)["pid"] for address in addresses for _ in range(5)}
-        assert answered <= workers
-        server.signal(signal.SIGTERM)
-        assert server.wait(30) == -signal.SIGTERM
-        assert server.output.count("Application shutdown complete.") == 2
+        yield server, path, fd_port
     finally:
         server.stop()
-    assert not os.path.exists(path)
+
+
+def test_three_binds_with_workers(workers_server: tuple[ServerProcess, str, int]) -> None:
+    """TCP, a UNIX socket and an inherited socket (fd://N), served by both workers."""
+    server, path, fd_port = workers_server
+    tcp, unix = wait_for(lambda: listeners(server, 2, 1), 30, "every listener in the log")
+    assert unix == [path] and tcp[1] == ("127.0.0.1", fd_port)
+    workers = set(wait_for(lambda: len(server.ready_pids()) >= 2 and server.ready_pids(), 60, "2 ready workers"))
+    assert len(workers) == 2
+    # a keep-alive connection on each listener at once, requests alternating between them
+    addresses: list[tuple[str, int] | str] = [*tcp, path]
+    connections = []
+    for address in addresses:
+        if isinstance(address, str):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(10)
+            sock.connect(address)
+        else:
+            sock = socket.create_connection(address, timeout=10)
+        connections.append(sock)
+    try:
+        for _ in range(3):
+            for address, sock in zip(addresses, connections):
+                info = request(address, keep=sock)
+                assert info["pid"] in workers
+                assert info["server"][0] == (address if isinstance(address, str) else address[0])
+                if not isinstance(address, str):
+                    assert info["server"][1] == address[1]
+    finally:
+        for sock in connections:
+            sock.close()
+    # fresh connections: every answer from one of the two workers, on each listener
+    answered = {request(address)["pid"] for address in addresses for _ in range(5)}
+    assert answered <= workers
+    server.signal(signal.SIGTERM)
+    assert server.wait(30) == -signal.SIGTERM
+    assert server.output.count("Application shutdown complete.") == 2
+    assert not os.path.exists(path)  # removed by the supervisor, which bound it

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,45 +103,77 @@ def unix_get(path: Path) -> dict:
     return json.loads(body)  # type: ignore[no-any-return]
 
 
-def start_behind_gate(
-    tmp_path: Path, listen: list[str], *args: str
-) -> tuple[ServerProcess, NotifySocket, Path, socket.socket]:
-    """The activated server, started by a first request; its lifespan startup held at the gate."""
-    notify = NotifySocket(tmp_path / "notify")
-    gate = tmp_path / "gate"
-    env = {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "200000", "FASTASGI_TEST_GATE": str(gate)}
-    server = activated_server(tmp_path, listen, env, *args)
+class Activated:
+    """A server under systemd-socket-activate, started by a first request sent before it
+    exists (``first``), with a notify socket, WATCHDOG_USEC=200000, and its lifespan
+    startup held until :meth:`open_gate`."""
+
+    def __init__(self, tmp_path: Path, listen: list[str], *args: str) -> None:
+        self.notify = NotifySocket(tmp_path / "notify")
+        self.gate = tmp_path / "gate"
+        env = {"NOTIFY_SOCKET": self.notify.path, "WATCHDOG_USEC": "200000", "FASTASGI_TEST_GATE": str(self.gate)}
+        self.server = activated_server(tmp_path, listen, env, *args)
+        self.first: socket.socket | None = None
+        try:
+            wait_for(lambda: self.server.find(r"Listening on 127\.0\.0\.1:\d+ as 3"), 10, "systemd-socket-activate")
+            port = int(listen[0].rsplit(":", 1)[1])
+            self.first = socket.create_connection(("127.0.0.1", port), timeout=15)
+            self.first.sendall(GET)  # the connection that makes systemd-socket-activate exec the server
+        except BaseException:
+            self.close()
+            raise
+
+    def open_gate(self, after: int = 0) -> None:
+        """Once the lifespan startup runs, check nothing said READY=1 yet (since message
+        ``after``), then let the startup finish."""
+        wait_for(lambda: Path(f"{self.gate}.entered").exists(), 30, "the app's lifespan startup to begin")
+        self.notify.pending()
+        assert not [m for m in self.notify.messages[after:] if "READY" in m], self.notify.messages
+        self.gate.touch()
+
+    def first_response(self) -> dict:
+        assert self.first is not None
+        status, _, body = read_response(self.first)
+        self.first.close()  # (an idle keep-alive connection would hold a stopping worker's drain)
+        assert status == 200
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self.first is not None:
+            self.first.close()
+        self.server.stop()
+        self.notify.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def with_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Activated | None]:
+    """The --workers server of test_socket_activation_and_notify_with_workers, started with the
+    module: its parent and workers boot (and wait at the gate) while the test before it runs."""
+    if SOCKET_ACTIVATE is None:
+        yield None
+        return
+    activated = Activated(tmp_path_factory.mktemp("workers"), [f"127.0.0.1:{free_port()}"], *exec_start_args("2"))
     try:
-        wait_for(lambda: server.find(r"Listening on 127\.0\.0\.1:\d+ as 3"), 10, "systemd-socket-activate to listen")
-        port = int(listen[0].rsplit(":", 1)[1])
-        first = socket.create_connection(("127.0.0.1", port), timeout=15)
-        first.sendall(GET)  # the connection that makes systemd-socket-activate exec the server
-        wait_for(lambda: Path(f"{gate}.entered").exists(), 30, "the app's lifespan startup to begin")
-        # the startup is running: nothing may say READY=1 yet
-        assert not [m for m in notify.pending() if "READY" in m], notify.messages
-    except BaseException:
-        server.stop()
-        notify.close()
-        raise
-    gate.touch()
-    return server, notify, gate, first
+        yield activated
+    finally:
+        activated.close()
 
 
 @needs_socket_activate
 def test_socket_activation_and_notify_single_process(tmp_path: Path) -> None:
     port = free_port()
     path = tmp_path / "app.sock"
-    server, notify, _, first = start_behind_gate(tmp_path, [f"127.0.0.1:{port}", str(path)], *exec_start_args(None))
+    activated = Activated(tmp_path, [f"127.0.0.1:{port}", str(path)], *exec_start_args(None))
+    server, notify = activated.server, activated.notify
     try:
+        activated.open_gate()
         ready = notify.wait("READY")
         assert ready["READY"] == "1"
         # the listeners are systemd's: one TCP, one UNIX socket, both named in STATUS=
         assert f"http://127.0.0.1:{port}" in ready["STATUS"] and f"unix socket {path}" in ready["STATUS"]
         # the request sent before the server existed waited on systemd's socket and is answered,
         # by the process systemd-socket-activate became (LISTEN_PID is its own pid)
-        status, _, body = read_response(first)
-        first.close()
-        assert status == 200 and json.loads(body)["pid"] == server.pid
+        assert activated.first_response()["pid"] == server.pid
         assert unix_get(path)["server"][0] == str(path)
         assert server.find(rf"running on http://127\.0\.0\.1:{port} ")
         # WATCHDOG_USEC=200000: a keep-alive every 0.1 s
@@ -152,47 +185,36 @@ def test_socket_activation_and_notify_single_process(tmp_path: Path) -> None:
         assert "Application shutdown complete." in server.output
         assert [m for m in notify.messages if "READY" in m] == [ready]
     finally:
-        first.close()
-        server.stop()
-        notify.close()
+        activated.close()
 
 
 @needs_socket_activate
-def test_socket_activation_and_notify_with_workers(tmp_path: Path) -> None:
-    port = free_port()
-    server, notify, gate, first = start_behind_gate(tmp_path, [f"127.0.0.1:{port}"], *exec_start_args("2"))
-    try:
-        ready = notify.wait("READY")
-        assert ready["STATUS"] == "2 of 2 workers ready"
-        wait_for(lambda: len(server.find(r"Worker process \[\d+\] is ready")) == 2, 10, "2 ready workers logged")
-        status, _, body = read_response(first)
-        first.close()  # (an idle keep-alive connection would hold a stopping worker's drain)
-        assert status == 200 and json.loads(body)["pid"] in worker_pids(server.pid)
-        notify.wait("WATCHDOG", 10, count=2)  # from the supervisor's loop
-        # SIGHUP: RELOADING=1 at once; READY=1 again only when the new workers are ready
-        old = set(server.ready_pids())
-        gate.unlink()
-        Path(f"{gate}.entered").unlink()
-        mark = len(notify.messages)
-        server.signal(signal.SIGHUP)
-        reloading = notify.wait("RELOADING", after=mark)
-        assert int(reloading["MONOTONIC_USEC"]) > 0
-        wait_for(lambda: Path(f"{gate}.entered").exists(), 30, "a replacement's lifespan startup to begin")
-        notify.pending()
-        assert not [m for m in notify.messages[mark:] if "READY" in m], notify.messages[mark:]
-        gate.touch()
-        again = notify.wait("READY", 60, after=mark)
-        assert again["STATUS"] == "2 of 2 workers ready"
-        wait_for(lambda: len(set(server.ready_pids()) - old) >= 2, 10, "the log of two new ready workers")
-        assert len(server.find(r"Started worker process \[\d+\] to replace")) == 2
-        server.signal(signal.SIGTERM)
-        stopping = notify.wait("STOPPING", after=mark)
-        assert stopping["STOPPING"] == "1" and stopping["STATUS"].startswith("Stopping")
-        assert server.wait(30) == -signal.SIGTERM
-    finally:
-        first.close()
-        server.stop()
-        notify.close()
+def test_socket_activation_and_notify_with_workers(with_workers: Activated) -> None:
+    activated = with_workers
+    server, notify, gate = activated.server, activated.notify, activated.gate
+    activated.open_gate()
+    ready = notify.wait("READY")
+    assert ready["STATUS"] == "2 of 2 workers ready"
+    wait_for(lambda: len(server.find(r"Worker process \[\d+\] is ready")) == 2, 10, "2 ready workers logged")
+    assert activated.first_response()["pid"] in worker_pids(server.pid)
+    notify.wait("WATCHDOG", 10, count=2)  # from the supervisor's loop
+    # SIGHUP: RELOADING=1 at once; READY=1 again only when the new workers are ready
+    old = set(server.ready_pids())
+    gate.unlink()
+    Path(f"{gate}.entered").unlink()
+    mark = len(notify.messages)
+    server.signal(signal.SIGHUP)
+    reloading = notify.wait("RELOADING", after=mark)
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    activated.open_gate(after=mark)  # a replacement's startup is running: no READY=1 yet
+    again = notify.wait("READY", 60, after=mark)
+    assert again["STATUS"] == "2 of 2 workers ready"
+    wait_for(lambda: len(set(server.ready_pids()) - old) >= 2, 10, "the log of two new ready workers")
+    assert len(server.find(r"Started worker process \[\d+\] to replace")) == 2
+    server.signal(signal.SIGTERM)
+    stopping = notify.wait("STOPPING", after=mark)
+    assert stopping["STOPPING"] == "1" and stopping["STATUS"].startswith("Stopping")
+    assert server.wait(30) == -signal.SIGTERM
 
 
 def test_unit_files_match_what_fastasgi_does() -> None:
