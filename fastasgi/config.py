@@ -45,7 +45,7 @@ from fastasgi.settings import (
     SETTINGS_BY_NAME,
     WS_CHOICES,
 )
-from fastasgi.sockets import bind_socket
+from fastasgi.sockets import BindAddress, bind_socket, check_binds, parse_bind
 
 LOG_LEVELS: dict[str, int] = {
     "critical": logging.CRITICAL,
@@ -140,6 +140,7 @@ class Config:
     port: int
     uds: str | None
     fd: int | None
+    bind: list[str] | None  # --bind, as given; parsed into bind_addresses by validate()
     loop: str
     http: Any  # a name, "module:attr" or a protocol class
     http2: bool
@@ -227,6 +228,7 @@ class Config:
             self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
         if self.ws == "websockets-sansio":
             self.ws = "websockets"
+        self.bind_addresses: list[BindAddress] = []
         self.loaded = False
         self._app_object: Any = None  # what load_app() imported (or a factory returned), for load()
         self.validate()
@@ -313,10 +315,31 @@ class Config:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative number)")
         if self.workers < 1:
             raise ConfigError(f"Invalid number of workers: {self.workers} (must be at least 1)")
+        self._validate_bind()
         self._validate_metrics()
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in str(value) for c in "\r\n\0"):
                 raise ConfigError(f"Invalid --header {name}:{value!r}: expected 'Name:Value' without CR/LF")
+
+    def _validate_bind(self) -> None:
+        """--bind: each address valid, none twice, and not mixed with uvicorn's single listener."""
+        binds = self.bind
+        if not binds:
+            self.bind = None
+            return
+        if isinstance(binds, str):
+            binds = [binds]
+        self.bind = list(binds)
+        self.bind_addresses = [parse_bind(text) for text in self.bind]
+        check_binds(self.bind_addresses)
+        if self.uds or self.fd is not None:
+            raise ConfigError(
+                "--bind cannot be combined with --uds or --fd: give them as --bind unix:PATH or --bind fd://N"
+            )
+        if self.host != SETTINGS_BY_NAME["host"].default or self.port != SETTINGS_BY_NAME["port"].default:
+            raise ConfigError("--bind cannot be combined with --host/--port: give the address as --bind HOST:PORT")
+        if self.reuse_port:
+            raise ConfigError("--reuse-port works with --host/--port only, not with --bind")
 
     def _validate_metrics(self) -> None:
         port = self.metrics_port
@@ -324,10 +347,15 @@ class Config:
             return
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ConfigError(f"Invalid --metrics-port {port!r}: must be between 0 and 65535")
-        if port != 0 and port == self.port and self.uds is None and self.fd is None:
+        if port != 0 and port == self.port and self.uds is None and self.fd is None and not self.bind_addresses:
             raise ConfigError(
                 f"--metrics-port {port} is the app's --port: metrics need a port of their own "
                 "(and are never served on the app's socket)"
+            )
+        if port != 0 and any(a.kind == "tcp" and a.port == port for a in self.bind_addresses):
+            raise ConfigError(
+                f"--metrics-port {port} is the port of a --bind address: metrics need a port of their own "
+                "(and are never served on the app's sockets)"
             )
         if not isinstance(self.metrics_host, str) or not self.metrics_host:
             raise ConfigError(f"Invalid --metrics-host {self.metrics_host!r}")

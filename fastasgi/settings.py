@@ -65,6 +65,17 @@ SETTINGS: list[Setting] = [
     _opt("port", 8000, "Bind socket to this port. If 0, an available port will be picked.", type=int),
     _opt("uds", None, "Bind to a UNIX domain socket.", type=str),
     _opt("fd", None, "Bind to socket from this file descriptor.", type=int),
+    _opt(
+        "bind",
+        None,
+        "Listen on this address; repeat it to serve several at once (same process or workers): HOST:PORT, "
+        "[IPv6]:PORT, unix:PATH or fd://N. Replaces --host/--port/--uds/--fd, which cannot be combined with it "
+        "(fastasgi addition).",
+        "--bind",
+        type=str,
+        multiple=True,
+        show_default=False,
+    ),
     _opt("loop", "auto", "Event loop factory implementation.", type=LoopChoice()),
     _opt("http", "auto", "HTTP protocol implementation.", type=click.Choice(HTTP_CHOICES)),
     _opt(
