@@ -36,8 +36,9 @@ def version_string() -> str:
         ws = ws_library_name(resolve_ws_protocol("auto"))
     except Exception:  # pragma: no cover
         ws = "none"
+    http2 = _speedups.describe_http2()
     return (
-        f"fastasgi {__version__} ({impl}; loop: {loop}; websockets: {ws}) on "
+        f"fastasgi {__version__} ({impl}; http2: {http2}; loop: {loop}; websockets: {ws}) on "
         f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"
     )
 

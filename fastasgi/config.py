@@ -32,7 +32,7 @@ from fastasgi.lifespan import resolve_lifespan
 from fastasgi.loops import resolve_loop_factory
 from fastasgi.middleware.asgi2 import ASGI2Middleware
 from fastasgi.middleware.message_logger import MessageLoggerMiddleware
-from fastasgi.protocols.http import resolve_http_protocol
+from fastasgi.protocols.http import resolve_http2_protocol, resolve_http_protocol
 from fastasgi.protocols.websockets import resolve_ws_protocol
 from fastasgi.reload_patterns import resolve_reload_config
 from fastasgi.settings import (
@@ -277,8 +277,6 @@ class Config:
                 raise ConfigError(f"Invalid --access-log-format: {exc}") from None
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"Invalid log level {self.log_level!r} (choose from {', '.join(LOG_LEVELS)})")
-        if self.http2:
-            raise ConfigError("HTTP/2 is not supported by fastasgi; run without --http2 (terminate h2 at your proxy)")
         for name in (
             "port",
             "backlog",
@@ -497,12 +495,17 @@ class Config:
                 raise ConfigError(f"TLS file for {label} not found or not a file: {os.fspath(path)}")
         try:
             if self.ssl_context_factory is not None:
-                return self.ssl_context_factory(self, default_factory)
-            if not self.ssl_certfile:
+                ctx = self.ssl_context_factory(self, default_factory)
+            elif not self.ssl_certfile:
                 raise ConfigError(
                     "TLS needs --ssl-certfile (and --ssl-keyfile unless the key is in the certificate file)"
                 )
-            return default_factory()
+            else:
+                ctx = default_factory()
+            if self.http2:
+                # RFC 7301 / RFC 9113 §3.2: h2 preferred, HTTP/1.1 for the clients without it
+                ctx.set_alpn_protocols(["h2", "http/1.1"])
+            return ctx
         except ConfigError:
             raise
         except FileNotFoundError as exc:
@@ -524,6 +527,8 @@ class Config:
         # compiled here, in the process that serves (the format was checked in validate())
         self.access_log_writer = AccessLog(self.access_log_format, self.encoded_headers)
         self.http_protocol_class = resolve_http_protocol(self.http)
+        # --http2: the HTTP/2 protocol of the same implementation set; None without it
+        self.http2_protocol_class = resolve_http2_protocol(self.http_protocol_class) if self.http2 else None
         self.ws_protocol_class = resolve_ws_protocol(self.ws)
 
         # the app run() already loaded to fail fast, if it did: loading it again would call

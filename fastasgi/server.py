@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from fastasgi import _speedups, metrics
 from fastasgi.errors import STARTUP_FAILURE, ConfigError
 from fastasgi.loops import loop_name
+from fastasgi.protocols.http.negotiation import ProtocolNegotiator
 from fastasgi.protocols.websockets import ws_library_name
 from fastasgi.proxy_trust import ProxyTrust
 from fastasgi.sockets import (
@@ -180,7 +181,10 @@ class Server:
             loop = loop_name(asyncio.get_running_loop())
         except RuntimeError:  # pragma: no cover
             loop = "none"
-        return f"{impl}, {loop} event loop, WebSockets: {ws_library_name(self.config.ws_protocol_class)}"
+        http2 = ""
+        if getattr(self.config, "http2_protocol_class", None) is not None:
+            http2 = f", HTTP/2: {_speedups.describe_http2(tag)}"
+        return f"{impl}{http2}, {loop} event loop, WebSockets: {ws_library_name(self.config.ws_protocol_class)}"
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
@@ -199,8 +203,16 @@ class Server:
                 state.metrics = metrics.private_block()
         self.update_default_headers()
 
+        # --http2: each connection starts with the negotiator, which installs the HTTP/1.1
+        # or the HTTP/2 protocol; without it, HTTP/1.1 directly (nothing in between)
+        protocol_class = (
+            ProtocolNegotiator
+            if getattr(config, "http2_protocol_class", None) is not None
+            else config.http_protocol_class
+        )
+
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[no-any-return]
+            return protocol_class(  # type: ignore[no-any-return]
                 config=config, server_state=state, app_state=self.lifespan.state, _loop=_loop
             )
 
