@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import socket
 import ssl
 import subprocess
 import threading
+import urllib.request
 
 import pytest
 
@@ -522,3 +524,41 @@ def test_scope_is_json_serializable_over_h2(server):
         "headers",
         "state",
     }
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_access_log_and_metrics_count_http2_requests(impl):
+    pytest.importorskip("prometheus_client")
+    access = logging.getLogger("uvicorn.access")
+    saved = (access.handlers[:], access.level, access.propagate)
+    records = _Records()
+    access.handlers, access.propagate = [records], False
+    access.setLevel(logging.INFO)
+    try:
+        with run_server(h2app.app, impl, http2=True, metrics_port=0) as srv:
+            with h2c_client() as c:
+                assert c.get(f"{srv.url}/").status_code == 200
+                assert c.post(f"{srv.url}/echo", content=b"x").status_code == 200
+                assert c.get(f"{srv.url}/missing").status_code == 404
+            with urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_listener.port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+    finally:
+        access.handlers, access.level, access.propagate = saved
+    assert [line.split(" - ", 1)[1] for line in records.lines] == [
+        '"GET / HTTP/2" 200',
+        '"POST /echo HTTP/2" 200',
+        '"GET /missing HTTP/2" 404',
+    ]
+    assert 'fastasgi_requests_total{method="GET",status="2xx"} 1.0' in text
+    assert 'fastasgi_requests_total{method="POST",status="2xx"} 1.0' in text
+    assert 'fastasgi_requests_total{method="GET",status="4xx"} 1.0' in text
+    assert "fastasgi_requests_in_flight 0.0" in text
