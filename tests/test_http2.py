@@ -457,6 +457,7 @@ BAD_REQUESTS = {
     "CR LF in value": dict(extra=[("x-a", "1\r\nx-b: 2")]),
     "NUL in value": dict(extra=[("x-a", "1\x002")]),
     "second host": dict(extra=[("host", "a"), ("host", "b")]),
+    "second :authority": dict(extra=[(":authority", "b")]),
     "host differs from :authority": dict(extra=[("host", "evil")]),
     "fragment in path": dict(path="/#frag"),
 }
@@ -562,3 +563,32 @@ def test_access_log_and_metrics_count_http2_requests(impl):
     assert 'fastasgi_requests_total{method="POST",status="2xx"} 1.0' in text
     assert 'fastasgi_requests_total{method="GET",status="4xx"} 1.0' in text
     assert "fastasgi_requests_in_flight 0.0" in text
+
+
+@PER_HTTP2_IMPLEMENTATION
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([(f"x-{i}", "v") for i in range(101)], id="101 fields"),  # --limit-request-fields 100
+        pytest.param([("x-big", "v" * 9000)], id="9000-byte field"),  # --limit-request-field-size 8190
+    ],
+)
+def test_request_limits_answer_431_on_the_stream(server, extra):
+    with RawH2(server.port) as h:
+        h.send(HeadersFrame(1, data=h.block("/", extra=extra), flags=["END_HEADERS", "END_STREAM"]))
+        h.send(h.headers(3, "/"))  # the connection goes on
+        status, _, _ = h.response(1)
+        assert status == 431
+        assert h.response(3)[:2] == (200, b"Hello, world!")
+
+
+def test_http2_without_h2_is_a_config_error(monkeypatch):
+    from fastasgi.config import Config, ConfigError
+
+    def missing(tag=None):
+        raise ImportError("No module named 'h2'")
+
+    monkeypatch.setattr(_speedups, "load_http2", missing)
+    config = Config(h2app.app, http2=True, log_config=None)
+    with pytest.raises(ConfigError, match=r"--http2 needs the h2 package"):
+        config.load()
