@@ -63,7 +63,7 @@ PER_HTTP2_IMPLEMENTATION = pytest.mark.parametrize("impl", _distinct_http2_sets(
 
 @pytest.fixture(scope="module")
 def server(impl):
-    with run_server(h2app.app, impl, http2=True) as srv:
+    with run_server(h2app.app, impl, http2=True, limit_request_body=100_000) as srv:
         yield srv
 
 
@@ -176,6 +176,11 @@ class RawH2:
         return status, body, frames
 
 
+def window_of_data(stream_id: int) -> list[DataFrame]:
+    """A stream's whole initial window (65535 bytes) of DATA, in frames of at most 16384 bytes."""
+    return [DataFrame(stream_id, data=b"d" * 16384) for _ in range(3)] + [DataFrame(stream_id, data=b"d" * 16383)]
+
+
 def goaway_of(frames: list[Frame]) -> GoAwayFrame | None:
     for f in frames:
         if isinstance(f, GoAwayFrame):
@@ -204,8 +209,8 @@ def test_get_and_scope(server):
 
 
 def test_post_body_larger_than_the_windows(server):
-    """Request and response bodies of several stream windows (65535 bytes): both flow controls work."""
-    body = bytes(range(256)) * 1200  # 300 KiB
+    """Request and response bodies larger than a stream window (65535 bytes): both flow controls work."""
+    body = bytes(range(256)) * 350  # 87.5 KiB (the server's --limit-request-body is 100 000)
     with h2c_client() as c:
         r = c.post(f"{server.url}/echo", content=body)
         big = c.get(f"{server.url}/big?400000")
@@ -266,9 +271,7 @@ def test_receive_window_follows_the_app(server):
     """The client fills the stream's window; the server hands it back only once the app
     has read the body, not when the bytes arrive."""
     with RawH2(server.port) as h:
-        # four DATA frames (the largest frame is 16384 bytes): the whole window of 65535
-        data = [DataFrame(1, data=b"d" * 16384) for _ in range(3)] + [DataFrame(1, data=b"d" * 16383)]
-        h.send(h.headers(1, "/lazy?w1", end_stream=False, method="POST"), *data)
+        h.send(h.headers(1, "/lazy?w1", end_stream=False, method="POST"), *window_of_data(1))
         frames, _ = h.read_until(lambda f: isinstance(f, DataFrame) and f.stream_id == 1)
         h.send(h.headers(3, "/open?w1"))
         more, _ = h.read_until(lambda f: f.stream_id == 3 and "END_STREAM" in f.flags)
@@ -592,3 +595,19 @@ def test_http2_without_h2_is_a_config_error(monkeypatch):
     config = Config(h2app.app, http2=True, log_config=None)
     with pytest.raises(ConfigError, match=r"--http2 needs the h2 package"):
         config.load()
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_request_body_limit_answers_413(server):
+    """--limit-request-body (100 000 on this server): refused from content-length before the
+    app runs, and as a body without one arrives."""
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, "/echo", end_stream=False, method="POST", extra=[("content-length", "100001")]))
+        assert h.response(1)[0] == 413
+        # no content-length: the stream's whole window, read by the app, then more than the limit
+        h.send(h.headers(3, "/echo", end_stream=False, method="POST"), *window_of_data(3))
+        h.read_until(lambda f: isinstance(f, WindowUpdateFrame) and f.stream_id == 3)
+        h.send(*[DataFrame(3, data=b"d" * 16384) for _ in range(3)])
+        assert h.response(3)[0] == 413
+        h.send(h.headers(5, "/"))
+        assert h.response(5)[:2] == (200, b"Hello, world!")
