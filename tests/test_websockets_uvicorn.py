@@ -203,7 +203,7 @@ def compare(
     theirs = run_scenario("uvicorn", impl, ws, app, client, options, log_level)
     if log_level < logging.INFO:  # the response's server and date headers differ, as on the wire
         for seen in (ours, theirs):
-            seen["logs"] = [line for line in seen["logs"] if not re.match(r"> (server|date): ", line[2])]
+            seen["logs"] = [line for line in seen["logs"] if not re.match(r"> (server|date): ", line[2], re.I)]
     # uvicorn reports a connection lost after the handshake as 1005 ("no status received");
     # RFC 6455 §7.1.5 makes it 1006 when no close frame came, and so does fastasgi (README)
     theirs["app"] = [LOST if e == {"type": "websocket.disconnect", "code": 1005} else e for e in theirs["app"]]
