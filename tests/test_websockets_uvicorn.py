@@ -594,7 +594,13 @@ READ_ON = {
         WAITS,
     ],
     "connection lost, app reads on": [CONNECT, LOST, WAITS, WAITS],
-    "app closes, app reads on": [CONNECT, {"type": "websocket.disconnect", "code": 1000, "reason": ""}, LOST, WAITS, WAITS],
+    "app closes, app reads on": [
+        CONNECT,
+        {"type": "websocket.disconnect", "code": 1000, "reason": ""},
+        LOST,
+        WAITS,
+        WAITS,
+    ],
     "shutdown, app reads on": [CONNECT, {"type": "websocket.disconnect", "code": 1012}, LOST, WAITS, WAITS],
 }
 
@@ -667,7 +673,8 @@ def test_waiting_receive_and_graceful_shutdown_same_as_uvicorn(impl: str, ws: st
     uvicorn: until --timeout-graceful-shutdown, which cancels the app's task."""
     seen = compare(impl, ws, wait_past_loss, drop_then_stop, timeout_graceful_shutdown=0.1)
     assert seen["app"] == [{"type": "websocket.connect"}, LOST, "cancelled"]
-    assert ("uvicorn.error", "ERROR", "Cancel 1 running task(s), timeout graceful shutdown exceeded", None) in seen["logs"]
+    cancelled = ("uvicorn.error", "ERROR", "Cancel 1 running task(s), timeout graceful shutdown exceeded", None)
+    assert cancelled in seen["logs"]
 
 
 def text_frame(text: str) -> bytes:
