@@ -35,6 +35,7 @@ from tests.test_websockets import handshake_bytes
 uvicorn = pytest.importorskip("uvicorn")
 
 UVICORN_WS = {"websockets": "websockets-sansio", "wsproto": "wsproto"}
+TRACE = 5  # --log-level trace
 TIMEOUT = 10.0
 
 
@@ -64,10 +65,11 @@ class LogCapture(logging.Handler):
     # server's start and stop lines, which differ
     KEEP = re.compile(
         r"\"WebSocket |ASGI|handshake|^connection |^HTTP response sent|^parser failed|running task|^[<>=!] "
+        r"|WebSocket connection|WebSocket keepalive"
     )
 
     def __init__(self, level: int = logging.INFO) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.NOTSET)
         self.level_set = level
         self.lines: list[tuple[str, str, str, str | None]] = []
         self.saved: list[tuple[logging.Logger, int]] = []
@@ -707,10 +709,16 @@ async def echo_once(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
     await rec.receive(receive)
 
 
-def test_debug_log_records_same_as_uvicorn(impl: str, ws: str) -> None:
+def test_debug_and_trace_log_records_same_as_uvicorn(impl: str, ws: str) -> None:
     """At DEBUG (--log-level debug) the websockets library logs the handshake, every frame and
     each state change on uvicorn.error; fastasgi then sends every frame through it, so the lines
-    are uvicorn's (the response's server and date headers aside)."""
-    seen = compare(impl, ws, echo_once, echo_once_then_close, log_level=logging.DEBUG)
+    are uvicorn's (the response's server and date headers aside).  At TRACE the backend adds
+    "WebSocket connection made" / "lost", as uvicorn's do."""
+    seen = compare(impl, ws, echo_once, echo_once_then_close, log_level=TRACE)
     frames = [line[2] for line in seen["logs"] if line[2].startswith(("< TEXT", "> TEXT"))]
     assert frames == (["< TEXT 'hello' [5 bytes]", "> TEXT 'hello' [5 bytes]"] if ws == "websockets" else [])
+    made_lost = [line for line in seen["logs"] if "WebSocket connection" in line[2]]
+    assert made_lost == [
+        ("uvicorn.error", "TRACE", "CLIENT - WebSocket connection made", None),
+        ("uvicorn.error", "TRACE", "CLIENT - WebSocket connection lost", None),
+    ]

@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.errors import TRACE_LOG_LEVEL
 from fastasgi.metrics import (
     BYTES_IN,
     BYTES_OUT,
@@ -391,6 +392,12 @@ class WebSocketBase(asyncio.Protocol):
         self.scheme = "wss" if is_ssl(transport) else "ws"
         if self.metrics is not None:
             self.metrics[CONNECTIONS_OPEN] += 1  # handed over by the HTTP protocol, which counted it
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):  # --log-level trace: uvicorn's line
+            self.trace("WebSocket connection made")
+
+    def trace(self, what: str) -> None:
+        client = self.client
+        logger.log(TRACE_LOG_LEVEL, "%s%s", "%s:%d - " % tuple(client) if client else "", what)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
@@ -415,6 +422,8 @@ class WebSocketBase(asyncio.Protocol):
         # uvicorn).
         self.put_disconnect(1006)
         self.handshake_complete = True
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            self.trace("WebSocket connection lost")
         for waiter in self.drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -958,6 +967,8 @@ class WebSocketBase(asyncio.Protocol):
             return
         if self.metrics is not None:
             self.metrics[TIMEOUTS + TIMEOUT_WS_PING] += 1
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            self.trace("WebSocket keepalive ping timeout")
         reason = "keepalive ping timeout"
         self.on_failure(1011, reason, self.encode_close(1011, reason), tell_app=False)
 
