@@ -393,11 +393,12 @@ class WebSocketBase(asyncio.Protocol):
         if self.metrics is not None:
             self.metrics[CONNECTIONS_OPEN] += 1  # handed over by the HTTP protocol, which counted it
         if logger.isEnabledFor(TRACE_LOG_LEVEL):  # --log-level trace: uvicorn's line
-            self.trace("WebSocket connection made")
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self.trace_prefix())
 
-    def trace(self, what: str) -> None:
+    def trace_prefix(self) -> str:
+        """uvicorn's "host:port - " before a TRACE line (nothing for a UNIX socket)."""
         client = self.client
-        logger.log(TRACE_LOG_LEVEL, "%s%s", "%s:%d - " % tuple(client) if client else "", what)
+        return "%s:%d - " % tuple(client) if client else ""
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
@@ -423,7 +424,7 @@ class WebSocketBase(asyncio.Protocol):
         self.put_disconnect(1006)
         self.handshake_complete = True
         if logger.isEnabledFor(TRACE_LOG_LEVEL):
-            self.trace("WebSocket connection lost")
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection lost", self.trace_prefix())
         for waiter in self.drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -968,7 +969,7 @@ class WebSocketBase(asyncio.Protocol):
         if self.metrics is not None:
             self.metrics[TIMEOUTS + TIMEOUT_WS_PING] += 1
         if logger.isEnabledFor(TRACE_LOG_LEVEL):
-            self.trace("WebSocket keepalive ping timeout")
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket keepalive ping timeout", self.trace_prefix())
         reason = "keepalive ping timeout"
         self.on_failure(1011, reason, self.encode_close(1011, reason), tell_app=False)
 
