@@ -473,10 +473,12 @@ def read_on(extra: int, close: dict[str, Any] | None = None) -> Scenario:
 
 
 async def wait_past_loss(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
-    """Accept, read the connection loss, then wait in receive() until shutdown cancels the task."""
+    """Accept, read the connection loss, probe one more receive(), then wait in receive()
+    until shutdown cancels the task."""
     await rec.receive(receive)
     await rec.send(send, {"type": "websocket.accept"})
     await rec.receive(receive)
+    await rec.receive_or_wait(receive)
     rec.waiting.set()
     try:
         await rec.receive(receive)
@@ -549,7 +551,6 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
     # receive() after a disconnect: each disconnect queued is returned once (a close frame,
     # then the connection loss: two), then receive() waits
     "client closes, app reads on": (read_on(3), client_closes),
-    "connection lost, app reads on": (read_on(2), drop_after_101),
     "app closes, app reads on": (read_on(3, {"type": "websocket.close"}), echo_close),
     "shutdown, app reads on": (read_on(3), shutdown_after_101),
     "deny with body": (
@@ -595,7 +596,6 @@ READ_ON = {
         WAITS,
         WAITS,
     ],
-    "connection lost, app reads on": [CONNECT, LOST, WAITS, WAITS],
     "app closes, app reads on": [
         CONNECT,
         {"type": "websocket.disconnect", "code": 1000, "reason": ""},
@@ -671,10 +671,11 @@ def drop_then_stop(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[s
 
 
 def test_waiting_receive_and_graceful_shutdown_same_as_uvicorn(impl: str, ws: str) -> None:
-    """A receive() waiting after the connection loss holds graceful shutdown as long as under
-    uvicorn: until --timeout-graceful-shutdown, which cancels the app's task."""
+    """After the connection loss (no close frame) receive() waits, as uvicorn's, and such a
+    receive() holds graceful shutdown as long as under uvicorn: until
+    --timeout-graceful-shutdown, which cancels the app's task."""
     seen = compare(impl, ws, wait_past_loss, drop_then_stop, timeout_graceful_shutdown=0.1)
-    assert seen["app"] == [{"type": "websocket.connect"}, LOST, "cancelled"]
+    assert seen["app"] == [CONNECT, LOST, WAITS, "cancelled"]
     cancelled = ("uvicorn.error", "ERROR", "Cancel 1 running task(s), timeout graceful shutdown exceeded", None)
     assert cancelled in seen["logs"]
 
