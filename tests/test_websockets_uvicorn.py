@@ -6,7 +6,9 @@ uvicorn with the matching backend (``websockets`` -> uvicorn's
 ``websockets-sansio``, its default; ``wsproto`` -> ``wsproto``) and HTTP
 implementation (compiled -> ``httptools``, pure -> ``h11``).  What the client saw
 (status, headers, body, frames, end of stream), what the app saw (events,
-exceptions from ``send``) and the server's WebSocket log lines must be equal.
+exceptions from ``send``, whether a late ``receive()`` returns or waits) and the
+server's WebSocket log records (logger, level, message; the websockets library's
+own lines included) must be equal.
 
 Synchronization is by events only: the client reads until the server closes (a
 socket timeout bounds every read), and the app says when it has connected and
@@ -15,6 +17,7 @@ when it has finished.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -32,6 +35,7 @@ from tests.test_websockets import handshake_bytes
 uvicorn = pytest.importorskip("uvicorn")
 
 UVICORN_WS = {"websockets": "websockets-sansio", "wsproto": "wsproto"}
+TRACE = 5  # --log-level trace
 TIMEOUT = 10.0
 
 
@@ -50,14 +54,24 @@ def run_uvicorn_ws(app: Any, impl: str, ws: str, **kwargs: Any) -> Iterator[Any]
 
 
 class LogCapture(logging.Handler):
-    """The servers' WebSocket-related log lines, the client's address and port replaced."""
+    """The servers' WebSocket-related log records as (logger, level, message, exception class),
+    the client's address and port replaced."""
 
-    LOGGERS = ("uvicorn.error",)  # (both servers log there)
-    KEEP = re.compile(r"\"WebSocket |ASGI|handshake")
+    LOGGERS = ("uvicorn.error",)  # (both servers log there, and hand it to the websockets library)
+    # the server's own lines, the websockets library's ("connection open", "connection rejected
+    # (403 Forbidden)", "connection closed", "opening handshake failed", "parser failed") and
+    # graceful shutdown cancelling an app; at DEBUG, the library's frame, header and state
+    # lines ("< TEXT 'hi' [2 bytes]", "> Upgrade: websocket", "= connection is OPEN"); not the
+    # server's start and stop lines, which differ
+    KEEP = re.compile(
+        r"\"WebSocket |ASGI|handshake|^connection |^HTTP response sent|^parser failed|running task|^[<>=!] "
+        r"|WebSocket connection|WebSocket keepalive"
+    )
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[tuple[str, str | None]] = []
+    def __init__(self, level: int = logging.INFO) -> None:
+        super().__init__(logging.NOTSET)
+        self.level_set = level
+        self.lines: list[tuple[str, str, str, str | None]] = []
         self.saved: list[tuple[logging.Logger, int]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -65,13 +79,13 @@ class LogCapture(logging.Handler):
         if self.KEEP.search(message):
             message = re.sub(r"127\.0\.0\.1:\d+", "CLIENT", message)
             exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else None
-            self.lines.append((message.strip(), exc))
+            self.lines.append((record.name, record.levelname, message.strip(), exc))
 
     def __enter__(self) -> LogCapture:
         for name in self.LOGGERS:
             logger = logging.getLogger(name)
             self.saved.append((logger, logger.level))
-            logger.setLevel(logging.INFO)
+            logger.setLevel(self.level_set)
             logger.addHandler(self)
         return self
 
@@ -88,6 +102,7 @@ class Recorder:
         self.events: list[Any] = []
         self.connected = threading.Event()
         self.finished = threading.Event()
+        self.waiting = threading.Event()  # wait_past_loss is about to wait in receive()
 
     async def receive(self, receive: Any) -> dict[str, Any]:
         message = await receive()
@@ -103,6 +118,38 @@ class Recorder:
             self.events.append(describe_exception(exc))
             raise
 
+    async def receive_or_wait(self, receive: Any) -> None:
+        """``receive()`` once the connection loss was read: record what it returns, or WAITS.
+
+        Nothing can be queued any more (the loss is queued when the server learns of it, and
+        a lost connection is out of the server's shutdown list), so a ``receive()`` that
+        returns does so without waiting for I/O: a few loop rounds tell it from one that waits
+        forever.  A waiting one is then cancelled, which must end it (CancelledError).
+        """
+        task = asyncio.ensure_future(receive())
+        for _ in range(20):  # bounded; two rounds are enough for a receive() that returns
+            if task.done():
+                break
+            await asyncio.sleep(0)
+        if task.done():
+            self.events.append(dict(task.result()))
+            return
+        task.cancel()
+        try:
+            message = await task
+        except asyncio.CancelledError:
+            self.events.append(WAITS)
+        else:  # pragma: no cover - only if receive() swallowed the cancellation
+            self.events.append(("returned after cancel", message))
+
+
+WAITS = "receive() waits (until cancelled)"
+
+
+def is_loss(message: dict[str, Any]) -> bool:
+    """The disconnect for a lost connection: no close frame, so no "reason" (1005 or 1006)."""
+    return message["type"] == "websocket.disconnect" and "reason" not in message and message["code"] in (1005, 1006)
+
 
 def describe_exception(exc: BaseException) -> tuple[str, str, str]:
     """An exception as the app sees it: OSError for any subclass (ASGI 2.4 names no class), else
@@ -115,7 +162,13 @@ Scenario = Callable[..., Any]
 
 
 def run_scenario(
-    server_kind: str, impl: str, ws: str, app: Scenario, client: Scenario, options: dict[str, Any]
+    server_kind: str,
+    impl: str,
+    ws: str,
+    app: Scenario,
+    client: Scenario,
+    options: dict[str, Any],
+    log_level: int = logging.INFO,
 ) -> dict[str, Any]:
     """Run ``app`` (``app(rec, scope, receive, send)``) on one server and ``client(port, rec, stop)`` against it."""
     rec = Recorder()
@@ -129,7 +182,7 @@ def run_scenario(
         finally:
             rec.finished.set()
 
-    with LogCapture() as logs:
+    with LogCapture(log_level) as logs:
         if server_kind == "uvicorn":
             runner = run_uvicorn_ws(asgi, impl, ws, **options)
         else:
@@ -145,22 +198,17 @@ def run_scenario(
     return {"client": seen, "app": rec.events, "app finished": finished, "logs": logs.lines}
 
 
-# uvicorn's websockets-sansio backend marks the handshake complete only on accept, so an app
-# that returns after a complete denial response is logged as "returned without completing
-# handshake" (its wsproto backend does not log it).  fastasgi logs that line only when the
-# handshake really was left unanswered; README lists this.
-SPURIOUS = ("ASGI callable returned without completing handshake.", None)
-
-
-def compare(impl: str, ws: str, app: Scenario, client: Scenario, **options: Any) -> dict[str, Any]:
-    ours = run_scenario("fastasgi", impl, ws, app, client, options)
-    theirs = run_scenario("uvicorn", impl, ws, app, client, options)
+def compare(
+    impl: str, ws: str, app: Scenario, client: Scenario, log_level: int = logging.INFO, **options: Any
+) -> dict[str, Any]:
+    ours = run_scenario("fastasgi", impl, ws, app, client, options, log_level)
+    theirs = run_scenario("uvicorn", impl, ws, app, client, options, log_level)
+    if log_level < logging.INFO:  # the response's server and date headers differ, as on the wire
+        for seen in (ours, theirs):
+            seen["logs"] = [line for line in seen["logs"] if not re.match(r"> (server|date): ", line[2], re.I)]
     # uvicorn reports a connection lost after the handshake as 1005 ("no status received");
     # RFC 6455 §7.1.5 makes it 1006 when no close frame came, and so does fastasgi (README)
     theirs["app"] = [LOST if e == {"type": "websocket.disconnect", "code": 1005} else e for e in theirs["app"]]
-    seen = theirs["client"]
-    if ws == "websockets" and seen.get("status", 101) != 101 and theirs["app"][-1:] == [DENIED]:
-        theirs["logs"] = [line for line in theirs["logs"] if line != SPURIOUS]
     assert ours == theirs
     return ours
 
@@ -399,12 +447,44 @@ async def read_past_disconnect(rec: Recorder, scope: Any, receive: Any, send: An
     await rec.receive(receive)
 
 
-async def app_closes_then_reads_twice(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+def read_on(extra: int, close: dict[str, Any] | None = None) -> Scenario:
+    """Accept (then send ``close``, a websocket.close, if given), read up to the first
+    websocket.disconnect, then call receive() ``extra`` times more: awaited until the
+    connection loss was read, probed (Recorder.receive_or_wait) from then on."""
+
+    async def app(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+        await rec.receive(receive)
+        await rec.send(send, {"type": "websocket.accept"})
+        if close is not None:
+            await rec.send(send, close)
+        message = await rec.receive(receive)
+        for _ in range(10):  # bounded: a test client sends no data frames
+            if message["type"] == "websocket.disconnect":
+                break
+            message = await rec.receive(receive)
+        lost = is_loss(message)
+        for _ in range(extra):
+            if lost:
+                await rec.receive_or_wait(receive)
+            else:
+                lost = is_loss(await rec.receive(receive))
+
+    return app
+
+
+async def wait_past_loss(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    """Accept, read the connection loss, probe one more receive(), then wait in receive()
+    until shutdown cancels the task."""
     await rec.receive(receive)
     await rec.send(send, {"type": "websocket.accept"})
-    await rec.send(send, {"type": "websocket.close"})
     await rec.receive(receive)
-    await rec.receive(receive)
+    await rec.receive_or_wait(receive)
+    rec.waiting.set()
+    try:
+        await rec.receive(receive)
+    except asyncio.CancelledError:
+        rec.events.append("cancelled")
+        raise
 
 
 def big_text_frame(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
@@ -422,7 +502,7 @@ async def close_before_accept(rec: Recorder, scope: Any, receive: Any, send: Any
     await rec.receive(receive)
 
 
-DENIED = LOST = {"type": "websocket.disconnect", "code": 1006}
+LOST = {"type": "websocket.disconnect", "code": 1006}
 
 
 def deny(*messages: dict[str, Any], then_receive: bool = True) -> Scenario:
@@ -468,8 +548,11 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
     "client closes": (accept_then_wait_for_disconnect, client_closes),
     "app closes": (app_closes, echo_close),
     "close before accept": (close_before_accept, handshake_client()),
-    "client closes, app reads on": (read_past_disconnect, client_closes),
-    "app closes, app reads on": (app_closes_then_reads_twice, echo_close),
+    # receive() after a disconnect: each disconnect queued is returned once (a close frame,
+    # then the connection loss: two), then receive() waits
+    "client closes, app reads on": (read_on(3), client_closes),
+    "app closes, app reads on": (read_on(3, {"type": "websocket.close"}), echo_close),
+    "shutdown, app reads on": (read_on(3), shutdown_after_101),
     "deny with body": (
         deny(start(400, [(b"content-length", b"7")]), body(b"goodbye")),
         handshake_client(),
@@ -501,10 +584,57 @@ SCENARIOS: dict[str, tuple[Scenario, Scenario]] = {
 }
 
 
+CONNECT = {"type": "websocket.connect"}
+
+# what the app sees in the "reads on" scenarios, checked besides the comparison (two equal
+# wrong answers must not pass): each disconnect once, then receive() waits
+READ_ON = {
+    "client closes, app reads on": [
+        CONNECT,
+        {"type": "websocket.disconnect", "code": 1001, "reason": "custom reason"},
+        LOST,
+        WAITS,
+        WAITS,
+    ],
+    "app closes, app reads on": [
+        CONNECT,
+        {"type": "websocket.disconnect", "code": 1000, "reason": ""},
+        LOST,
+        WAITS,
+        WAITS,
+    ],
+    "shutdown, app reads on": [CONNECT, {"type": "websocket.disconnect", "code": 1012}, LOST, WAITS, WAITS],
+}
+
+
+# the log records of two scenarios, checked besides the comparison: the websockets library's
+# lines are among them (uvicorn hands it uvicorn.error), and uvicorn's websockets-sansio marks
+# the handshake complete only at accept or loss, so an app that returns after a complete
+# denial is logged as "returned without completing handshake" (wsproto: at the denial's start)
+LOGS = {
+    ("client closes", "websockets"): [
+        ("uvicorn.error", "INFO", 'CLIENT - "WebSocket /" [accepted]', None),
+        ("uvicorn.error", "INFO", "connection open", None),
+    ],
+    ("client closes", "wsproto"): [("uvicorn.error", "INFO", 'CLIENT - "WebSocket /" [accepted]', None)],
+    ("deny with body", "websockets"): [
+        ("uvicorn.error", "INFO", 'CLIENT - "WebSocket /" 400', None),
+        ("uvicorn.error", "INFO", "connection rejected (400 Bad Request)", None),
+        ("uvicorn.error", "ERROR", "ASGI callable returned without completing handshake.", None),
+    ],
+    ("deny with body", "wsproto"): [("uvicorn.error", "INFO", 'CLIENT - "WebSocket /" 400', None)],
+}
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_same_as_uvicorn(impl: str, ws: str, name: str) -> None:
     app, client = SCENARIOS[name]
-    compare(impl, ws, app, client)
+    seen = compare(impl, ws, app, client)
+    if name in READ_ON:
+        assert seen["app"] == READ_ON[name]
+        assert seen["app finished"]
+    if (name, ws) in LOGS:
+        assert seen["logs"] == LOGS[name, ws]
 
 
 def test_message_over_max_size_same_as_uvicorn(impl: str, ws: str) -> None:
@@ -532,24 +662,64 @@ def test_bad_handshake_same_as_uvicorn(impl: str, ws: str, name: str) -> None:
     compare(impl, ws, accept_then_return, client)
 
 
-def test_reading_after_a_lost_connection_returns_the_disconnect(impl: str, ws: str) -> None:
-    """uvicorn's receive() waits forever once the disconnects are read; fastasgi's repeats the last."""
-    answer = run_scenario("fastasgi", impl, ws, read_past_disconnect, drop_after_101, {})
-    assert answer["app"] == [{"type": "websocket.connect"}, LOST, LOST]
-    assert answer["app finished"]
+def drop_then_stop(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, close TCP, stop the server once the app waits in receive()."""
+    answer = drop_after_101(port, rec, stop)
+    assert rec.waiting.wait(TIMEOUT)
+    stop()
+    return answer
 
 
-def test_unsupported_version_is_426(impl: str, ws: str) -> None:
-    """A version other than 13: 426 naming version 13 (RFC 6455 §4.2.2).  uvicorn's wsproto
-    backend answers so; its websockets backend says 400, and fastasgi turns that answer (same
-    body) into a 426 with the header (README, "Differences from uvicorn")."""
-    client = handshake_client(handshake_bytes(version="8"))
-    if ws == "wsproto":
-        compare(impl, ws, accept_then_return, client)
-        return
-    ours = run_scenario("fastasgi", impl, ws, accept_then_return, client, {})
-    theirs = run_scenario("uvicorn", impl, ws, accept_then_return, client, {})
-    assert theirs["client"]["status"] == 400
-    assert ours["client"]["status"] == 426
-    assert ours["client"]["body"] == theirs["client"]["body"]
-    assert ours["client"]["headers"] == sorted(theirs["client"]["headers"] + [("sec-websocket-version", "13")])
+def test_waiting_receive_and_graceful_shutdown_same_as_uvicorn(impl: str, ws: str) -> None:
+    """After the connection loss (no close frame) receive() waits, as uvicorn's, and such a
+    receive() holds graceful shutdown as long as under uvicorn: until
+    --timeout-graceful-shutdown, which cancels the app's task."""
+    seen = compare(impl, ws, wait_past_loss, drop_then_stop, timeout_graceful_shutdown=0.1)
+    assert seen["app"] == [CONNECT, LOST, WAITS, "cancelled"]
+    cancelled = ("uvicorn.error", "ERROR", "Cancel 1 running task(s), timeout graceful shutdown exceeded", None)
+    assert cancelled in seen["logs"]
+
+
+def text_frame(text: str) -> bytes:
+    payload = text.encode()
+    return bytes((0x81, 0x80 | len(payload))) + b"\0\0\0\0" + payload  # under 126 bytes, zero mask
+
+
+def echo_once_then_close(port: int, rec: Recorder, stop: Callable[[], None]) -> dict[str, Any]:
+    """Complete the handshake, send a text frame, read its echo, send a close frame, read until closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_bytes())
+        buf = read_head(sock)
+        sock.sendall(text_frame("hello"))
+        for _ in range(100):  # bounded: until the echo (7 bytes) is in
+            if len(buf.partition(b"\r\n\r\n")[2]) >= 7:
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        sock.sendall(close_frame(1000))
+        return parse_answer(*_read_until_eof(sock, buf))
+
+
+async def echo_once(rec: Recorder, scope: Any, receive: Any, send: Any) -> None:
+    await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.accept"})
+    message = await rec.receive(receive)
+    await rec.send(send, {"type": "websocket.send", "text": message["text"]})
+    await rec.receive(receive)
+
+
+def test_debug_and_trace_log_records_same_as_uvicorn(impl: str, ws: str) -> None:
+    """At DEBUG (--log-level debug) the websockets library logs the handshake, every frame and
+    each state change on uvicorn.error; fastasgi then sends every frame through it, so the lines
+    are uvicorn's (the response's server and date headers aside).  At TRACE the backend adds
+    "WebSocket connection made" / "lost", as uvicorn's do."""
+    seen = compare(impl, ws, echo_once, echo_once_then_close, log_level=TRACE)
+    frames = [line[2] for line in seen["logs"] if line[2].startswith(("< TEXT", "> TEXT"))]
+    assert frames == (["< TEXT 'hello' [5 bytes]", "> TEXT 'hello' [5 bytes]"] if ws == "websockets" else [])
+    made_lost = [line for line in seen["logs"] if "WebSocket connection" in line[2]]
+    assert made_lost == [
+        ("uvicorn.error", "TRACE", "CLIENT - WebSocket connection made", None),
+        ("uvicorn.error", "TRACE", "CLIENT - WebSocket connection lost", None),
+    ]

@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.errors import TRACE_LOG_LEVEL
 from fastasgi.metrics import (
     BYTES_IN,
     BYTES_OUT,
@@ -285,13 +286,14 @@ class WebSocketBase(asyncio.Protocol):
         self.scope: dict[str, Any] = {}
         self.state = HANDSHAKE
         self.early = bytearray()  # bytes received before the app accepted (handshake head, early frames)
-        self.compress = False  # a compression extension was negotiated: the library frames data
+        # the library frames data, both ways: a compression extension was negotiated, or (the
+        # websockets backend) the library logs every frame, at DEBUG, as under uvicorn
+        self.compress = False
 
+        # what receive() returns, in order; once it is empty receive() waits, also after the
+        # connection is lost (as uvicorn's queue does: each disconnect is returned once)
         self.messages: deque[dict[str, Any]] = deque()
         self.waiter: asyncio.Future[None] | None = None
-        # the latest websocket.disconnect queued; once the connection is lost and the queue is
-        # empty, receive() returns it again (uvicorn would wait forever)
-        self.disconnect: dict[str, Any] | None = None
         self.read_paused = False
         self.write_paused = False
         self.drain_waiters: list[asyncio.Future[None]] = []
@@ -299,9 +301,12 @@ class WebSocketBase(asyncio.Protocol):
         self.lost = False
         self.close_sent = False
         self.app_closed = False  # the app sent websocket.close
-        # uvicorn's "handshake complete": accepted, refused (403, or a streamed denial on
-        # wsproto) or the connection lost.  Decides what happens when the app ends: a 500
-        # and "returned without completing handshake" only while it is False.
+        # uvicorn's "handshake complete": accepted, refused (403, or a denial on wsproto, from
+        # its websocket.http.response.start) or the connection lost.  Decides what happens when
+        # the app ends: a 500 (if nothing was sent yet) and "returned without completing
+        # handshake" only while it is False.  On the websockets backend a denial leaves it
+        # False, as in uvicorn's websockets-sansio: an app that returns after a complete denial
+        # response, before the connection is gone, gets that line logged there too.
         self.handshake_complete = False
         self.close_timer: Any = None
         self.ping_timer: Any = None
@@ -387,6 +392,13 @@ class WebSocketBase(asyncio.Protocol):
         self.scheme = "wss" if is_ssl(transport) else "ws"
         if self.metrics is not None:
             self.metrics[CONNECTIONS_OPEN] += 1  # handed over by the HTTP protocol, which counted it
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):  # --log-level trace: uvicorn's line
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", self.trace_prefix())
+
+    def trace_prefix(self) -> str:
+        """uvicorn's "host:port - " before a TRACE line (nothing for a UNIX socket)."""
+        client = self.client
+        return "%s:%d - " % tuple(client) if client else ""
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost = True
@@ -406,9 +418,13 @@ class WebSocketBase(asyncio.Protocol):
             self.state = CLOSED
         # 1006: closed without a close frame (RFC 6455 §7.1.5), before or after the handshake
         # (uvicorn says 1005 after it; README lists this).  No reason, as in uvicorn, and
-        # queued even after another disconnect (an app reading on sees both).
+        # queued even after another disconnect (an app reading on sees both, then receive()
+        # waits until the app cancels it or shutdown's --timeout-graceful-shutdown does, as in
+        # uvicorn).
         self.put_disconnect(1006)
         self.handshake_complete = True
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection lost", self.trace_prefix())
         for waiter in self.drain_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -644,17 +660,18 @@ class WebSocketBase(asyncio.Protocol):
 
     async def receive(self) -> dict[str, Any]:
         messages = self.messages
-        if not messages:
-            if self.lost and self.disconnect is not None:
-                return self.disconnect  # nothing more can come
+        while not messages:
+            # Nothing queued: wait for the next put.  Once the connection is lost and its
+            # disconnect was read, none comes and this waits until cancelled, as uvicorn's
+            # asyncio.Queue.get() does (its graceful shutdown cancels the task after
+            # --timeout-graceful-shutdown; so does ours).
             waiter = self.loop.create_future()
             self.waiter = waiter
             try:
                 await waiter
             finally:
-                self.waiter = None
-            if not messages:  # pragma: no cover - woken only by a put
-                return self.disconnect or {"type": "websocket.disconnect", "code": 1006}
+                if self.waiter is waiter:  # cancelled: forget it, unless a put already did
+                    self.waiter = None
         message = messages.popleft()
         if self.read_paused and len(messages) <= self.low_water and self.state == OPEN and not self.lost:
             self.read_paused = False
@@ -678,12 +695,11 @@ class WebSocketBase(asyncio.Protocol):
         """Queue a websocket.disconnect; like uvicorn's, it has a "reason" only when a close frame
         was sent or received (an app or peer close, a protocol failure), not when TCP was lost,
         the server shut down or the handshake was refused."""
-        if reason is None:
-            self.disconnect = {"type": "websocket.disconnect", "code": code}
-        else:
-            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
         if self.state != HANDSHAKE or self.scope:
-            self.put(self.disconnect)
+            if reason is None:
+                self.put({"type": "websocket.disconnect", "code": code})
+            else:
+                self.put({"type": "websocket.disconnect", "code": code, "reason": reason})
 
     # -- from the backend -------------------------------------------------------------------
 
@@ -845,7 +861,8 @@ class WebSocketBase(asyncio.Protocol):
                 self.state = CLOSED
                 self.app_closed = True
                 self.close_sent = True
-                self.handshake_complete = True
+                # handshake_complete stays as it was (see __init__): True on wsproto since the
+                # start, False on websockets until the connection is lost, as in uvicorn
                 self.put_disconnect(1006)
                 self.transport.close()
         else:  # CLOSED
@@ -951,6 +968,8 @@ class WebSocketBase(asyncio.Protocol):
             return
         if self.metrics is not None:
             self.metrics[TIMEOUTS + TIMEOUT_WS_PING] += 1
+        if logger.isEnabledFor(TRACE_LOG_LEVEL):
+            logger.log(TRACE_LOG_LEVEL, "%sWebSocket keepalive ping timeout", self.trace_prefix())
         reason = "keepalive ping timeout"
         self.on_failure(1011, reason, self.encode_close(1011, reason), tell_app=False)
 

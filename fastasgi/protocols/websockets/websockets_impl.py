@@ -10,7 +10,8 @@ fragmented messages.
 
 Complete, unfragmented, uncompressed data frames take the fast path of
 :meth:`.common.WebSocketBase.data_received` while :meth:`library_idle` says the
-library's parser is between frames; everything else goes through the library.
+library's parser is between frames; everything else goes through the library
+(everything at all while the library logs frames: uvicorn.error at DEBUG).
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ if TYPE_CHECKING:
         data: bytes
 
 
-# the library logs "connection open/closed" at INFO for every connection; keep its warnings only
-_ws_logger = logging.getLogger("fastasgi.websockets.sansio")
-_ws_logger.setLevel(logging.WARNING)
+# The library logs through the logger it is given, as under uvicorn's websockets-sansio
+# backend, which gives it "uvicorn.error": "connection open" (INFO) at the 101, "connection
+# rejected (403 Forbidden)" (INFO) at a refusal or denial, "opening handshake failed" and
+# "parser failed" (ERROR).  ("connection closed" comes only once the library is told of the
+# end of the stream, which neither server does.)
+_ws_logger = logging.getLogger("uvicorn.error")
 
 
 class _ServerProtocol(ServerProtocol):
@@ -135,7 +139,9 @@ class WebSocketProtocol(WebSocketBase):
             rh["Sec-WebSocket-Protocol"] = subprotocol
         conn = self.conn
         conn.send_response(response)
-        self.compress = bool(conn.extensions)
+        # uvicorn.error at DEBUG (--log-level debug, trace): the library logs each frame it
+        # reads or writes ("< TEXT 'hi' [2 bytes]"), so every frame goes through it, as in uvicorn
+        self.compress = bool(conn.extensions) or bool(getattr(conn, "debug", False))
         self.response = None
         self.fast = not self.compress and self.library_idle()
         return b"".join(conn.data_to_send())
