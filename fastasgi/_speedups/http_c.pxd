@@ -125,6 +125,7 @@ cdef class RequestCycle(Sender):
     cdef bint in_flight
     cdef Py_ssize_t method_index
     cdef long long started
+    cdef bint file_busy
 
     cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue)
     cpdef app_returned(self, object result)
@@ -139,6 +140,11 @@ cdef class RequestCycle(Sender):
 
     @cython.locals(more_body=bint, final=bint, mode=int, size=Py_ssize_t)
     cpdef object send_message(self, dict message)
+
+    # http.response.pathsend / zerocopysend (send_file, a coroutine, is a plain async def)
+    @cython.locals(protocol=HttpProtocol, pathsend=bint, more_body=bint, final=bint, mode=int)
+    cpdef object send_file_message(self, dict message, str mtype)
+    cpdef file_response_complete(self)
 
     cpdef emit(self, bytes data, bint final)
     cpdef flush(self)
