@@ -219,9 +219,15 @@ def make_app(root: Path, rec: Recorder) -> Any:
             info["concurrent"] = str(exc)
         if "truncate" in q:
             os.truncate(root / name, int(q["truncate"]))
+        if "cancel" in q:
+            task.cancel()
         info["event"].set()
-        await task
+        try:
+            await task
+        except asyncio.CancelledError:
+            info["cancelled"] = True
         info["done"] = True
+        info["finished"].set()
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -495,12 +501,15 @@ def test_zerocopysend_file_shrinking_between_messages_closes(server: Any, caplog
 # -- slow clients, files shrinking mid-send, TLS ------------------------------------------
 
 
-def stalled(srv: Any, rec: Recorder, spy: Spy, tls: dict | None, truncate: int = -1) -> tuple[socket.socket, Reader]:
+def stalled(
+    srv: Any, rec: Recorder, spy: Spy, tls: dict | None, truncate: int = -1, extra: str = ""
+) -> tuple[socket.socket, Reader]:
     """A client that reads nothing asks for the huge file: returns once the server's send is suspended."""
-    rec.stall = {"event": threading.Event()}
+    rec.stall = {"event": threading.Event(), "finished": threading.Event()}
     spy.reset()
     sock = connect(srv.port, rcvbuf=16384, tls=tls)
     query = "name=huge.bin" if truncate < 0 else f"name=shrinking.bin&truncate={truncate}"
+    query += extra
     sock.sendall(req("/raw/stall?" + query))
     assert rec.stall["event"].wait(30), "the app did not get past its pathsend"
     assert rec.stall["suspended"], "the send finished although the client read nothing"
@@ -551,6 +560,20 @@ def test_file_shrinking_mid_send_closes(
             assert headers["content-length"] == str(HUGE_SIZE)
             assert len(rd.until_close()) < HUGE_SIZE  # cut short, then the connection ends
     assert "File ended while being sent" in caplog.text
+
+
+def test_cancelled_or_disconnected_mid_file(server: Any, rec: Recorder, spy: Spy) -> None:
+    # the app's send is cancelled in the middle of the file: the connection ends there
+    sock, rd = stalled(server, rec, spy, None, extra="&cancel=1")
+    with sock:
+        _, headers = rd.head()
+        assert len(rd.until_close()) < int(headers["content-length"])
+    assert rec.stall["finished"].wait(10) and rec.stall.get("cancelled")
+    # the client goes away in the middle of the file: the app's send returns, the server goes on
+    sock, rd = stalled(server, rec, spy, None)
+    sock.close()
+    assert rec.stall["finished"].wait(10) and not rec.stall.get("cancelled")
+    assert httpx.get(server.url + "/raw/pathsend?name=small.txt").content == SMALL
 
 
 def test_tls_pathsend_and_zerocopysend(tls_server: Any, tls: dict, root: Path, spy: Spy) -> None:

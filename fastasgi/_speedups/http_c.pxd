@@ -15,6 +15,9 @@ cdef Py_ssize_t N_BUCKETS, N_CLASSES, PARSE_ERRORS, REQUESTS, REQUESTS_IN_FLIGHT
 cdef Py_ssize_t TIMEOUT_BODY, TIMEOUT_HEADER, TIMEOUT_KEEP_ALIVE, TIMEOUTS
 cdef long long[::1] BUCKET_BOUNDS
 
+# scope["extensions"] of every request: a C-typed global, so the per-request copy is one PyDict_Copy
+cdef dict EXTENSIONS
+
 cpdef Py_ssize_t method_index(str method)
 
 cdef class RequestCycle
