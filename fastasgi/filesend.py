@@ -141,6 +141,15 @@ def sendfile_socket(transport: Any) -> int:
         return -1
 
 
+def write_limits(transport: Any) -> tuple[int, int] | None:
+    """The transport's ``(low, high)`` write limits; None if it cannot tell (then it is not lowered)."""
+    try:
+        low, high = transport.get_write_buffer_limits()
+        return int(low), int(high)
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return None
+
+
 def pread(fd: int, size: int, offset: int) -> bytes:
     if hasattr(os, "pread"):
         return os.pread(fd, size, offset)
@@ -157,7 +166,8 @@ async def transfer(protocol: Any, transport: Any, fd: int, offset: int, count: i
     the order of the calls).
     """
     sock_fd = sendfile_socket(transport)
-    if sock_fd < 0:
+    saved = write_limits(transport)
+    if sock_fd < 0 or saved is None:
         return await _transfer_chunks(protocol, transport, fd, offset, count)
     sent = 0
     limits = None  # the transport's (low, high) write limits, while lowered to 0
@@ -169,7 +179,7 @@ async def transfer(protocol: Any, transport: Any, fd: int, offset: int, count: i
                 return sent, CLOSED
             if transport.get_write_buffer_size():
                 if limits is None:
-                    limits = transport.get_write_buffer_limits()
+                    limits = saved
                     transport.set_write_buffer_limits(high=0)  # pauses the protocol while anything is buffered
                 await protocol.drain()
                 if transport.get_write_buffer_size() and not protocol.closed:
@@ -202,7 +212,7 @@ async def transfer(protocol: Any, transport: Any, fd: int, offset: int, count: i
             if not piece:
                 return sent, SHRANK
             if limits is None:
-                limits = transport.get_write_buffer_limits()
+                limits = saved
                 transport.set_write_buffer_limits(high=0)
             transport.write(piece)
             n = len(piece)
@@ -219,8 +229,8 @@ async def _transfer_chunks(protocol: Any, transport: Any, fd: int, offset: int, 
     # For the time of the file the transport pauses the protocol above CHUNK bytes
     # buffered (asyncio's TLS transports wait for 512 KiB otherwise): a slow client
     # holds at most about two chunks of the file in the server's memory.
-    limits = transport.get_write_buffer_limits()
-    if limits[1] > CHUNK:
+    limits = write_limits(transport)
+    if limits is not None and limits[1] > CHUNK:
         transport.set_write_buffer_limits(high=CHUNK)
     else:
         limits = None
