@@ -19,7 +19,9 @@ from fastasgi.loops import resolve_loop_factory
 from fastasgi.protocols.websockets import resolve_ws_protocol, ws_library_name
 from fastasgi.server import Server
 from fastasgi.settings import RUN_ONLY, SETTINGS
+from fastasgi.sockets import remove_unix_binds
 from fastasgi.supervisors import run_multiprocess, run_reloader
+from fastasgi.systemd import Notifier
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -34,8 +36,9 @@ def version_string() -> str:
         ws = ws_library_name(resolve_ws_protocol("auto"))
     except Exception:  # pragma: no cover
         ws = "none"
+    http2 = _speedups.describe_http2()
     return (
-        f"fastasgi {__version__} ({impl}; loop: {loop}; websockets: {ws}) on "
+        f"fastasgi {__version__} ({impl}; http2: {http2}; loop: {loop}; websockets: {ws}) on "
         f"{platform.python_implementation()} {platform.python_version()} {platform.system()}"
     )
 
@@ -103,7 +106,7 @@ def main(app: str, **kwargs: Any) -> None:
         name, value = header.split(":", 1)
         headers.append((name.strip(), value.strip()))
     kwargs["headers"] = headers
-    for name in ("reload_dirs", "reload_includes", "reload_excludes"):
+    for name in ("reload_dirs", "reload_includes", "reload_excludes", "bind"):
         kwargs[name] = list(kwargs[name]) if kwargs[name] else None
     if kwargs["log_config"] is None:
         kwargs["log_config"] = LOGGING_CONFIG
@@ -140,6 +143,9 @@ def run(app: Any, **kwargs: Any) -> None:
             run_multiprocess(config)
             return
         else:
+            # systemd (Type=notify): READY=1 once started, STOPPING=1, WATCHDOG=1 (the
+            # --workers supervisor does the same itself); nothing without NOTIFY_SOCKET
+            server.notifier = Notifier.from_environ()
             try:
                 server.run()
             except ConfigError as exc:
@@ -151,6 +157,7 @@ def run(app: Any, **kwargs: Any) -> None:
     finally:
         if config.uds and os.path.exists(config.uds):
             os.remove(config.uds)
+        remove_unix_binds(config)
 
     if not server.started and not config.should_reload and config.workers == 1:
         sys.exit(STARTUP_FAILURE)

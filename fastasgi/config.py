@@ -32,7 +32,7 @@ from fastasgi.lifespan import resolve_lifespan
 from fastasgi.loops import resolve_loop_factory
 from fastasgi.middleware.asgi2 import ASGI2Middleware
 from fastasgi.middleware.message_logger import MessageLoggerMiddleware
-from fastasgi.protocols.http import resolve_http_protocol
+from fastasgi.protocols.http import resolve_http2_protocol, resolve_http_protocol
 from fastasgi.protocols.websockets import resolve_ws_protocol
 from fastasgi.reload_patterns import resolve_reload_config
 from fastasgi.settings import (
@@ -45,7 +45,7 @@ from fastasgi.settings import (
     SETTINGS_BY_NAME,
     WS_CHOICES,
 )
-from fastasgi.sockets import bind_socket
+from fastasgi.sockets import BindAddress, bind_socket, check_binds, parse_bind
 
 LOG_LEVELS: dict[str, int] = {
     "critical": logging.CRITICAL,
@@ -140,6 +140,7 @@ class Config:
     port: int
     uds: str | None
     fd: int | None
+    bind: list[str] | None  # --bind, as given; parsed into bind_addresses by validate()
     loop: str
     http: Any  # a name, "module:attr" or a protocol class
     http2: bool
@@ -227,6 +228,7 @@ class Config:
             self.forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
         if self.ws == "websockets-sansio":
             self.ws = "websockets"
+        self.bind_addresses: list[BindAddress] = []
         self.loaded = False
         self._app_object: Any = None  # what load_app() imported (or a factory returned), for load()
         self.validate()
@@ -275,8 +277,6 @@ class Config:
                 raise ConfigError(f"Invalid --access-log-format: {exc}") from None
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"Invalid log level {self.log_level!r} (choose from {', '.join(LOG_LEVELS)})")
-        if self.http2:
-            raise ConfigError("HTTP/2 is not supported by fastasgi; run without --http2 (terminate h2 at your proxy)")
         for name in (
             "port",
             "backlog",
@@ -313,10 +313,31 @@ class Config:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative number)")
         if self.workers < 1:
             raise ConfigError(f"Invalid number of workers: {self.workers} (must be at least 1)")
+        self._validate_bind()
         self._validate_metrics()
         for name, value in self.headers:
             if not name or any(c in name for c in " \t\r\n:") or any(c in str(value) for c in "\r\n\0"):
                 raise ConfigError(f"Invalid --header {name}:{value!r}: expected 'Name:Value' without CR/LF")
+
+    def _validate_bind(self) -> None:
+        """--bind: each address valid, none twice, and not mixed with uvicorn's single listener."""
+        binds = self.bind
+        if not binds:
+            self.bind = None
+            return
+        if isinstance(binds, str):
+            binds = [binds]
+        self.bind = list(binds)
+        self.bind_addresses = [parse_bind(text) for text in self.bind]
+        check_binds(self.bind_addresses)
+        if self.uds or self.fd is not None:
+            raise ConfigError(
+                "--bind cannot be combined with --uds or --fd: give them as --bind unix:PATH or --bind fd://N"
+            )
+        if self.host != SETTINGS_BY_NAME["host"].default or self.port != SETTINGS_BY_NAME["port"].default:
+            raise ConfigError("--bind cannot be combined with --host/--port: give the address as --bind HOST:PORT")
+        if self.reuse_port:
+            raise ConfigError("--reuse-port works with --host/--port only, not with --bind")
 
     def _validate_metrics(self) -> None:
         port = self.metrics_port
@@ -324,10 +345,15 @@ class Config:
             return
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ConfigError(f"Invalid --metrics-port {port!r}: must be between 0 and 65535")
-        if port != 0 and port == self.port and self.uds is None and self.fd is None:
+        if port != 0 and port == self.port and self.uds is None and self.fd is None and not self.bind_addresses:
             raise ConfigError(
                 f"--metrics-port {port} is the app's --port: metrics need a port of their own "
                 "(and are never served on the app's socket)"
+            )
+        if port != 0 and any(a.kind == "tcp" and a.port == port for a in self.bind_addresses):
+            raise ConfigError(
+                f"--metrics-port {port} is the port of a --bind address: metrics need a port of their own "
+                "(and are never served on the app's sockets)"
             )
         if not isinstance(self.metrics_host, str) or not self.metrics_host:
             raise ConfigError(f"Invalid --metrics-host {self.metrics_host!r}")
@@ -469,12 +495,17 @@ class Config:
                 raise ConfigError(f"TLS file for {label} not found or not a file: {os.fspath(path)}")
         try:
             if self.ssl_context_factory is not None:
-                return self.ssl_context_factory(self, default_factory)
-            if not self.ssl_certfile:
+                ctx = self.ssl_context_factory(self, default_factory)
+            elif not self.ssl_certfile:
                 raise ConfigError(
                     "TLS needs --ssl-certfile (and --ssl-keyfile unless the key is in the certificate file)"
                 )
-            return default_factory()
+            else:
+                ctx = default_factory()
+            if self.http2:
+                # RFC 7301 / RFC 9113 §3.2: h2 preferred, HTTP/1.1 for the clients without it
+                ctx.set_alpn_protocols(["h2", "http/1.1"])
+            return ctx
         except ConfigError:
             raise
         except FileNotFoundError as exc:
@@ -496,6 +527,8 @@ class Config:
         # compiled here, in the process that serves (the format was checked in validate())
         self.access_log_writer = AccessLog(self.access_log_format, self.encoded_headers)
         self.http_protocol_class = resolve_http_protocol(self.http)
+        # --http2: the HTTP/2 protocol of the same implementation set; None without it
+        self.http2_protocol_class = resolve_http2_protocol(self.http_protocol_class) if self.http2 else None
         self.ws_protocol_class = resolve_ws_protocol(self.ws)
 
         # the app run() already loaded to fail fast, if it did: loading it again would call

@@ -33,13 +33,13 @@ The X-Forwarded-* headers, as uvicorn 0.54 reads them:
   trusted proxy (all trusted: the left-most); ``host:port`` and ``[v6]:port``
   give the port too, else it is 0.
 
-and beyond uvicorn:
+and beyond uvicorn, only with ``ProxyTrust(forwarded_host=True)``
+(``--forwarded-host``; uvicorn ignores both headers):
 
-* ``X-Forwarded-Port``: sets the port of ``scope["server"]`` (the port the
-  client reached on the proxy).
 * ``X-Forwarded-Host`` (its right-most value: the one the trusted proxy added),
-  and ``host=`` of ``Forwarded``: the ``host`` header the app sees, only with
-  ``ProxyTrust(forwarded_host=True)`` (``--forwarded-host``).  Off by default,
+  and ``host=`` of ``Forwarded``: the ``host`` header the app sees.
+* ``X-Forwarded-Port``: sets the port of ``scope["server"]`` (the port the
+  client reached on the proxy).  Off by default,
   as Django's ``USE_X_FORWARDED_HOST`` and Werkzeug's ``ProxyFix(x_host=0)``:
   nginx passes a client's ``X-Forwarded-Host`` through unless told not to, and a
   host the client chooses poisons the links an app builds (password resets).
@@ -357,7 +357,7 @@ def apply_forwarded(scope: dict[str, Any], trust: ProxyTrust) -> None:
         host = b",".join(forwarded_host).decode("latin-1").rsplit(",", 1)[-1].strip()
         if valid_host(host):
             _set_host(scope, host)
-    if port is not None:
+    if port is not None and trust.forwarded_host:
         text = port.decode("latin-1").strip()
         if text.isdigit() and 0 < int(text) < 65536 and scope.get("server"):
             scope["server"] = (scope["server"][0], int(text))

@@ -26,9 +26,17 @@ from typing import TYPE_CHECKING, Any, Callable
 from fastasgi import _speedups, metrics
 from fastasgi.errors import STARTUP_FAILURE, ConfigError
 from fastasgi.loops import loop_name
+from fastasgi.protocols.http.negotiation import ProtocolNegotiator
 from fastasgi.protocols.websockets import ws_library_name
 from fastasgi.proxy_trust import ProxyTrust
-from fastasgi.sockets import bind_socket  # noqa: F401 - importable from here as before
+from fastasgi.sockets import (
+    bind_socket,  # noqa: F401 - importable from here as before
+    bind_sockets,
+    describe_listener,
+    listener_plan,
+    remove_unix_binds,
+)
+from fastasgi.systemd import Notifier
 
 if TYPE_CHECKING:
     from fastasgi.config import Config
@@ -104,6 +112,10 @@ class Server:
         # (and serves the scrapes); without one, this process serves its own
         self.metrics_path: str | None = None
         self.metrics_listener: metrics.Listener | None = None
+        # systemd's NOTIFY_SOCKET, for a server that is the service's main process
+        # (fastasgi.run() sets it; never a supervised worker): None costs nothing
+        self.notifier: Notifier | None = None
+        self._bound_here = False  # startup() bound the --bind sockets itself (not given by a supervisor)
 
     @property
     def limit_max_requests(self) -> int | None:
@@ -150,7 +162,12 @@ class Server:
         await self.startup(sockets=sockets)
         if not self.started:
             return  # startup failed (lifespan or bind): nothing to shut down
+        notifier = self.notifier
+        if notifier is not None:
+            notifier.ready(f"Serving on {self._listening_on()}")
         await self.main_loop()
+        if notifier is not None:
+            notifier.stopping("Shutting down")
         await self.shutdown(sockets=sockets)
 
         message = "Finished server process [%d]"
@@ -164,7 +181,10 @@ class Server:
             loop = loop_name(asyncio.get_running_loop())
         except RuntimeError:  # pragma: no cover
             loop = "none"
-        return f"{impl}, {loop} event loop, WebSockets: {ws_library_name(self.config.ws_protocol_class)}"
+        http2 = ""
+        if getattr(self.config, "http2_protocol_class", None) is not None:
+            http2 = f", HTTP/2: {_speedups.describe_http2(tag)}"
+        return f"{impl}{http2}, {loop} event loop, WebSockets: {ws_library_name(self.config.ws_protocol_class)}"
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
@@ -183,15 +203,35 @@ class Server:
                 state.metrics = metrics.private_block()
         self.update_default_headers()
 
+        # --http2: each connection starts with the negotiator, which installs the HTTP/1.1
+        # or the HTTP/2 protocol; without it, HTTP/1.1 directly (nothing in between)
+        protocol_class = (
+            ProtocolNegotiator
+            if getattr(config, "http2_protocol_class", None) is not None
+            else config.http_protocol_class
+        )
+
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[no-any-return]
+            return protocol_class(  # type: ignore[no-any-return]
                 config=config, server_state=state, app_state=self.lifespan.state, _loop=_loop
             )
 
         loop = asyncio.get_running_loop()
         listeners: Sequence[Any]
         try:
-            if sockets is not None:
+            # several listeners (--bind, systemd's sockets) are bound here, not by the loop
+            plan = listener_plan(config) if sockets is None else None
+            if plan is not None:
+                sockets_here = bind_sockets(config)
+                self._bound_here = True
+                self.servers = []
+                for sock in sockets_here:
+                    server = await loop.create_server(
+                        create_protocol, sock=sock, ssl=config.ssl, backlog=config.backlog
+                    )
+                    self.servers.append(server)
+                listeners = sockets_here
+            elif sockets is not None:
                 self.servers = []
                 for sock in sockets:
                     server = await loop.create_server(
@@ -223,6 +263,13 @@ class Server:
                 assert server.sockets is not None
                 listeners = server.sockets
                 self.servers = [server]
+        except ConfigError as exc:  # from bind_sockets: already one readable line
+            logger.error("%s", exc)
+            for server in self.servers:
+                server.close()
+            await self.lifespan.shutdown()
+            self.should_exit = True
+            return
         except OSError as exc:
             where = config.uds or (f"fd {config.fd}" if config.fd is not None else f"{config.host}:{config.port}")
             hint = (
@@ -256,8 +303,27 @@ class Server:
             pass  # the supervisor logs the address once for all workers
         self.started = True
 
+    def _listening_on(self) -> str:
+        """Where this server listens, for systemd's STATUS= line."""
+        names = []
+        for server in self.servers:
+            for sock in server.sockets or ():
+                with contextlib.suppress(OSError):
+                    names.append(describe_listener(sock, self.config.is_ssl))
+        return ", ".join(names) or "no socket"
+
     def _log_started_message(self, listeners: Sequence[Any]) -> None:
         config = self.config
+        if listener_plan(config) is not None:
+            # one line per listener (--bind, socket activation), each with its own address
+            for sock in listeners:
+                where = describe_listener(sock, config.is_ssl)
+                logger.info(
+                    "fastasgi running on %s (Press CTRL+C to quit)",
+                    where,
+                    extra={"color_message": "fastasgi running on \033[1m%s\033[0m (Press CTRL+C to quit)"},
+                )
+            return
         if config.fd is not None:
             sock = listeners[0]
             logger.info("fastasgi running on socket %s (Press CTRL+C to quit)", sock.getsockname())
@@ -298,6 +364,8 @@ class Server:
             should_exit = await self.on_tick(counter)
 
     async def on_tick(self, counter: int) -> bool:
+        if self.notifier is not None:
+            self.notifier.watchdog()
         # Update the default headers, once per second.
         if counter % 10 == 0:
             self.update_default_headers()
@@ -324,6 +392,8 @@ class Server:
             server.close()
         for sock in sockets or []:
             sock.close()
+        if self._bound_here:
+            remove_unix_binds(self.config)
 
         # Request shutdown on all existing connections.
         for connection in list(self.server_state.connections):

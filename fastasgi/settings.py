@@ -65,12 +65,24 @@ SETTINGS: list[Setting] = [
     _opt("port", 8000, "Bind socket to this port. If 0, an available port will be picked.", type=int),
     _opt("uds", None, "Bind to a UNIX domain socket.", type=str),
     _opt("fd", None, "Bind to socket from this file descriptor.", type=int),
+    _opt(
+        "bind",
+        None,
+        "Listen on this address; repeat it to serve several at once (same process or workers): HOST:PORT, "
+        "[IPv6]:PORT, unix:PATH or fd://N. Replaces --host/--port/--uds/--fd, which cannot be combined with it "
+        "(fastasgi addition).",
+        "--bind",
+        type=str,
+        multiple=True,
+        show_default=False,
+    ),
     _opt("loop", "auto", "Event loop factory implementation.", type=LoopChoice()),
     _opt("http", "auto", "HTTP protocol implementation.", type=click.Choice(HTTP_CHOICES)),
     _opt(
         "http2",
         False,
-        "Enable HTTP/2 support (not supported by fastasgi; refused with a clear error).",
+        "Enable HTTP/2 support: h2 by ALPN over TLS, prior knowledge (h2c) in cleartext, HTTP/1.1 on the same "
+        "port for every other connection. Needs the h2 package (fastasgi[http2]).",
         is_flag=True,
         show_default=False,
     ),
@@ -210,7 +222,8 @@ SETTINGS: list[Setting] = [
         "forwarded_host",
         False,
         "With --proxy-headers, let a trusted proxy's X-Forwarded-Host (or Forwarded host=) set the Host header "
-        "the app sees. Off: the request's own Host, as uvicorn.",
+        "the app sees, and its X-Forwarded-Port the port of scope['server']. Off: the request's own Host and "
+        "the server's port, as uvicorn.",
         "--forwarded-host/--no-forwarded-host",
         is_flag=True,
         show_default=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -45,12 +46,15 @@ def test_version_names_the_implementation():
     out = result.stdout.strip()
     assert out.startswith("fastasgi 0.")
     assert ("compiled: llhttp" in out) or ("pure-Python: h11" in out)
+    assert "http2: " in out  # which HTTP/2 implementation --http2 would run
     assert "Python" in out
 
 
 def test_version_pure_when_extensions_disabled():
     result = run_cli(["--version"], env={"FASTASGI_NO_EXTENSIONS": "1"})
     assert "pure-Python: h11" in result.stdout
+    if importlib.util.find_spec("h2") is not None:
+        assert "http2: pure-Python: h2 " in result.stdout
 
 
 @pytest.mark.parametrize(

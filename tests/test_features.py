@@ -90,9 +90,12 @@ def _scope(port):
 def test_proxy_headers_trusted(impl):
     with run_server(basic_app, impl, forwarded_allow_ips="127.0.0.1,10.0.0.0/8") as srv:
         scope = _scope(srv.port)
+        port = srv.port
     assert scope["client"] == ["203.0.113.7", 0]
     assert scope["scheme"] == "https"
-    assert scope["server"][1] == 8443
+    assert scope["server"] == ["127.0.0.1", port]  # X-Forwarded-Port: ignored, as uvicorn does
+    with run_server(basic_app, impl, forwarded_allow_ips="127.0.0.1,10.0.0.0/8", forwarded_host=True) as srv:
+        assert _scope(srv.port)["server"] == ["127.0.0.1", 8443]  # ... unless --forwarded-host
 
 
 def test_proxy_headers_untrusted_ignored(impl):

@@ -30,6 +30,10 @@ def test_gunicorn_worker_serves(worker: str) -> None:
         port = server.port()
         status, body = wait_for(lambda: _try(port), 30, "a response")
         assert status == 200 and int(body) > 0
+        # both workers booted: a SIGTERM that reaches a worker between gunicorn's fork and
+        # its init_signals() lands in the arbiter's inherited handler and is lost (gunicorn's
+        # race, any worker class), and the arbiter then waits its 30 s graceful timeout
+        wait_for(lambda: len(server.find("Application startup complete")) >= 2, 30, "both workers up")
         server.signal(signal.SIGTERM)
         assert server.wait(30) == 0
         assert "Application shutdown complete." in server.output

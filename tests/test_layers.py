@@ -24,7 +24,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fastasgi"
 # the package's own __init__ only.
 LAYERS: tuple[tuple[str, ...], ...] = (
     # leaves: errors and constants every layer shares, the one reader of the
-    # environment flag, the version, the setting declarations, log formatters
+    # environment flag, the version, the setting declarations, log formatters, systemd's
+    # socket activation and notify protocols
     (
         "fastasgi.errors",
         "fastasgi._compat",
@@ -33,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "fastasgi.logging",
         "fastasgi.settings",
         "fastasgi.reload_patterns",
+        "fastasgi.systemd",
     ),
     # non-hot helpers shared by the request cycle and the WebSocket protocols; sockets;
     # the metrics layout and its scrape side (prometheus_client is imported lazily);

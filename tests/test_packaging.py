@@ -111,6 +111,7 @@ STANDARD_IMPORTS = {
     "python-dotenv": "dotenv",
     "PyYAML": "yaml",
     "prometheus_client": "prometheus_client",
+    "h2": "h2",
 }
 
 

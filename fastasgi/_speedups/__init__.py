@@ -10,6 +10,10 @@ Two sets exist, with the same names and the same behaviour:
 ``coro_c`` (a hand-written ``.pyx``: the app's first step through CPython's C API)
 and its twin ``coro_py`` are imported by the http module of their own set.
 
+``--http2`` adds the HTTP/2 protocol of a set (:func:`load_http2`): for now the
+pure-Python one on ``h2`` (``http2_py``) beside both sets, until a compiled binding
+of libnghttp2 exists.
+
 All modules switch together, never a mix.  :func:`load` returns the modules of
 one set; :data:`active` is the tag of the set that runs by default: ``"c"``
 unless ``FASTASGI_NO_EXTENSIONS`` is set, the interpreter is not CPython, or
@@ -91,3 +95,23 @@ def describe(tag: str | None = None) -> str:
     tag = tag or active
     impl = load(tag)
     return impl.parser.DESCRIPTION
+
+
+def load_http2(tag: str | None = None) -> types.ModuleType:
+    """The HTTP/2 module that runs beside set ``tag`` (ImportError when ``h2`` is missing).
+
+    For now both sets run the pure-Python one on ``h2`` (``http2_py``); a compiled
+    binding of libnghttp2 is to come, picked here when it is built.
+    """
+    if tag is not None and tag not in ("c", "py"):
+        raise ValueError(f"unknown implementation tag {tag!r}")
+    return importlib.import_module(f"{__name__}.http2_py")
+
+
+def describe_http2(tag: str | None = None) -> str:
+    """A short label of the HTTP/2 implementation, e.g. ``pure-Python: h2 4.3.0``, or why there is none."""
+    try:
+        module = load_http2(tag)
+    except ImportError:
+        return "unavailable (needs the h2 package: pip install 'fastasgi[http2]')"
+    return str(module.DESCRIPTION)

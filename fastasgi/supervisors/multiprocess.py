@@ -18,6 +18,11 @@ process sentinels and a signal wake-up socket:
 * SIGTTIN / SIGTTOU add / remove one worker;
 * SIGINT / SIGTERM stop every worker gracefully, then the parent re-raises the signal
   as a single server does (``timeout_graceful_shutdown`` bounds the wait);
+* under systemd (``NOTIFY_SOCKET``) the parent is the service's main process and
+  reports its state (:mod:`fastasgi.systemd`): ``READY=1`` once every initial worker
+  is ready, ``RELOADING=1`` when a SIGHUP rolling restart begins and ``READY=1`` again
+  when it is over, ``STATUS=`` with the number of ready workers, ``STOPPING=1``, and
+  ``WATCHDOG=1`` from this loop when the unit sets ``WatchdogSec=``;
 * with ``--metrics-port`` the parent serves the scrapes: each worker process records
   into a counter block of its own, which the parent sums with the counters of the
   workers that are gone (:class:`fastasgi.metrics.Aggregate`; a worker's block is
@@ -51,8 +56,9 @@ from fastasgi.config import Config
 from fastasgi.errors import STARTUP_FAILURE, ConfigError
 from fastasgi.metrics import Aggregate, Listener, serve
 from fastasgi.server import Server
-from fastasgi.sockets import bind_reuseport_socket, bind_socket
+from fastasgi.sockets import bind_reuseport_socket, bind_sockets, listener_plan, remove_unix_binds
 from fastasgi.supervisors.worker import exit_description, worker_main
+from fastasgi.systemd import Notifier
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -165,13 +171,15 @@ class Multiprocess:
         elif self.reuse_port:
             if config.uds or config.fd is not None:
                 raise ConfigError("--reuse-port works with --host/--port only, not with --uds or --fd")
+            if listener_plan(config) is not None:
+                raise ConfigError("--reuse-port works with --host/--port only, not with sockets passed by systemd")
             if not hasattr(socket, "SO_REUSEPORT"):
                 raise ConfigError("--reuse-port needs SO_REUSEPORT, which this platform does not have")
             first = bind_reuseport_socket(config, config.port)
             self.port = first.getsockname()[1]
             self.slot_sockets[0] = first
         else:
-            self.shared_sockets = [bind_socket(config)]
+            self.shared_sockets = bind_sockets(config)
         self.workers: list[WorkerProcess] = []
         self.restart_queue: list[WorkerProcess] = []
         self.replacing: WorkerProcess | None = None
@@ -185,6 +193,9 @@ class Multiprocess:
         self._wakeup_w.setblocking(False)
         self.metrics = Aggregate(workers=True) if config.metrics_port is not None else None
         self.metrics_listener: Listener | None = None
+        self.notifier = Notifier.from_environ()
+        self.announced_ready = False  # READY=1 sent (after the initial workers, or a rolling restart)
+        self.reloading = False  # a SIGHUP rolling restart is under way (RELOADING=1 sent)
 
     # -- sockets and spawning -------------------------------------------------------
 
@@ -236,7 +247,7 @@ class Multiprocess:
             for slot in range(self.target):
                 self.spawn(slot, "initial")
             while not self.should_exit:
-                self._wait(0.5)
+                self._wait(0.5 if self.notifier is None else min(0.5, self.notifier.watchdog()))
                 self.handle_signals()
                 if self.should_exit:
                     break
@@ -246,6 +257,8 @@ class Multiprocess:
                     break
                 self.check_health()
                 self.advance_restart()
+                if self.notifier is not None:
+                    self.notify_state(self.notifier)
             self.shutdown_all()
         finally:
             signal.set_wakeup_fd(old_wakeup)
@@ -253,12 +266,15 @@ class Multiprocess:
                 signal.signal(sig, handler)
             for sock in self.shared_sockets + list(self.slot_sockets.values()):
                 sock.close()
+            remove_unix_binds(self.config)
             self._wakeup_r.close()
             self._wakeup_w.close()
             if self.metrics_listener is not None:
                 self.metrics_listener.close()
             if self.metrics is not None:
                 self.metrics.close()
+            if self.notifier is not None:
+                self.notifier.close()
         logger.info("Stopping parent process [%d]", os.getpid())
         return self.exit_code
 
@@ -322,6 +338,27 @@ class Multiprocess:
         for worker in self.serving():
             if worker not in self.restart_queue:
                 self.restart_queue.append(worker)
+        if self.notifier is not None and self.announced_ready and not self.reloading:
+            self.reloading = True
+            self.notifier.reloading(f"Rolling restart of {self.target} workers")
+
+    # -- systemd ----------------------------------------------------------------------
+
+    def notify_state(self, notifier: Notifier) -> None:
+        """READY=1 when the initial workers (or a rolling restart) are done; STATUS= on changes."""
+        ready = sum(1 for w in self.serving() if w.state == READY)
+        status = f"{ready} of {self.target} workers ready"
+        if not self.announced_ready:
+            if ready >= self.target:
+                self.announced_ready = True
+                notifier.ready(status)
+            else:
+                notifier.status(f"Starting: {status}")
+        elif self.reloading and not self.restart_queue and self.replacing is None:
+            self.reloading = False
+            notifier.ready(status)
+        elif not self.reloading:
+            notifier.status(status)
 
     def handle_ttin(self) -> None:
         self.target += 1
@@ -499,6 +536,8 @@ class Multiprocess:
     # -- shutdown -------------------------------------------------------------------
 
     def shutdown_all(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stopping(f"Stopping {len(self.workers)} workers")
         deadline = self.stop_deadline()
         for worker in self.workers:
             if worker.state != STOPPING:

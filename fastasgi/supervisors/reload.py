@@ -30,7 +30,7 @@ from typing import Any
 from fastasgi.config import Config
 from fastasgi.errors import STARTUP_FAILURE
 from fastasgi.metrics import Aggregate, Listener, serve
-from fastasgi.sockets import bind_socket
+from fastasgi.sockets import bind_sockets, remove_unix_binds
 from fastasgi.supervisors.multiprocess import log_address, spawn
 from fastasgi.supervisors.worker import exit_description, worker_main
 
@@ -235,6 +235,7 @@ class ChangeReload:
                 signal.signal(sig, handler)
             for sock in self.sockets:
                 sock.close()
+            remove_unix_binds(self.config)
             if listener is not None:
                 listener.close()
             if self.metrics is not None:
@@ -262,5 +263,4 @@ def _display(path: Path) -> str:
 
 
 def run_reloader(config: Config, server: Any = None) -> None:
-    sock = bind_socket(config)
-    ChangeReload(config, [sock]).run()
+    ChangeReload(config, bind_sockets(config)).run()

@@ -10,6 +10,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +36,13 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "c
 class ServerProcess:
     """A server subprocess whose stderr+stdout lines are collected in ``self.lines``."""
 
-    def __init__(self, args: Sequence[str], cwd: Path | str = ROOT, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: Path | str = ROOT,
+        env: dict[str, str] | None = None,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
         full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
@@ -50,6 +57,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            pass_fds=tuple(pass_fds),
         )
         self.lines: list[str] = []
         self._lock = threading.Lock()
@@ -158,3 +166,50 @@ def get(
     finally:
         if own:
             c.close()
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's notify socket (``NOTIFY_SOCKET``):
+    every message it received, in order, each as a dict of its ``KEY=value`` lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages: list[dict[str, str]] = []
+
+    def _receive(self, timeout: float) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except (socket.timeout, BlockingIOError):
+            return False
+        self.messages.append(dict(line.split("=", 1) for line in data.decode().split("\n") if line))
+        return True
+
+    def pending(self) -> list[dict[str, str]]:
+        """What arrived so far (without waiting)."""
+        start = len(self.messages)
+        self.sock.setblocking(False)
+        try:
+            while True:
+                data = self.sock.recv(4096)
+                self.messages.append(dict(line.split("=", 1) for line in data.decode().split("\n") if line))
+        except BlockingIOError:
+            pass
+        return self.messages[start:]
+
+    def wait(self, key: str, timeout: float = 30.0, after: int = 0, count: int = 1) -> dict[str, str]:
+        """The ``count``-th message with ``key`` among those from index ``after`` on (waits for it, bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.messages[after:] if key in m]
+            if len(found) >= count:
+                return found[count - 1]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {key} after {timeout}s; received {self.messages}")
+            self._receive(remaining)
+
+    def close(self) -> None:
+        self.sock.close()

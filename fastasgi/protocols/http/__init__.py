@@ -1,8 +1,10 @@
-"""The HTTP/1.1 protocol factory, taken from the active implementation set.
+"""The HTTP/1.1 and HTTP/2 protocol factories, taken from the implementation sets.
 
 ``--http auto`` takes the compiled protocol when it imports (else the pure one),
 ``httptools`` insists on the compiled llhttp protocol, ``h11`` takes the
-pure-Python h11 protocol.  Code here does not know how either is made.
+pure-Python h11 protocol.  ``--http2`` adds the HTTP/2 protocol of the same set
+(and :mod:`.negotiation` picks one of the two per connection).  Code here does not
+know how either is made.
 """
 
 from __future__ import annotations
@@ -30,3 +32,13 @@ def resolve_http_protocol(http: Any) -> Any:
         return import_from_string(http)
     except ImportFromStringError as exc:
         raise ConfigError(f"Error loading HTTP protocol class. {exc}") from None
+
+
+def resolve_http2_protocol(http_protocol_class: Any) -> Any:
+    """The HTTP/2 protocol class that runs beside ``http_protocol_class`` (``--http2``)."""
+    tag = _speedups.tag_of(http_protocol_class) or _speedups.active
+    try:
+        module = _speedups.load_http2(tag)
+    except ImportError as exc:
+        raise ConfigError(f"--http2 needs the h2 package: pip install 'fastasgi[http2]' ({exc})") from None
+    return module.Http2Protocol

@@ -1,0 +1,613 @@
+"""HTTP/2 (``--http2``, issue 16), through a real server on loopback.
+
+Clients: httpx with ``http2=True`` (prior knowledge in cleartext, ALPN over TLS),
+curl where it is installed with HTTP/2, and :class:`RawH2`, a client that builds
+frames by hand (hyperframe, hpack) so that it can also misbehave.  Every test runs
+on both implementation sets (the ``impl`` fixture), as the HTTP/1.1 tests do: each
+set's HTTP/2 protocol beside its HTTP/1.1 one and its event loop.  For now both sets
+run the pure HTTP/2 implementation on ``h2`` (the compiled set gets libnghttp2's when
+it exists, and then these same tests run it): the tests of the HTTP/2 protocol alone
+(hostile clients, shutdown, timeouts) run once per distinct HTTP/2 implementation
+(:data:`PER_HTTP2_IMPLEMENTATION`), which keeps the suite's time down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import urllib.request
+
+import pytest
+
+pytest.importorskip("h2")  # the pure implementation (and httpx's HTTP/2) need it
+
+import httpx
+from hpack import Decoder, Encoder
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+from fastasgi import _speedups
+from tests.apps import basic, h2app
+from tests.conftest import raw_request, read_response, run_server
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0, 1, 7, 8, 11
+
+
+def _distinct_http2_sets() -> list:
+    """One implementation set per distinct HTTP/2 implementation: the pure set, and the
+    compiled one once its HTTP/2 is not the pure one's."""
+    sets: list = ["py"]
+    if _speedups.compiled_error() is None and _speedups.load_http2("c") is not _speedups.load_http2("py"):
+        sets.insert(0, pytest.param("c", marks=pytest.mark.c_extension))
+    return sets
+
+
+PER_HTTP2_IMPLEMENTATION = pytest.mark.parametrize("impl", _distinct_http2_sets(), indirect=True)
+
+
+@pytest.fixture(scope="module")
+def server(impl):
+    with run_server(h2app.app, impl, http2=True, limit_request_body=100_000) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path_factory.mktemp("h2tls")
+    paths = {"cert": str(d / "cert.pem"), "key": str(d / "key.pem"), "ca": str(d / "ca.pem")}
+    cert.private_key_pem.write_to_path(paths["key"])
+    cert.cert_chain_pems[0].write_to_path(paths["cert"])
+    ca.cert_pem.write_to_path(paths["ca"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def tls_server(impl, tls):
+    with run_server(h2app.app, impl, http2=True, ssl_certfile=tls["cert"], ssl_keyfile=tls["key"]) as srv:
+        yield srv
+
+
+def h2c_client() -> httpx.Client:
+    """httpx speaking HTTP/2 with prior knowledge on cleartext (no HTTP/1.1 at all).
+    (``verify=False``: no TLS here, and loading the CA bundle costs a third of a second.)"""
+    return httpx.Client(http1=False, http2=True, timeout=10, verify=False)
+
+
+class RawH2:
+    """An HTTP/2 client on a raw socket that builds every frame by hand, without a state
+    machine: it sends what a test tells it, valid or not, and reads frames one by one."""
+
+    def __init__(self, port: int, preface: bool = True) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.encoder = Encoder()
+        self.decoder = Decoder()
+        self.buffer = b""
+        if preface:
+            self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send(self, *frames: Frame | bytes) -> None:
+        self.sock.sendall(b"".join(f if isinstance(f, bytes) else f.serialize() for f in frames))
+
+    def block(self, path: str, method: str = "GET", extra: tuple = (), authority: str = "a") -> bytes:
+        return self.encoder.encode(
+            [(":method", method), (":scheme", "http"), (":path", path), (":authority", authority), *extra]
+        )
+
+    def headers(self, stream_id: int, path: str, end_stream: bool = True, **kw: object) -> HeadersFrame:
+        frame = HeadersFrame(stream_id, data=self.block(path, **kw))  # type: ignore[arg-type]
+        frame.flags.add("END_HEADERS")
+        if end_stream:
+            frame.flags.add("END_STREAM")
+        return frame
+
+    def read_frame(self) -> Frame | None:
+        """The next frame, or None once the server closed (a stall fails the test: socket timeout)."""
+        while True:
+            if len(self.buffer) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
+                if len(self.buffer) >= 9 + length:
+                    frame.parse_body(memoryview(self.buffer[9 : 9 + length]))
+                    self.buffer = self.buffer[9 + length :]
+                    if isinstance(frame, HeadersFrame):
+                        frame.decoded = self.decoder.decode(frame.data, raw=True)  # type: ignore[attr-defined]
+                    return frame
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def read_until(self, predicate) -> tuple[list[Frame], bool]:
+        """Frames up to the first that ``predicate`` accepts; (frames, closed) where closed
+        means the server closed the connection first."""
+        frames = []
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                return frames, True
+            frames.append(frame)
+            if predicate(frame):
+                return frames, False
+
+    def response(self, stream_id: int) -> tuple[int | None, bytes, list[Frame]]:
+        """(status, body, frames) of one stream, read until it ends, is reset or the connection goes."""
+        frames, _ = self.read_until(
+            lambda f: (
+                (f.stream_id == stream_id and ("END_STREAM" in f.flags or isinstance(f, RstStreamFrame)))
+                or isinstance(f, GoAwayFrame)
+            )
+        )
+        status = None
+        body = b""
+        for f in frames:
+            if f.stream_id != stream_id:
+                continue
+            if isinstance(f, HeadersFrame):
+                status = int(dict(f.decoded)[b":status"])  # type: ignore[attr-defined]
+            elif isinstance(f, DataFrame):
+                body += f.data
+        return status, body, frames
+
+
+def window_of_data(stream_id: int) -> list[DataFrame]:
+    """A stream's whole initial window (65535 bytes) of DATA, in frames of at most 16384 bytes."""
+    return [DataFrame(stream_id, data=b"d" * 16384) for _ in range(3)] + [DataFrame(stream_id, data=b"d" * 16383)]
+
+
+def goaway_of(frames: list[Frame]) -> GoAwayFrame | None:
+    for f in frames:
+        if isinstance(f, GoAwayFrame):
+            return f
+    return None
+
+
+# -- requests and responses ---------------------------------------------------------------
+
+
+def test_get_and_scope(server):
+    with h2c_client() as c:
+        r = c.get(f"{server.url}/scope?a=1", headers={"x-test": "yes"})
+        hello = c.get(f"{server.url}/")
+    assert r.http_version == "HTTP/2"
+    assert hello.text == "Hello, world!"
+    scope = r.json()
+    assert scope["http_version"] == "2"
+    assert scope["method"] == "GET"
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == ("/scope", "/scope", "a=1")
+    assert scope["scheme"] == "http"
+    # :authority is the host header, first; no pseudo-header reaches the app
+    assert scope["headers"][0] == ["host", f"127.0.0.1:{server.port}"]
+    assert ["x-test", "yes"] in scope["headers"]
+    assert not [name for name, _ in scope["headers"] if name.startswith(":")]
+
+
+def test_post_body_larger_than_the_windows(server):
+    """Request and response bodies larger than a stream window (65535 bytes): both flow controls work."""
+    body = bytes(range(256)) * 350  # 87.5 KiB (the server's --limit-request-body is 100 000)
+    with h2c_client() as c:
+        r = c.post(f"{server.url}/echo", content=body)
+        big = c.get(f"{server.url}/big?400000")
+    assert r.status_code == 200 and r.content == body
+    assert big.content == b"x" * 400000
+    assert big.headers["content-length"] == "400000"
+
+
+def test_streaming_response(server):
+    with h2c_client() as c:
+        r = c.get(f"{server.url}/stream")
+    assert r.content == b"chunk0;chunk1;chunk2;"
+    assert "content-length" not in r.headers and "transfer-encoding" not in r.headers
+
+
+def test_app_errors_end_the_stream_not_the_connection(server):
+    with h2c_client() as c:
+        assert c.get(f"{server.url}/error").status_code == 500
+        assert c.get(f"{server.url}/no-response").status_code == 500
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.get(f"{server.url}/too-long")  # more than its content-length: the stream is reset
+        assert c.get(f"{server.url}/status/204").content == b""
+        assert c.head(f"{server.url}/").content == b""
+        assert c.get(f"{server.url}/").text == "Hello, world!"  # same connection, still serving
+
+
+def test_concurrent_streams_each_in_its_own_task(server):
+    """Five streams of one connection run at once (each waits for the others), each in a
+    Task of its own whose context starts fresh."""
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(http1=False, http2=True, timeout=10, verify=False) as c:
+            return await asyncio.gather(*[c.get(f"{server.url}/barrier?k1&5") for _ in range(5)])
+
+    responses = asyncio.run(main())
+    answers = [r.text.split() for r in responses]
+    assert all(r.http_version == "HTTP/2" for r in responses)
+    assert len({a[0] for a in answers}) == 5  # five Tasks
+    assert {a[1] for a in answers} == {"unset"}  # fresh contexts
+    assert len({a[2] for a in answers}) == 1  # one connection
+
+
+def test_rst_stream_is_http_disconnect(server):
+    started, disconnected = threading.Event(), threading.Event()
+    basic.WAITERS[b"h2rst"] = (started, disconnected)
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, "/wait-disconnect?h2rst"))
+        assert started.wait(10)
+        h.send(RstStreamFrame(1, error_code=CANCEL))
+        assert disconnected.wait(10)
+        # the connection goes on
+        h.send(h.headers(3, "/"))
+        status, body, _ = h.response(3)
+    assert (status, body) == (200, b"Hello, world!")
+
+
+def test_receive_window_follows_the_app(server):
+    """The client fills the stream's window; the server hands it back only once the app
+    has read the body, not when the bytes arrive."""
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, "/lazy?w1", end_stream=False, method="POST"), *window_of_data(1))
+        frames, _ = h.read_until(lambda f: isinstance(f, DataFrame) and f.stream_id == 1)
+        h.send(h.headers(3, "/open?w1"))
+        more, _ = h.read_until(lambda f: f.stream_id == 3 and "END_STREAM" in f.flags)
+        frames += more
+        assert not [f for f in frames if isinstance(f, WindowUpdateFrame) and f.stream_id == 1]
+        # the app reads now: its window comes back, and the client ends the body
+        more, closed = h.read_until(lambda f: isinstance(f, WindowUpdateFrame) and f.stream_id == 1)
+        assert not closed and more[-1].window_increment == 65535
+        h.send(DataFrame(1, data=b"", flags=["END_STREAM"]))
+        _, body, _ = h.response(1)
+    assert body == b"65535"
+
+
+# -- negotiation ------------------------------------------------------------------------
+
+
+def test_http11_on_the_same_port(server):
+    with httpx.Client(timeout=10, verify=False) as c:
+        r = c.get(f"{server.url}/scope")
+    assert r.http_version == "HTTP/1.1" and r.json()["http_version"] == "1.1"
+    # bytes split anywhere before the decision are all handed on
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"G")
+        sock.sendall(b"ET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        status, _, body = read_response(sock)
+    assert (status, body) == (200, b"Hello, world!")
+    # a request that starts like the preface and is not one is HTTP/1.1's to refuse
+    answer = raw_request(server.port, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+def test_preface_in_pieces(server):
+    with RawH2(server.port, preface=False) as h:
+        h.send(PREFACE[:5])
+        h.send(PREFACE[5:20])
+        h.send(PREFACE[20:] + SettingsFrame(0).serialize() + h.headers(1, "/").serialize())
+        status, body, frames = h.response(1)
+    assert (status, body) == (200, b"Hello, world!")
+    settings = next(f for f in frames if isinstance(f, SettingsFrame) and "ACK" not in f.flags)
+    assert settings.settings[SettingsFrame.MAX_CONCURRENT_STREAMS] == 100
+
+
+def test_tls_alpn(tls_server, tls):
+    ctx = ssl.create_default_context(cafile=tls["ca"])
+    with httpx.Client(http2=True, verify=ctx, timeout=10) as c:
+        r2 = c.get(f"{tls_server.url}/scope")
+    with httpx.Client(verify=ctx, timeout=10) as c:
+        r1 = c.get(f"{tls_server.url}/scope")
+    assert r2.http_version == "HTTP/2" and r2.json()["http_version"] == "2"
+    assert r2.json()["scheme"] == "https"
+    assert r1.http_version == "HTTP/1.1" and r1.json()["http_version"] == "1.1"
+
+
+def _curl_has_http2() -> bool:
+    curl = shutil.which("curl")
+    if curl is None:
+        return False
+    out = subprocess.run([curl, "-V"], capture_output=True, text=True, timeout=10, check=False).stdout
+    return "HTTP2" in out
+
+
+@pytest.mark.skipif(not _curl_has_http2(), reason="curl with HTTP/2 is not installed")
+def test_curl(server, tls_server, tls):
+    base = ["curl", "-s", "-S", "--max-time", "10", "-w", "|%{http_version}"]
+    out = subprocess.run(
+        [*base, "--http2-prior-knowledge", "-d", "posted", f"{server.url}/echo"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert out.stdout == "posted|2", out.stderr
+    out = subprocess.run(
+        [*base, "--http2", "--cacert", tls["ca"], f"{tls_server.url}/"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert out.stdout == "Hello, world!|2", out.stderr
+
+
+# -- shutdown and timeouts -----------------------------------------------------------------
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_graceful_shutdown_sends_goaway_and_finishes_streams(impl):
+    with run_server(h2app.app, impl, http2=True, timeout_graceful_shutdown=10) as srv:
+        with RawH2(srv.port) as h:
+            h.send(h.headers(1, "/echo", end_stream=False, method="POST"), DataFrame(1, data=b"abc"))
+            h.send(PingFrame(0, opaque_data=b"12345678"))
+            h.read_until(lambda f: isinstance(f, PingFrame) and "ACK" in f.flags)  # stream 1 is running
+            srv.should_exit = True
+            frames, closed = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+            assert not closed
+            goaway = frames[-1]
+            assert (goaway.error_code, goaway.last_stream_id) == (NO_ERROR, 1)
+            # a new stream is refused; the one in progress finishes
+            h.send(h.headers(3, "/"))
+            refused, _ = h.read_until(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 3)
+            assert refused[-1].error_code == REFUSED_STREAM
+            h.send(DataFrame(1, data=b"def", flags=["END_STREAM"]))
+            status, body, _ = h.response(1)
+            assert (status, body) == (200, b"abcdef")
+            _, closed = h.read_until(lambda f: False)
+            assert closed
+        srv.thread.join(10)
+        assert not srv.thread.is_alive()
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_preface_then_silence_is_closed(impl):
+    with run_server(h2app.app, impl, http2=True, timeout_keep_alive=1) as srv:
+        with RawH2(srv.port) as h:
+            frames, closed = h.read_until(lambda f: False)
+    assert closed
+    goaway = goaway_of(frames)
+    assert goaway is not None and goaway.error_code == NO_ERROR
+
+
+# -- hostile clients --------------------------------------------------------------------------
+
+
+def still_serving(server) -> None:
+    with h2c_client() as c:
+        assert c.get(f"{server.url}/").text == "Hello, world!"
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_rapid_reset_is_bounded(server):
+    """CVE-2023-44487: streams opened and cancelled at once, by the thousand."""
+    with RawH2(server.port) as h:
+        batch = []
+        for i in range(700):
+            sid = 1 + 2 * i
+            batch += [h.headers(sid, "/"), RstStreamFrame(sid, error_code=CANCEL)]
+        try:
+            h.send(*batch)
+        except OSError:
+            pass  # closed while sending: fine
+        frames, closed = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    assert not closed and frames[-1].error_code == ENHANCE_YOUR_CALM
+    still_serving(server)
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_ping_flood_is_bounded(server):
+    with RawH2(server.port) as h:
+        try:
+            h.send(*[PingFrame(0, opaque_data=b"%08d" % i) for i in range(1200)])
+        except OSError:
+            pass
+        frames, closed = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    assert not closed and frames[-1].error_code == ENHANCE_YOUR_CALM
+    still_serving(server)
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_continuation_flood_is_bounded(server):
+    with RawH2(server.port) as h:
+        first = HeadersFrame(1, data=h.block("/", extra=[("x-a", "b" * 8000)]), flags=["END_STREAM"])
+        try:
+            h.send(first, *[ContinuationFrame(1, data=b"\x00" * 16000) for _ in range(40)])
+        except OSError:
+            pass
+        frames, _ = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    goaway = goaway_of(frames)
+    assert goaway is not None and goaway.error_code == ENHANCE_YOUR_CALM
+    still_serving(server)
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_hpack_bomb_is_bounded(server):
+    """A 4 KB field stored in the HPACK table once, then referenced 500 times (2 MB decoded)."""
+    with RawH2(server.port) as h:
+        block = h.block("/", extra=[("x-bomb", "b" * 4000)]) + b"\xbe" * 500  # 0xbe: dynamic entry 62
+        h.send(HeadersFrame(1, data=block, flags=["END_HEADERS", "END_STREAM"]))
+        frames, _ = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    assert goaway_of(frames) is not None
+    assert not [f for f in frames if isinstance(f, HeadersFrame)]  # no response: the app never ran
+    still_serving(server)
+
+
+BAD_REQUESTS = {
+    "uppercase name": dict(extra=[("X-Upper", "1")]),
+    "CR LF in value": dict(extra=[("x-a", "1\r\nx-b: 2")]),
+    "NUL in value": dict(extra=[("x-a", "1\x002")]),
+    "second host": dict(extra=[("host", "a"), ("host", "b")]),
+    "second :authority": dict(extra=[(":authority", "b")]),
+    "host differs from :authority": dict(extra=[("host", "evil")]),
+    "fragment in path": dict(path="/#frag"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REQUESTS))
+@PER_HTTP2_IMPLEMENTATION
+def test_bad_request_never_reaches_the_app(server, name):
+    """Refused with 400 on the stream, a stream reset or a connection error; never a 200."""
+    kw = dict(BAD_REQUESTS[name])
+    path = kw.pop("path", "/")
+    with RawH2(server.port) as h:
+        frame = HeadersFrame(1, data=h.block(path, **kw), flags=["END_HEADERS", "END_STREAM"])
+        h.send(frame)
+        status, _, frames = h.response(1)
+    assert status in (None, 400), status
+    assert status == 400 or goaway_of(frames) is not None or any(isinstance(f, RstStreamFrame) for f in frames)
+    still_serving(server)
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_body_longer_than_content_length_is_refused(server):
+    with RawH2(server.port) as h:
+        h.send(
+            h.headers(1, "/echo", end_stream=False, method="POST", extra=[("content-length", "3")]),
+            DataFrame(1, data=b"abcdef", flags=["END_STREAM"]),
+        )
+        _, body, frames = h.response(1)
+    assert body != b"abcdef"
+    assert goaway_of(frames) is not None or any(isinstance(f, RstStreamFrame) for f in frames)
+    still_serving(server)
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_too_many_streams_are_refused(server):
+    """MAX_CONCURRENT_STREAMS is 100: a 101st stream while 100 apps run is not served."""
+    with RawH2(server.port) as h:
+        h.send(*[h.headers(1 + 2 * i, "/wait-disconnect", end_stream=False) for i in range(101)])
+        frames, closed = h.read_until(
+            lambda f: (isinstance(f, RstStreamFrame) and f.stream_id == 201) or isinstance(f, GoAwayFrame)
+        )
+    assert not closed
+    last = frames[-1]
+    assert (isinstance(last, RstStreamFrame) and last.error_code == REFUSED_STREAM) or last.error_code == PROTOCOL_ERROR
+    still_serving(server)
+
+
+def test_scope_is_json_serializable_over_h2(server):
+    # the scope of an HTTP/2 request holds only what HTTP/1.1's does
+    with h2c_client() as c:
+        scope = c.get(f"{server.url}/scope").json()
+    assert json.dumps(scope)
+    assert set(scope) == {
+        "type",
+        "asgi",
+        "http_version",
+        "server",
+        "client",
+        "scheme",
+        "method",
+        "root_path",
+        "path",
+        "raw_path",
+        "query_string",
+        "headers",
+        "state",
+    }
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_access_log_and_metrics_count_http2_requests(impl):
+    pytest.importorskip("prometheus_client")
+    access = logging.getLogger("uvicorn.access")
+    saved = (access.handlers[:], access.level, access.propagate)
+    records = _Records()
+    access.handlers, access.propagate = [records], False
+    access.setLevel(logging.INFO)
+    try:
+        with run_server(h2app.app, impl, http2=True, metrics_port=0) as srv:
+            with h2c_client() as c:
+                assert c.get(f"{srv.url}/").status_code == 200
+                assert c.post(f"{srv.url}/echo", content=b"x").status_code == 200
+                assert c.get(f"{srv.url}/missing").status_code == 404
+            with urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_listener.port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+    finally:
+        access.handlers, access.level, access.propagate = saved
+    assert [line.split(" - ", 1)[1] for line in records.lines] == [
+        '"GET / HTTP/2" 200',
+        '"POST /echo HTTP/2" 200',
+        '"GET /missing HTTP/2" 404',
+    ]
+    assert 'fastasgi_requests_total{method="GET",status="2xx"} 1.0' in text
+    assert 'fastasgi_requests_total{method="POST",status="2xx"} 1.0' in text
+    assert 'fastasgi_requests_total{method="GET",status="4xx"} 1.0' in text
+    assert "fastasgi_requests_in_flight 0.0" in text
+
+
+@PER_HTTP2_IMPLEMENTATION
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([(f"x-{i}", "v") for i in range(101)], id="101 fields"),  # --limit-request-fields 100
+        pytest.param([("x-big", "v" * 9000)], id="9000-byte field"),  # --limit-request-field-size 8190
+    ],
+)
+def test_request_limits_answer_431_on_the_stream(server, extra):
+    with RawH2(server.port) as h:
+        h.send(HeadersFrame(1, data=h.block("/", extra=extra), flags=["END_HEADERS", "END_STREAM"]))
+        h.send(h.headers(3, "/"))  # the connection goes on
+        status, _, _ = h.response(1)
+        assert status == 431
+        assert h.response(3)[:2] == (200, b"Hello, world!")
+
+
+def test_http2_without_h2_is_a_config_error(monkeypatch):
+    from fastasgi.config import Config, ConfigError
+
+    def missing(tag=None):
+        raise ImportError("No module named 'h2'")
+
+    monkeypatch.setattr(_speedups, "load_http2", missing)
+    config = Config(h2app.app, http2=True, log_config=None)
+    with pytest.raises(ConfigError, match=r"--http2 needs the h2 package"):
+        config.load()
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_request_body_limit_answers_413(server):
+    """--limit-request-body (100 000 on this server): refused from content-length before the
+    app runs, and as a body without one arrives."""
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, "/echo", end_stream=False, method="POST", extra=[("content-length", "100001")]))
+        assert h.response(1)[0] == 413
+        # no content-length: the stream's whole window, read by the app, then more than the limit
+        h.send(h.headers(3, "/echo", end_stream=False, method="POST"), *window_of_data(3))
+        h.read_until(lambda f: isinstance(f, WindowUpdateFrame) and f.stream_id == 3)
+        h.send(*[DataFrame(3, data=b"d" * 16384) for _ in range(3)])
+        assert h.response(3)[0] == 413
+        h.send(h.headers(5, "/"))
+        assert h.response(5)[:2] == (200, b"Hello, world!")
