@@ -9,6 +9,9 @@ no server logs about it.
 from __future__ import annotations
 
 import json as _json
+import os
+import tempfile
+from pathlib import Path
 
 PLAINTEXT_BODY = b"Hello, world!"
 STREAM_CHUNK = b"x" * 1024
@@ -107,3 +110,55 @@ async def stream(scope, receive, send):
     for _ in range(STREAM_CHUNKS):
         await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# -- static files (static-64k, static-1m; nginx serves the same files in bench/run.py) ----
+
+# (static_100m: bench/files_rss.py, many slow clients downloading one big file)
+STATIC_SIZES = {"static_64k": 64 * 1024, "static_1m": 1024 * 1024, "static_100m": 100 * 1024 * 1024}
+
+
+def static_dir() -> Path:
+    """Where the files live: $FASTASGI_BENCH_STATIC, else a folder in the temporary directory."""
+    return Path(os.environ.get("FASTASGI_BENCH_STATIC") or Path(tempfile.gettempdir()) / "fastasgi-bench-static")
+
+
+def static_file(size: int) -> Path:
+    """The file of ``size`` bytes (made once; the same bytes every time: a repeated pattern)."""
+    path = static_dir() / f"file-{size}.bin"
+    if not path.is_file() or path.stat().st_size != size:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pattern = bytes(range(256))
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes((pattern * (size // len(pattern) + 1))[:size])
+        os.replace(tmp, path)  # atomic: a server starting meanwhile never sees half a file
+    return path
+
+
+def _file_app(size: int):
+    """GET -> the file through Starlette's FileResponse, as a handler returning
+    ``FileResponse(path)`` does (stat per request; pathsend where the server offers it)."""
+    path = str(static_file(size))
+    response_class = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return await _lifespan(receive, send)
+        if not response_class:
+            from starlette.responses import FileResponse  # only the static scenarios need Starlette
+
+            response_class.append(FileResponse)
+        await response_class[0](path)(scope, receive, send)
+
+    app.__doc__ = f"GET -> a {size // 1024} KiB file through Starlette's FileResponse."
+    return app
+
+
+def __getattr__(name: str):
+    # static_64k, static_1m, static_100m are made on first use: importing bench.apps writes no file
+    size = STATIC_SIZES.get(name)
+    if size is None:
+        raise AttributeError(name)
+    app = _file_app(size)
+    globals()[name] = app
+    return app

@@ -3,6 +3,7 @@
     python3 bench/run.py                  # full run (3 rounds x 10 s, 64 and 256 connections)
     python3 bench/run.py --quick          # smoke check (1 round x 3 s, 64 connections)
     python3 bench/run.py --servers fastasgi,uvicorn --scenarios plaintext,echo-64k
+    python3 bench/run.py --servers fastasgi,uvicorn,nginx --scenarios static-64k,static-1m
 
 For every round, scenario, connection count and server (servers in a rotated
 order each round, so that noise and drift hit all of them alike) the harness
@@ -46,6 +47,10 @@ REPO_ROOT = BENCH_DIR.parent
 WRK_DIR = BENCH_DIR / "wrk"
 RESULTS_DIR = BENCH_DIR / "results"
 
+if str(REPO_ROOT) not in sys.path:  # run as a script: bench/ is on sys.path, the repo root is not
+    sys.path.insert(0, str(REPO_ROOT))
+from bench import apps as bench_apps  # (the static scenarios' files, for nginx)
+
 READY_TIMEOUT = 15.0  # s: server must accept TCP connections within this
 STOP_TIMEOUT = 10.0  # s: SIGINT, then SIGKILL of the whole process group
 CHECK_TIMEOUT = 10.0  # s: the hand-made sanity request (granian's worker may still be booting)
@@ -70,6 +75,9 @@ class ServerSpec:
     checkout_env: str = ""
     # in the default set (the access-log and metrics variants run only when named)
     default: bool = True
+    # "python": args after "<python> -m"; "nginx": the nginx binary serving the static
+    # scenarios' file with a configuration written per run (see nginx_argv)
+    kind: str = "python"
 
     def argv(self, app: str, host: str, port: int) -> list[str]:
         fill = {"app": app, "host": host, "port": str(port), "metrics_port": str(port + 1)}
@@ -132,6 +140,12 @@ SERVERS: dict[str, ServerSpec] = {
             ("bench.floor", "--host", "{host}", "--port", "{port}", "{app}"),
         ),
         ServerSpec(
+            "nginx",
+            "nginx (Debian's), 1 process, sendfile on, serving the static scenarios' file: their ceiling",
+            (),
+            kind="nginx",
+        ),
+        ServerSpec(
             "granian",
             "granian ASGI, 1 worker, 1 runtime thread, HTTP/1 only, uvloop",
             (
@@ -171,6 +185,8 @@ class Scenario:
     method: str = "GET"
     body_size: int = 0  # request body (POST)
     description: str = ""
+    # connection counts for this scenario when --connections is not given (else the run's)
+    connections: tuple[int, ...] = ()
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -181,6 +197,20 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("echo-1k", "echo", "post_1k.lua", "POST", 1024, "POST 1 KiB, echoed"),
         Scenario("echo-64k", "echo", "post_64k.lua", "POST", 65536, "POST 64 KiB, echoed"),
         Scenario("stream", "stream", "get.lua", description="GET -> 10 x 1 KiB, chunked"),
+        Scenario(
+            "static-64k",
+            "static_64k",
+            "get.lua",
+            description="GET -> a 64 KiB file, Starlette FileResponse (nginx: the same file), 16 connections",
+            connections=(16,),
+        ),
+        Scenario(
+            "static-1m",
+            "static_1m",
+            "get.lua",
+            description="GET -> a 1 MiB file, Starlette FileResponse (nginx: the same file), 16 connections",
+            connections=(16,),
+        ),
     ]
 }
 
@@ -210,6 +240,8 @@ def check_response(host: str, port: int, sc: Scenario) -> str | None:
         ok = data == body and cl == str(len(body or b""))
     elif sc.app == "stream":
         ok = len(data) == 10 * 1024 and te == "chunked" and cl is None
+    elif sc.app in bench_apps.STATIC_SIZES:
+        ok = data == bench_apps.static_file(bench_apps.STATIC_SIZES[sc.app]).read_bytes() and cl == str(len(data))
     else:  # pragma: no cover - new scenario without a check
         ok = True
     return None if ok else f"sanity request: unexpected response (len={len(data)}, cl={cl}, te={te})"
@@ -299,7 +331,10 @@ class RunningServer:
     def __init__(self, spec: ServerSpec, app: str, host: str, cpu: str | None, logdir: Path):
         self.spec, self.host = spec, host
         self.port = free_port(host)
-        self.argv = pinned(cpu, spec.argv(f"bench.apps:{app}", host, self.port))
+        if spec.kind == "nginx":
+            self.argv = pinned(cpu, nginx_argv(app, host, self.port, logdir))
+        else:
+            self.argv = pinned(cpu, spec.argv(f"bench.apps:{app}", host, self.port))
         env = dict(os.environ)
         env.pop("FASTASGI_NO_EXTENSIONS", None)  # an inherited one would silently turn "fastasgi" pure
         env.update(spec.env)
@@ -352,6 +387,53 @@ class RunningServer:
             self.proc.wait(STOP_TIMEOUT)
         finally:
             self._log.close()
+
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000000;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen {host}:{port};
+        location / {{
+            root {root};
+            try_files /{name} =404;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_argv(app: str, host: str, port: int, logdir: Path) -> list[str]:
+    """nginx in the foreground, one process, serving the file of a static scenario at every path."""
+    binary = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if binary is None:
+        raise ServerFailed("nginx not installed (apt-get install nginx)")
+    size = bench_apps.STATIC_SIZES.get(app)
+    if size is None:
+        raise ServerFailed("nginx serves the static scenarios only")
+    path = bench_apps.static_file(size)
+    conf_dir = Path(tempfile.mkdtemp(prefix=f"nginx-{port}-", dir=logdir))
+    conf = conf_dir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=conf_dir, host=host, port=port, root=path.parent, name=path.name))
+    return [binary, "-p", str(conf_dir), "-c", str(conf)]
 
 
 def run_wrk(url: str, sc: Scenario, conns: int, duration: int, cpu: str | None) -> dict:
@@ -476,7 +558,8 @@ def aggregate(samples: list[Sample], scenarios, connections, servers) -> list[di
     rounds = sorted({s.round for s in samples})
     rows = []
     for sc in scenarios:
-        for c in connections:
+        # connections: one list for every scenario, or a dict scenario -> list
+        for c in connections[sc] if isinstance(connections, dict) else connections:
             for srv in servers:
                 cell = [by[r, sc, c, srv] for r in rounds if (r, sc, c, srv) in by]
                 ok = [s for s in cell if s.status == "ok"]
@@ -603,6 +686,14 @@ def _fastasgi_info() -> str:
     return p.stdout.strip()
 
 
+def _conns_text(opts, scenarios) -> dict:
+    """Connection counts -> the scenarios measured with them (as text)."""
+    groups: dict[str, list[str]] = {}
+    for sc in scenarios:
+        groups.setdefault(",".join(map(str, scenario_connections(opts, sc))), []).append(sc)
+    return {", ".join(names): conns for conns, names in groups.items()}
+
+
 def collect_meta(opts, servers, scenarios) -> dict:
     wrk = "not found"
     with contextlib.suppress(OSError):
@@ -619,7 +710,8 @@ def collect_meta(opts, servers, scenarios) -> dict:
         "command": " ".join(shlex.quote(a) for a in ["python3", *sys.argv]),
         "settings": (
             f"{opts.rounds} round(s) x {opts.duration}s measured after {opts.warmup}s warm-up, "
-            f"connections {','.join(map(str, opts.connections))}, wrk -t1 --timeout {WRK_TIMEOUT}, keep-alive"
+            f"connections {'; '.join(f'{sc}: {c}' for sc, c in _conns_text(opts, scenarios).items())}, "
+            f"wrk -t1 --timeout {WRK_TIMEOUT}, keep-alive"
         ),
         "pinning": (
             f"server on CPU {opts.server_cpu}, wrk on CPU {opts.wrk_cpu} (taskset -c)"
@@ -676,7 +768,12 @@ def parse_args(argv=None):
         default=list(SCENARIOS),
         help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)",
     )
-    p.add_argument("--connections", type=_ints, default=None, help="comma-separated (default: 64,256)")
+    p.add_argument(
+        "--connections",
+        type=_ints,
+        default=None,
+        help="comma-separated (default: 64,256; the static scenarios: 16)",
+    )
     p.add_argument("--duration", type=int, default=None, help="measured seconds per run (default: 10)")
     p.add_argument("--warmup", type=int, default=None, help="unmeasured warm-up seconds (default: 2)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds, median reported (default: 3)")
@@ -691,6 +788,7 @@ def parse_args(argv=None):
     p.add_argument("--no-pin", action="store_true", help="do not pin anything")
     p.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where latest.md/latest.json go")
     opts = p.parse_args(argv)
+    opts.connections_given = opts.connections is not None
     defaults = (
         dict(rounds=1, duration=3, warmup=1, connections=[64])
         if opts.quick
@@ -710,6 +808,12 @@ def parse_args(argv=None):
     return opts
 
 
+def scenario_connections(opts, sc_name: str) -> list[int]:
+    """The connection counts of a scenario: --connections when given, else the scenario's own, else the run's."""
+    own = SCENARIOS[sc_name].connections
+    return list(own) if own and not getattr(opts, "connections_given", True) else list(opts.connections)
+
+
 def main(argv=None) -> int:
     opts = parse_args(argv)
     if opts.wrk_cpu is not None:
@@ -723,7 +827,12 @@ def main(argv=None) -> int:
     # start would, and peak RSS would count the compiler's memory).
     for folder in ("fastasgi", "bench"):
         compileall.compile_dir(str(REPO_ROOT / folder), quiet=1)
-    n_cells = opts.rounds * len(opts.scenarios) * len(opts.connections) * len(opts.servers)
+    for sc in opts.scenarios:  # the static scenarios' files, before any server starts
+        size = bench_apps.STATIC_SIZES.get(SCENARIOS[sc].app)
+        if size is not None:
+            bench_apps.static_file(size)
+    conns_of = {sc: scenario_connections(opts, sc) for sc in opts.scenarios}
+    n_cells = opts.rounds * sum(len(c) for c in conns_of.values()) * len(opts.servers)
     est = n_cells * (opts.duration + opts.warmup + 1.5)
     print(f"{n_cells} runs, about {est / 60:.1f} min", file=sys.stderr)
 
@@ -735,7 +844,7 @@ def main(argv=None) -> int:
             k = (rnd - 1) % len(opts.servers)
             order = opts.servers[k:] + opts.servers[:k]  # rotate: no server always goes first
             for sc_name in opts.scenarios:
-                for conns in opts.connections:
+                for conns in conns_of[sc_name]:
                     for srv in order:
                         cell = (sc_name, conns, srv)
                         if cell in dead:
@@ -753,7 +862,7 @@ def main(argv=None) -> int:
                         )
                         print(line, file=sys.stderr, flush=True)
 
-    rows = aggregate(samples, opts.scenarios, opts.connections, opts.servers)
+    rows = aggregate(samples, opts.scenarios, conns_of, opts.servers)
     md = render_markdown(meta, rows)
     opts.output_dir.mkdir(parents=True, exist_ok=True)
     (opts.output_dir / "latest.md").write_text(md)

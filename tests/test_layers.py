@@ -37,8 +37,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "fastasgi.systemd",
     ),
     # non-hot helpers shared by the request cycle and the WebSocket protocols; sockets;
-    # the metrics layout and its scrape side (prometheus_client is imported lazily)
-    ("fastasgi.connection", "fastasgi.proxy_trust", "fastasgi.sockets", "fastasgi.accesslog", "fastasgi.metrics"),
+    # the metrics layout and its scrape side (prometheus_client is imported lazily);
+    # sending files (the pathsend / zerocopysend extensions)
+    (
+        "fastasgi.connection",
+        "fastasgi.proxy_trust",
+        "fastasgi.sockets",
+        "fastasgi.accesslog",
+        "fastasgi.metrics",
+        "fastasgi.filesend",
+    ),
     # the request cycle, parser and framing (compiled and pure) and their picker
     ("fastasgi._speedups",),
     # what Config loads: protocol factories, lifespan, app adapters, event loops

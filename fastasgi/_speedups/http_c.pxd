@@ -15,6 +15,9 @@ cdef Py_ssize_t N_BUCKETS, N_CLASSES, PARSE_ERRORS, REQUESTS, REQUESTS_IN_FLIGHT
 cdef Py_ssize_t TIMEOUT_BODY, TIMEOUT_HEADER, TIMEOUT_KEEP_ALIVE, TIMEOUTS
 cdef long long[::1] BUCKET_BOUNDS
 
+# scope["extensions"] of every request: a C-typed global, so the per-request copy is one PyDict_Copy
+cdef dict EXTENSIONS
+
 cpdef Py_ssize_t method_index(str method)
 
 cdef class RequestCycle
@@ -125,6 +128,7 @@ cdef class RequestCycle(Sender):
     cdef bint in_flight
     cdef Py_ssize_t method_index
     cdef long long started
+    cdef bint file_busy
 
     cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue)
     cpdef app_returned(self, object result)
@@ -139,6 +143,11 @@ cdef class RequestCycle(Sender):
 
     @cython.locals(more_body=bint, final=bint, mode=int, size=Py_ssize_t)
     cpdef object send_message(self, dict message)
+
+    # http.response.pathsend / zerocopysend (send_file, a coroutine, is a plain async def)
+    @cython.locals(protocol=HttpProtocol, pathsend=bint, more_body=bint, final=bint, mode=int)
+    cpdef object send_file_message(self, dict message, str mtype)
+    cpdef file_response_complete(self)
 
     cpdef emit(self, bytes data, bint final)
     cpdef flush(self)

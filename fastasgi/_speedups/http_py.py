@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from array import array
 from contextvars import Context, copy_context
@@ -66,6 +67,8 @@ from fastasgi.connection import (
     is_ssl,
     trust_key,
 )
+from fastasgi.filesend import SHRANK as FILE_SHRANK
+from fastasgi.filesend import FileSendError, file_range, open_file, set_position, transfer
 from fastasgi.metrics import (
     BUCKETS_NS,
     BYTES_IN,
@@ -104,6 +107,9 @@ if __name__.endswith("_c"):
 
 error_logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
+
+# scope["extensions"] of every HTTP request (a copy each: an app may add to its own)
+EXTENSIONS: dict = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
 # --metrics-port: the bounds of the request-duration buckets, in ns, as an int64 buffer
 # (compiled, a typed memoryview: finish() finds a request's bucket with C reads)
@@ -232,6 +238,7 @@ class HttpProtocol:
             "query_string": None,
             "headers": None,
             "state": None,
+            "extensions": None,
         }
         self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
         if self.access_log:
@@ -403,6 +410,7 @@ class HttpProtocol:
         scope["query_string"] = query_string
         scope["headers"] = headers
         scope["state"] = self.app_state.copy()
+        scope["extensions"] = EXTENSIONS.copy()
         if self.trusted and has_proxy_headers(headers):
             apply_forwarded(scope, self.proxy_trust)
         if self.close_after_response:
@@ -711,6 +719,7 @@ class RequestCycle(Sender):
         self.out_size = 0
         self.flush_scheduled = False
         self.in_flight = False  # counted in requests_in_flight (--metrics-port; start_request sets it)
+        self.file_busy = False  # a pathsend/zerocopysend is being sent: no other message until it is done
 
     # -- fed by the protocol --------------------------------------------------------
 
@@ -870,7 +879,11 @@ class RequestCycle(Sender):
             return None
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
+        if self.file_busy:
+            raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, while a file of the response is being sent.")
         if mtype != "http.response.body":
+            if mtype == "http.response.pathsend" or mtype == "http.response.zerocopysend":
+                return self.send_file_message(message, mtype)
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'.")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
@@ -1019,6 +1032,163 @@ class RequestCycle(Sender):
             f"Response content longer than Content-Length ({size} > {self.expected_length} bytes); the excess was "
             "not sent and the connection was closed."
         )
+
+    # -- files: http.response.pathsend and http.response.zerocopysend -------------------
+
+    def send_file_message(self, message, mtype):
+        """``http.response.pathsend`` / ``http.response.zerocopysend`` (ASGI extensions, both in
+        ``scope["extensions"]``): the head if it is not sent yet, then the file's bytes, sent by
+        :meth:`send_file` (the awaitable returned to ``send``), or None when there are none.
+
+        An error found before any byte is written (no such file, not a regular file,
+        permission denied, a ``content-length`` that is not the file's size, a bad
+        ``file``/``offset``/``count``) is raised in the app with nothing sent, so the
+        client gets the usual 500.  ``pathsend`` is the whole body: it cannot follow
+        ``http.response.body``, and nothing may follow it.
+        """
+        headers = self.headers
+        pathsend = mtype == "http.response.pathsend"
+        file = None
+        position = -1  # zerocopysend without offset: where the file's position moves after the send
+        if pathsend:
+            if headers is None:
+                raise RuntimeError("ASGI message 'http.response.pathsend' cannot follow 'http.response.body'.")
+            more_body = False
+            status = self.status
+            if isinstance(status, int) and (status < 200 or status == 204 or status == 304):
+                fd = -1  # a response without content: the file is not needed
+                offset = 0
+                count = 0
+            else:
+                try:
+                    fd, count = open_file(message.get("path"))
+                except FileSendError as exc:
+                    self.response_started = False
+                    raise RuntimeError(str(exc)) from None
+                offset = 0
+        else:
+            more_body = message.get("more_body", False)
+            file = message.get("file")
+            try:
+                fd, offset, count = file_range(file, message.get("offset"), message.get("count"))
+            except FileSendError as exc:
+                if headers is not None:
+                    self.response_started = False
+                raise RuntimeError(str(exc)) from None
+            if message.get("offset") is None:
+                position = offset
+        final = not more_body
+        if headers is not None:
+            # first body message: the head (content-length from the file's size if the app gave none)
+            self.headers = None
+            protocol = self.protocol
+            try:
+                head, mode, length, keep_alive = encode_head(
+                    self.status,
+                    headers,
+                    protocol.server_state.default_headers_bytes,
+                    self.http11,
+                    self.is_head,
+                    -1 if more_body else count,
+                    self.keep_alive,
+                )
+                if pathsend and mode == CONTENT_LENGTH and length != count:
+                    raise ResponseHeaderError(
+                        f"'http.response.pathsend': the response's content-length ({length}) is not the size of "
+                        f"{message.get('path')!r} ({count} bytes)"
+                    )
+            except ResponseHeaderError as exc:
+                if pathsend and fd >= 0:
+                    os.close(fd)
+                self.response_started = False
+                raise RuntimeError(str(exc)) from None
+            self.mode = mode
+            self.expected_length = length
+            self.keep_alive = keep_alive
+            self.emit(head, final and (mode == NO_BODY or count == 0))
+        mode = self.mode
+        excess = -1
+        if mode == NO_BODY:
+            count = 0
+        elif mode == CONTENT_LENGTH and self.sent_length + count > self.expected_length:
+            excess = self.sent_length + count  # sent up to the content-length, then too_long()
+            count = self.expected_length - self.sent_length
+        if count == 0 and excess < 0:
+            # no bytes of the file to send (HEAD, 304, an empty file or range)
+            if pathsend and fd >= 0:
+                os.close(fd)
+            if final:
+                self.emit(LAST_CHUNK if mode == CHUNKED else b"", True)
+                self.file_response_complete()
+            protocol = self.protocol
+            if protocol.write_paused:
+                return protocol.drain()
+            return None
+        self.file_busy = True
+        return self.send_file(fd, offset, count, final, pathsend, file, position, excess)
+
+    async def send_file(self, fd, offset, count, final, owned, file, position, excess):
+        """The bytes of a file message, framed (a chunk when chunked), through ``transfer``
+        (``sendfile`` on plain TCP, chunks over TLS).  ``owned``: the server opened ``fd``
+        (pathsend) and closes it; a zerocopysend's file is the app's to close."""
+        protocol = self.protocol
+        sent = 0
+        result = 0
+        try:
+            if count:
+                if self.mode == CHUNKED:
+                    self.emit(b"%x\r\n" % count, False)
+                self.flush()  # the head and anything before: in the transport before the file
+                sent, result = await transfer(protocol, self.transport, fd, offset, count)
+        except BaseException:
+            # cancelled (shutdown, the app's own timeout) or failed in the middle of a
+            # body: only closing the connection ends the response without a wrong length
+            self.file_busy = False
+            if owned:
+                os.close(fd)
+            if not self.response_complete:
+                self.abort()
+            raise
+        self.file_busy = False
+        if owned:
+            os.close(fd)
+        elif position >= 0:
+            set_position(file, position + sent)
+        self.sent_length += sent
+        if protocol.metrics_on:
+            protocol.metrics[BYTES_OUT] += sent
+        if result != 0:
+            if result == FILE_SHRANK:
+                error_logger.error(
+                    "File ended while being sent (%d of %d bytes sent); closing the connection.", sent, count
+                )
+            if not self.response_complete:
+                self.abort()
+            return
+        if excess >= 0:
+            self.too_long(excess)  # raises
+        if self.mode == CHUNKED:
+            self.emit(b"\r\n0\r\n\r\n" if final else b"\r\n", final)
+        if final:
+            self.file_response_complete()
+        if protocol.write_paused:
+            await protocol.drain()
+
+    def file_response_complete(self):
+        """The response ended with a file's bytes (what the end of send_message does)."""
+        self.response_complete = True
+        self.wake_receiver()
+        if self.mode == CONTENT_LENGTH and self.sent_length < self.expected_length:
+            error_logger.error(
+                "Response content shorter than Content-Length (%d of %d bytes); closing the connection.",
+                self.sent_length,
+                self.expected_length,
+            )
+            self.keep_alive = False
+        if self.in_flight:
+            self.finish(self.status)
+        self.log_access(self.status)
+        self.protocol.on_response_complete(self)
 
     def finish(self, status):
         """--metrics-port: this request is over.  Counted in requests_total and the duration
