@@ -50,7 +50,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import unquote
 
-from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, tls_extension, trust_key
 from fastasgi.metrics import (
     BYTES_IN,
     BYTES_OUT,
@@ -577,6 +577,8 @@ class WebSocketBase(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {"websocket.http.response": {}},
         }
+        if self.scheme == "wss":
+            scope["extensions"]["tls"] = tls_extension(self.transport, getattr(self.config, "tls_server_cert", None))
         trust = self.server_state.proxy_trust
         if trust is not None and has_forwarded_headers(headers) and trust_key(self.transport, self.client) in trust:
             apply_forwarded(scope, trust)
