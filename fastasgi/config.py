@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
 from fastasgi.accesslog import AccessLog, compile_format
+from fastasgi.connection import server_cert_pem
 from fastasgi.errors import STARTUP_FAILURE, TRACE_LOG_LEVEL, ConfigError
 from fastasgi.importer import ImportFromStringError, import_from_string
 from fastasgi.lifespan import resolve_lifespan
@@ -518,6 +519,8 @@ class Config:
     def load(self) -> None:
         assert not self.loaded
         self.ssl: ssl.SSLContext | None = self.create_ssl_context() if self.is_ssl else None
+        # server_cert of the ASGI TLS extension (read here once, not per connection)
+        self.tls_server_cert = server_cert_pem(self.ssl_certfile) if self.ssl is not None else None
 
         encoded = [(str(k).lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in self.headers]
         self.encoded_headers = (

@@ -121,7 +121,18 @@ def bytewise(mod: ModuleType, data: bytes, **limits: int) -> Outcome:
     return parse(mod, data, range(1, len(data)), **limits)
 
 
-HEAD_FIELDS = ("method", "path", "raw_path", "query", "version", "headers", "keep_alive", "expect_continue", "upgrade")
+HEAD_FIELDS = (
+    "method",
+    "path",
+    "raw_path",
+    "query",
+    "version",
+    "headers",
+    "keep_alive",
+    "expect_continue",
+    "upgrade",
+    "te_trailers",
+)
 
 
 def summarize(events: Sequence[Any]) -> list[dict[str, Any]]:
@@ -129,14 +140,14 @@ def summarize(events: Sequence[Any]) -> list[dict[str, Any]]:
     requests: list[dict[str, Any]] = []
     for ev in events:
         if type(ev) is tuple:
-            assert len(ev) == 9
+            assert len(ev) == 10
             assert not requests or requests[-1]["complete"], "head before the previous end of message"
-            method, path, raw_path, query, version, headers, keep_alive, expect_continue, upgrade = ev
+            method, path, raw_path, query, version, headers, keep_alive, expect_continue, upgrade, te_trailers = ev
             assert type(method) is str and type(path) is str and type(version) is str
             assert type(raw_path) is bytes and type(query) is bytes
             assert type(headers) is list and all(type(h) is tuple and len(h) == 2 for h in headers)
             assert all(type(n) is bytes and type(v) is bytes and n == n.lower() for n, v in headers)
-            assert type(keep_alive) is bool and type(expect_continue) is bool
+            assert type(keep_alive) is bool and type(expect_continue) is bool and type(te_trailers) is bool
             assert upgrade is None or upgrade == b"websocket"
             requests.append(
                 {
@@ -149,6 +160,7 @@ def summarize(events: Sequence[Any]) -> list[dict[str, Any]]:
                     "keep_alive": keep_alive,
                     "expect_continue": expect_continue,
                     "upgrade": upgrade,
+                    "te_trailers": te_trailers,
                     "body": b"",
                     "complete": False,
                 }
@@ -261,6 +273,7 @@ def test_simple_get(mod: ModuleType) -> None:
             True,
             False,
             None,
+            False,
         ),
         None,
     ]
@@ -378,6 +391,24 @@ def test_expect_continue(mod: ModuleType, version: bytes, value: bytes, expected
     parser = mod.RequestParser()
     assert head(parser.feed(data))[7] is expected
     assert parser.feed(b"x") == [b"x", None]
+
+
+@pytest.mark.parametrize(
+    "version, fields, expected",
+    [
+        (b"1.1", b"TE: trailers\r\n", True),
+        (b"1.1", b"te: gzip;q=0.5 , Trailers\r\n", True),
+        (b"1.1", b"TE: gzip\r\nTE: trailers\r\n", True),
+        (b"1.1", b"TE: trailersx, gzip\r\n", False),
+        (b"1.1", b"TE: trailers;q=1\r\n", False),  # RFC 9110 §10.1.4: "trailers" takes no weight
+        (b"1.1", b"Trailer: x\r\n", False),
+        (b"1.1", b"", False),
+        (b"1.0", b"TE: trailers\r\n", False),  # no chunked body for an HTTP/1.0 client
+    ],
+)
+def test_te_trailers(mod: ModuleType, version: bytes, fields: bytes, expected: bool) -> None:
+    data = b"GET / HTTP/" + version + b"\r\nHost: h\r\n" + fields + b"\r\n"
+    assert head(mod.RequestParser().feed(data))[9] is expected
 
 
 def test_header_names_lowercased_values_stripped(mod: ModuleType) -> None:

@@ -272,3 +272,74 @@ LAST_CHUNK = b"0\r\n\r\n"
 def render_default_headers(headers: list) -> bytes:
     """``[(b"server", b"fastasgi"), (b"date", ...)]`` -> the CRLF-terminated header lines."""
     return b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+
+
+# RFC 9110 §6.5.1: a trailer section must not carry the fields that frame the message or
+# manage the connection (nor may a recipient use them that way): dropped, as the server
+# frames the response itself.  (The spec of http.response.trailers leaves the Trailer
+# header, in the head, to the app.)
+_TRAILER_DROPPED = frozenset(
+    (
+        b"content-length",
+        b"transfer-encoding",
+        b"trailer",
+        b"te",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"upgrade",
+    )
+)
+
+
+def _field_line(name: object, value: object, what: str) -> tuple:
+    """One app-supplied field as ``(lowercased name, value)`` checked like a response header
+    (RFC 9110 §5.6.2 token name, §5.5 no CR/LF/NUL in the value)."""
+    if type(name) is not bytes:
+        if not isinstance(name, (bytes, bytearray, memoryview)):
+            raise ResponseHeaderError(f"{what} names must be bytes, got {type(name).__name__}")
+        name = bytes(name)
+    if type(value) is not bytes:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise ResponseHeaderError(f"{what} values must be bytes, got {type(value).__name__}")
+        value = bytes(value)
+    kind = token_kind(name)  # type: ignore[arg-type]
+    if kind == 0:
+        raise ResponseHeaderError(f"Invalid {what.lower()} name {name!r}")
+    if 13 in value or 10 in value or 0 in value:  # type: ignore[operator]
+        raise ResponseHeaderError(f"Invalid {what.lower()} value {value!r} for {name!r}")
+    return (name.lower() if kind == 2 else name), value  # type: ignore[union-attr]
+
+
+def encode_trailers(headers: object) -> bytes:
+    """The field lines of a trailer section (RFC 9112 §7.1.2), from the app's
+    ``http.response.trailers`` headers; framing and connection fields are dropped."""
+    parts = []
+    for item in headers:  # type: ignore[attr-defined]
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise ResponseHeaderError(f"Response trailers must be [name, value] pairs, got {item!r}") from None
+        name, value = _field_line(name, value, "Response trailer")
+        if name in _TRAILER_DROPPED:
+            continue
+        parts.append(b"%b: %b\r\n" % (name, value))
+    return b"".join(parts)
+
+
+EARLY_HINTS_LINE = b"HTTP/1.1 103 Early Hints\r\n"
+
+
+def encode_early_hint(links: object) -> bytes:
+    """A 103 (Early Hints, RFC 8297) response with one ``link`` field line per link of
+    ``http.response.early_hint``; empty when there is no link (nothing to send)."""
+    if isinstance(links, (bytes, bytearray, memoryview, str)):
+        raise ResponseHeaderError("'links' of http.response.early_hint must be an iterable of byte strings")
+    parts = [EARLY_HINTS_LINE]
+    for link in links:  # type: ignore[attr-defined]
+        _, value = _field_line(b"link", link, "Early hint link")
+        parts.append(b"link: %b\r\n" % value)
+    if len(parts) == 1:
+        return b""
+    parts.append(b"\r\n")
+    return b"".join(parts)

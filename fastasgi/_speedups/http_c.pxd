@@ -49,6 +49,7 @@ cdef class HttpProtocol:
     cdef public object server
     cdef public str scheme
     cdef dict scope_template
+    cdef dict extensions
     cdef bint trusted
     cdef public bint access_log
     cdef object access_writer
@@ -80,7 +81,10 @@ cdef class HttpProtocol:
     @cython.locals(cycle=RequestCycle, pending=list, active=RequestCycle, starting=RequestCycle)
     cpdef handle_events(self, list events)
 
-    @cython.locals(cycle=RequestCycle, keep_alive=bint, expect_continue=bint, root_path=str, scope=dict)
+    @cython.locals(
+        cycle=RequestCycle, keep_alive=bint, expect_continue=bint, trailers=bint, root_path=str, scope=dict,
+        extensions=dict,
+    )
     cpdef RequestCycle start_request(self, tuple head)
 
     @cython.locals(limit=Py_ssize_t, run=AppRun)
@@ -129,8 +133,11 @@ cdef class RequestCycle(Sender):
     cdef Py_ssize_t method_index
     cdef long long started
     cdef bint file_busy
+    cdef bint trailers_ok
+    cdef bint trailers
+    cdef bint trailers_pending
 
-    cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue)
+    cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue, bint trailers_ok)
     cpdef app_returned(self, object result)
     cpdef bint app_raised(self, object exc)
     cpdef on_body(self, bytes data)
@@ -148,6 +155,18 @@ cdef class RequestCycle(Sender):
     @cython.locals(protocol=HttpProtocol, pathsend=bint, more_body=bint, final=bint, mode=int)
     cpdef object send_file_message(self, dict message, str mtype)
     cpdef file_response_complete(self)
+    # ASGI extensions (off the plain request's path)
+    cpdef object send_other(self, dict message, object mtype)
+    cpdef object announce_trailers(self, object headers)
+
+    @cython.locals(protocol=HttpProtocol)
+    cpdef object send_early_hint(self, dict message)
+
+    @cython.locals(protocol=HttpProtocol, data=bytes)
+    cpdef object send_body_before_trailers(self, bytes body, bint more_body)
+
+    @cython.locals(protocol=HttpProtocol, data=bytes)
+    cpdef object send_trailers(self, dict message)
 
     cpdef emit(self, bytes data, bint final)
     cpdef flush(self)

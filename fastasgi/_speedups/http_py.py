@@ -34,7 +34,9 @@ if __name__.endswith("_c"):  # compiled: the compiled set
         LAST_CHUNK,
         NO_BODY,
         ResponseHeaderError,
+        encode_early_hint,
         encode_head,
+        encode_trailers,
     )
     from fastasgi._speedups.parser_c import ParseError
     from fastasgi._speedups.parser_c import RequestParser as new_parser
@@ -54,7 +56,9 @@ else:
         LAST_CHUNK,
         NO_BODY,
         ResponseHeaderError,
+        encode_early_hint,
         encode_head,
+        encode_trailers,
     )
     from fastasgi._speedups.parser_py import ParseError
     from fastasgi._speedups.parser_py import RequestParser as new_parser
@@ -65,6 +69,7 @@ from fastasgi.connection import (
     get_local_addr,
     get_remote_addr,
     is_ssl,
+    tls_extension,
     trust_key,
 )
 from fastasgi.filesend import SHRANK as FILE_SHRANK
@@ -108,8 +113,13 @@ if __name__.endswith("_c"):
 error_logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
 
-# scope["extensions"] of every HTTP request (a copy each: an app may add to its own)
-EXTENSIONS: dict = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+# scope["extensions"] of every HTTP request (each request gets a copy: an app may add to
+# its own); a TLS connection adds "tls", a request with TE: trailers http.response.trailers
+EXTENSIONS: dict = {
+    "http.response.pathsend": {},
+    "http.response.zerocopysend": {},
+    "http.response.early_hint": {},
+}
 
 # --metrics-port: the bounds of the request-duration buckets, in ns, as an int64 buffer
 # (compiled, a typed memoryview: finish() finds a request's bucket with C reads)
@@ -191,6 +201,7 @@ class HttpProtocol:
         self.server = None
         self.scheme = "http"
         self.scope_template = None
+        self.extensions = None  # scope["extensions"] of this connection's requests (copied per request)
         self.trusted = False
         self.access_log = False
         self.access_writer = None  # the config's AccessLog, when access_log is on
@@ -240,6 +251,13 @@ class HttpProtocol:
             "state": None,
             "extensions": None,
         }
+        # The ASGI extensions of this connection's requests (start_request copies the
+        # dict): on TLS, with the TLS information, read once per connection.
+        extensions = EXTENSIONS
+        if self.scheme == "https":
+            extensions = extensions.copy()
+            extensions["tls"] = tls_extension(transport, getattr(self.config, "tls_server_cert", None))
+        self.extensions = extensions
         self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
         if self.access_log:
             # (a config that was never load()ed, as some tests build, logs uvicorn's line)
@@ -391,7 +409,18 @@ class HttpProtocol:
 
     def start_request(self, head):
         """Build the scope and the cycle of a request (the app starts in start_app)."""
-        method, path, raw_path, query_string, http_version, headers, keep_alive, expect_continue, upgrade = head
+        (
+            method,
+            path,
+            raw_path,
+            query_string,
+            http_version,
+            headers,
+            keep_alive,
+            expect_continue,
+            upgrade,
+            trailers,  # TE: trailers (http.response.trailers is offered)
+        ) = head
         self.idle_since = -1.0
         if upgrade is not None and self.ws_protocol_class is not None:
             self.upgrade_to_websocket(head)
@@ -410,13 +439,16 @@ class HttpProtocol:
         scope["query_string"] = query_string
         scope["headers"] = headers
         scope["state"] = self.app_state.copy()
-        scope["extensions"] = EXTENSIONS.copy()
+        extensions = self.extensions.copy()
+        if trailers:
+            extensions["http.response.trailers"] = {}  # the client sent TE: trailers
+        scope["extensions"] = extensions
         if self.trusted and has_proxy_headers(headers):
             apply_forwarded(scope, self.proxy_trust)
         if self.close_after_response:
             keep_alive = False
         cycle = RequestCycle.__new__(RequestCycle)
-        cycle.setup(self, scope, keep_alive, expect_continue)
+        cycle.setup(self, scope, keep_alive, expect_continue, trailers)
         self.active = cycle
         self.receiving = cycle
         self.server_state.total_requests += 1
@@ -685,7 +717,7 @@ class RequestCycle(Sender):
     """One request and its response: the ``receive``/``send`` pair an app sees
     (``send`` comes from :class:`Sender`, and calls ``send_message``)."""
 
-    def setup(self, protocol, scope, keep_alive, expect_continue):
+    def setup(self, protocol, scope, keep_alive, expect_continue, trailers_ok):
         # Called on RequestCycle.__new__(RequestCycle): compiled, that is a direct
         # tp_new plus a C call, with no argument parsing of a Python __init__.
         self.protocol = protocol
@@ -720,6 +752,11 @@ class RequestCycle(Sender):
         self.flush_scheduled = False
         self.in_flight = False  # counted in requests_in_flight (--metrics-port; start_request sets it)
         self.file_busy = False  # a pathsend/zerocopysend is being sent: no other message until it is done
+        # http.response.trailers: offered (the request has TE: trailers), announced by the
+        # app's http.response.start (the body is then chunked), the last body sent
+        self.trailers_ok = trailers_ok
+        self.trailers = False
+        self.trailers_pending = False
 
     # -- fed by the protocol --------------------------------------------------------
 
@@ -865,9 +902,13 @@ class RequestCycle(Sender):
         mtype = message["type"]
         if not self.response_started:
             if mtype != "http.response.start":
+                if mtype == "http.response.early_hint":
+                    return self.send_early_hint(message)
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{mtype}'.")
             status = message["status"]
             headers = message.get("headers", ())
+            if self.trailers_ok and message.get("trailers", False):
+                headers = self.announce_trailers(headers)
             self.response_started = True
             self.status = status
             self.headers = headers
@@ -878,13 +919,15 @@ class RequestCycle(Sender):
                 self.keep_alive = False
             return None
         if self.response_complete:
+            if mtype == "http.response.trailers" and not self.trailers_ok:
+                return None  # trailers the client did not ask for (no TE: trailers): not sent
             raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
         if self.file_busy:
             raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, while a file of the response is being sent.")
-        if mtype != "http.response.body":
-            if mtype == "http.response.pathsend" or mtype == "http.response.zerocopysend":
+        if mtype != "http.response.body" or self.trailers_pending:
+            if (mtype == "http.response.pathsend" or mtype == "http.response.zerocopysend") and not self.trailers:
                 return self.send_file_message(message, mtype)
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'.")
+            return self.send_other(message, mtype)
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if type(body) is not bytes:
@@ -892,6 +935,8 @@ class RequestCycle(Sender):
                 body = bytes(body)
             else:
                 raise RuntimeError(f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}.")
+        if self.trailers:
+            return self.send_body_before_trailers(body, more_body)
         headers = self.headers
         if headers is not None:
             # first body message: head and (when complete) body in one write
@@ -966,6 +1011,125 @@ class RequestCycle(Sender):
                     self.expected_length,
                 )
                 self.keep_alive = False
+            if self.in_flight:
+                self.finish(self.status)
+            self.log_access(self.status)
+            self.protocol.on_response_complete(self)
+        protocol = self.protocol
+        if protocol.write_paused:
+            return protocol.drain()
+        return None
+
+    # -- ASGI extensions: early hints and trailers (see README, "ASGI extensions") ------
+
+    def send_other(self, message, mtype):
+        """A message other than the expected http.response.body, once the response started."""
+        if self.trailers_pending:
+            if mtype == "http.response.trailers":
+                return self.send_trailers(message)
+            raise RuntimeError(f"Expected ASGI message 'http.response.trailers', but got '{mtype}'.")
+        if mtype == "http.response.early_hint" and self.headers is not None:
+            # after http.response.start (as the extension's spec words it), before the
+            # head is written: it is still in time
+            return self.send_early_hint(message)
+        raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'.")
+
+    def send_early_hint(self, message):
+        """http.response.early_hint: a 103 response with the app's links (RFC 8297).
+
+        Never to an HTTP/1.0 client (RFC 9110 §15.2: no 1xx response to HTTP/1.0):
+        the message is accepted and dropped.  Several may precede the response.
+        """
+        if not self.http11:
+            return None
+        try:
+            data = encode_early_hint(message.get("links", ()))
+        except ResponseHeaderError as exc:
+            raise RuntimeError(str(exc)) from None
+        protocol = self.protocol
+        if data and not protocol.closed:
+            self.transport.write(data)
+            if protocol.metrics_on:
+                protocol.metrics[BYTES_OUT] += len(data)
+        if protocol.write_paused:
+            return protocol.drain()
+        return None
+
+    def announce_trailers(self, headers):
+        """http.response.start with ``trailers: True`` from an app whose client accepts
+        trailers: the body will be chunked, since only chunked framing has a trailer
+        section (RFC 9112 §7.1.2).  A Content-Length cannot be kept: refused.  Returns
+        the headers (as a list if they were another iterable: they are read twice)."""
+        if type(headers) is not list and type(headers) is not tuple:
+            headers = list(headers)
+        for item in headers:
+            try:
+                name = item[0]
+            except (TypeError, IndexError, KeyError):
+                continue  # (encode_head refuses it)
+            if isinstance(name, (bytes, bytearray, memoryview)) and bytes(name).lower() == b"content-length":
+                raise RuntimeError(
+                    "Response with 'trailers': True cannot have a Content-Length: HTTP/1.1 sends "
+                    "trailers after a chunked body only."
+                )
+        self.trailers = True
+        return headers
+
+    def send_body_before_trailers(self, body, more_body):
+        """http.response.body of a response with trailers: chunked, and the last chunk is
+        not followed by the end of the trailer section (send_trailers writes it)."""
+        headers = self.headers
+        if headers is not None:
+            self.headers = None
+            protocol = self.protocol
+            try:
+                head, mode, length, keep_alive = encode_head(
+                    self.status,
+                    headers,
+                    protocol.server_state.default_headers_bytes,
+                    self.http11,
+                    self.is_head,
+                    -1,  # streamed: chunked (or no body at all: HEAD, 1xx, 204, 304)
+                    self.keep_alive,
+                )
+            except ResponseHeaderError as exc:
+                self.response_started = False
+                raise RuntimeError(str(exc)) from None
+            self.mode = mode
+            self.expected_length = length
+            self.keep_alive = keep_alive
+            data = head
+        else:
+            data = b""
+        if self.mode == CHUNKED:
+            if body:
+                self.sent_length += len(body)
+                data += b"%x\r\n%b\r\n" % (len(body), body)
+            if not more_body:
+                data += b"0\r\n"  # the last chunk; the trailer section follows (RFC 9112 §7.1)
+        if not more_body:
+            self.trailers_pending = True
+        self.emit(data, False)
+        protocol = self.protocol
+        if protocol.write_paused:
+            return protocol.drain()
+        return None
+
+    def send_trailers(self, message):
+        """http.response.trailers after the last body: field lines of the trailer section,
+        which ends (and the response with it) once ``more_trailers`` is false."""
+        more = message.get("more_trailers", False)
+        try:
+            data = encode_trailers(message.get("headers", ())) if self.mode == CHUNKED else b""
+        except ResponseHeaderError as exc:
+            raise RuntimeError(str(exc)) from None
+        if more:
+            self.emit(data, False)
+        else:
+            self.trailers_pending = False
+            self.emit(data + b"\r\n" if self.mode == CHUNKED else data, True)
+            self.response_complete = True
+            self.wake_receiver()
             if self.in_flight:
                 self.finish(self.status)
             self.log_access(self.status)

@@ -902,6 +902,7 @@ cdef class RequestParser:
         cdef Field* length = NULL
         cdef bint close = False, keep_alive_token = False, conn_upgrade = False
         cdef bint websocket = False, expect = False, http11, keep_alive, chunked = False
+        cdef bint te_trailers = False
         cdef list headers
         cdef tuple pair, head
         cdef object o, raw, path, query
@@ -943,6 +944,9 @@ cdef class RequestParser:
                 websocket = websocket or ci_equal(value, vlen, b"websocket", 9)
             elif nlen == 6 and memcmp(name, b"expect", 6) == 0:
                 expect = expect or ci_equal(value, vlen, b"100-continue", 12)
+            elif nlen == 2 and name[0] == c't' and name[1] == c'e':
+                # RFC 9110 §10.1.4: "trailers" in TE: the client accepts trailer fields
+                te_trailers = te_trailers or has_token(value, vlen, b"trailers", 8)
 
         # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any
         # request with more than one Host field line.
@@ -1001,6 +1005,7 @@ cdef class RequestParser:
             else:
                 query = PyBytes_FromStringAndSize(s.url + s.path_end + 1, <Py_ssize_t>(s.url_len - s.path_end - 1))
         # RFC 9110 §10.1.1: 100-continue only means something from an HTTP/1.1 client.
+        # (TE is an HTTP/1.1 field: an HTTP/1.0 client cannot receive a chunked body)
         head = (_METHODS[p.method], path, raw, query, _V11 if http11 else _V10, headers,
-                keep_alive, http11 and expect, o)
+                keep_alive, http11 and expect, o, http11 and te_trailers)
         return head

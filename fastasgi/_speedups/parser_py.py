@@ -8,7 +8,8 @@ however they are split.  The contract:
 events completed by ``data``, in order:
 
 * a request head, a tuple ``(method, path, raw_path, query_string,
-  http_version, headers, keep_alive, expect_continue, upgrade)``;
+  http_version, headers, keep_alive, expect_continue, upgrade, te_trailers)``
+  (``te_trailers``: an HTTP/1.1 request whose ``TE`` lists ``trailers``);
 * body bytes (non-empty, de-chunked), possibly in several pieces;
 * ``None`` at the end of every request.
 
@@ -55,7 +56,7 @@ __all__ = ["DESCRIPTION", "ParseError", "RequestParser"]
 
 DESCRIPTION = f"pure-Python: h11 {h11.__version__}"
 
-Head = tuple[str, str, bytes, bytes, str, list[tuple[bytes, bytes]], bool, bool, Optional[bytes]]
+Head = tuple[str, str, bytes, bytes, str, list[tuple[bytes, bytes]], bool, bool, Optional[bytes], bool]
 Event = Union[Head, bytes, None]
 
 
@@ -406,7 +407,7 @@ class RequestParser:
         n_length = 0
         transfer_encoding: bytes | None = None
         n_te = 0
-        close = keep_alive_token = conn_upgrade = ws = expect = False
+        close = keep_alive_token = conn_upgrade = ws = expect = te_trailers = False
         lines = head[rl - pos + 2 : end - pos].split(b"\r\n") if end > rl else ()
         max_field = self._max_field_size
         for line in lines:
@@ -437,6 +438,9 @@ class RequestParser:
                 ws = ws or value.lower() == b"websocket"
             elif name == b"expect":
                 expect = expect or value.lower() == b"100-continue"
+            elif name == b"te":
+                # RFC 9110 §10.1.4: "trailers" in TE: the client accepts trailer fields
+                te_trailers = te_trailers or _token_in_list(value, b"trailers")
 
         # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any
         # request with more than one Host field line.
@@ -491,6 +495,7 @@ class RequestParser:
                 keep_alive,
                 http11 and expect,  # RFC 9110 §10.1.1: 100-continue is meaningless in 1.0
                 upgrade,
+                http11 and te_trailers,  # TE is HTTP/1.1's: no chunked body for a 1.0 client
             )
         )
         if upgrade is not None:

@@ -6,7 +6,7 @@ as a latin-1 string with JSON escapes) and the expected outcome:
 * ``requests``: the requests the parser hands out, in order; each lists only
   the fields it checks (``method``, ``path``, ``raw_path``, ``query``,
   ``version``, ``headers`` as ``[name, value]`` pairs, ``keep_alive``,
-  ``expect_continue``, ``upgrade``, ``body``; ``complete`` is false for a
+  ``expect_continue``, ``upgrade``, ``te_trailers``, ``body``; ``complete`` is false for a
   request whose end-of-message never comes);
 * ``error``: the status of the ParseError raised after them, if any;
 * ``trailing``: the bytes left after a WebSocket upgrade.

@@ -50,7 +50,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import unquote
 
-from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.connection import format_client, get_local_addr, get_remote_addr, is_ssl, tls_extension, trust_key
 from fastasgi.errors import TRACE_LOG_LEVEL
 from fastasgi.metrics import (
     BYTES_IN,
@@ -593,6 +593,8 @@ class WebSocketBase(asyncio.Protocol):
             "state": self.app_state.copy(),
             "extensions": {"websocket.http.response": {}},
         }
+        if self.scheme == "wss":
+            scope["extensions"]["tls"] = tls_extension(self.transport, getattr(self.config, "tls_server_cert", None))
         trust = self.server_state.proxy_trust
         if trust is not None and has_forwarded_headers(headers) and trust_key(self.transport, self.client) in trust:
             apply_forwarded(scope, trust)
