@@ -154,12 +154,16 @@ def ext_keys(server, extra: bytes = b"", version: bytes = b"1.1") -> list:
 # -- which extensions a request is offered -------------------------------------------
 
 
+ALWAYS = ["http.response.early_hint", "http.response.pathsend", "http.response.zerocopysend"]
+WITH_TRAILERS = sorted([*ALWAYS, "http.response.trailers"])
+
+
 def test_extensions_offered(server):
-    assert ext_keys(server) == ["http.response.early_hint"]
-    assert ext_keys(server, b"TE: trailers\r\n") == ["http.response.early_hint", "http.response.trailers"]
-    assert ext_keys(server, b"TE: gzip, Trailers\r\n") == ["http.response.early_hint", "http.response.trailers"]
+    assert ext_keys(server) == ALWAYS
+    assert ext_keys(server, b"TE: trailers\r\n") == WITH_TRAILERS
+    assert ext_keys(server, b"TE: gzip, Trailers\r\n") == WITH_TRAILERS
     # HTTP/1.0 has no chunked framing, hence no trailer section
-    assert ext_keys(server, b"TE: trailers\r\n", b"1.0") == ["http.response.early_hint"]
+    assert ext_keys(server, b"TE: trailers\r\n", b"1.0") == ALWAYS
     # no "tls" on a connection without TLS (the TLS extension's spec forbids it)
     assert json.loads(raw_request(server.port, get("/ext", close=True)).partition(b"\r\n\r\n")[2])["tls"] is None
 
@@ -381,7 +385,7 @@ def test_tls_version_and_cipher_suite_tls12(tls_server, pki):
 def test_tls_without_client_certificate(tls_server, pki):
     with httpx.Client(verify=client_context(pki, with_cert=False)) as client:
         body = client.get(tls_server.url + "/ext").json()
-    assert body["keys"] == ["http.response.early_hint", "tls"]
+    assert body["keys"] == [*ALWAYS, "tls"]
     tls = body["tls"]
     assert (tls["client_cert_chain"], tls["client_cert_name"], tls["client_cert_error"]) == ([], None, None)
     assert der(tls["server_cert"]) == der(pki["server"].cert_chain_pems[0].bytes())
