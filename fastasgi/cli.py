@@ -129,6 +129,13 @@ def run(app: Any, **kwargs: Any) -> None:
         if not isinstance(app, str):
             logger.warning("You must pass the application as an import string to enable 'reload' or 'workers'.")
             sys.exit(STARTUP_FAILURE)
+    elif config.recycles_workers:
+        if not isinstance(app, str):
+            logger.warning(
+                "You must pass the application as an import string to enable --limit-max-rss or "
+                "--limit-max-lifetime (they replace worker processes)."
+            )
+            sys.exit(STARTUP_FAILURE)
     else:
         try:
             config.load_app()
@@ -139,7 +146,7 @@ def run(app: Any, **kwargs: Any) -> None:
     try:
         if config.should_reload:
             run_reloader(config, server)
-        elif config.workers > 1:
+        elif config.workers > 1 or config.recycles_workers:
             run_multiprocess(config)
             return
         else:

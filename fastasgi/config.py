@@ -179,6 +179,10 @@ class Config:
     limit_concurrency: int | None
     limit_max_requests: int | None
     limit_max_requests_jitter: int
+    limit_max_rss: int | None
+    limit_max_rss_jitter: int
+    limit_max_lifetime: float | None
+    limit_max_lifetime_jitter: float
     limit_request_line: int
     limit_request_fields: int
     limit_request_field_size: int
@@ -284,6 +288,7 @@ class Config:
             "ws_max_size",
             "ws_max_queue",
             "limit_max_requests_jitter",
+            "limit_max_rss_jitter",
             "timeout_keep_alive",
         ):
             value = getattr(self, name)
@@ -308,6 +313,15 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative number)")
+        value = self.limit_max_rss
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"Invalid value for limit_max_rss: {value!r} (must be a positive number of MiB)")
+        value = self.limit_max_lifetime
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0):
+            raise ConfigError(f"Invalid value for limit_max_lifetime: {value!r} (must be a positive number of seconds)")
+        value = self.limit_max_lifetime_jitter
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+            raise ConfigError(f"Invalid value for limit_max_lifetime_jitter: {value!r} (must be a non-negative number)")
         for name in ("limit_concurrency", "limit_max_requests", "timeout_graceful_shutdown"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
@@ -406,7 +420,12 @@ class Config:
 
     @property
     def use_subprocess(self) -> bool:
-        return bool(self.reload or self.workers > 1)
+        return bool(self.reload or self.workers > 1 or self.recycles_workers)
+
+    @property
+    def recycles_workers(self) -> bool:
+        """--limit-max-rss / --limit-max-lifetime: the supervisor replaces workers, so it runs even for one."""
+        return self.limit_max_rss is not None or self.limit_max_lifetime is not None
 
     @property
     def should_reload(self) -> bool:

@@ -281,6 +281,36 @@ SETTINGS: list[Setting] = [
         "simultaneously.",
         type=int,
     ),
+    # -- worker recycling by memory and age (fastasgi; the supervisor replaces the worker) ----
+    _opt(
+        "limit_max_rss",
+        None,
+        "Replace a worker whose resident memory (RSS) exceeds this many MiB, checked every second; its "
+        "replacement is ready before it stops accepting. Runs the worker supervisor even with one worker.",
+        type=int,
+        show_default=False,
+    ),
+    _opt(
+        "limit_max_rss_jitter",
+        0,
+        "Maximum jitter in MiB to add to limit_max_rss, drawn for each worker.",
+        type=int,
+    ),
+    _opt(
+        "limit_max_lifetime",
+        None,
+        "Replace a worker after it has served for this many seconds; its replacement is ready before it stops "
+        "accepting. Runs the worker supervisor even with one worker.",
+        type=float,
+        show_default=False,
+    ),
+    _opt(
+        "limit_max_lifetime_jitter",
+        0.0,
+        "Maximum jitter in seconds to add to limit_max_lifetime, drawn for each worker, so that workers started "
+        "together are not all due at once.",
+        type=float,
+    ),
     # -- request limits (fastasgi; names after gunicorn's --limit-request-*) -----------------
     _opt(
         "limit_request_line",

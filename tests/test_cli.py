@@ -10,6 +10,8 @@ import socket
 import httpx
 import pytest
 
+from fastasgi.config import Config
+from fastasgi.errors import ConfigError
 from fastasgi.settings import SETTINGS
 from tests.conftest import CLIServer, run_cli
 
@@ -297,3 +299,28 @@ def test_fd(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
         sock.close()
+
+
+def test_bad_recycling_limit_is_one_line_exit_3():
+    result = run_cli(["tests.apps.sup_app:app", "--port", "0", "--limit-max-rss", "0"])
+    assert result.returncode == 3
+    output = result.stdout + result.stderr
+    assert "Invalid value for limit_max_rss: 0 (must be a positive number of MiB)" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limit_max_rss": -5},
+        {"limit_max_rss": 1.5},
+        {"limit_max_rss_jitter": -1},
+        {"limit_max_lifetime": 0},
+        {"limit_max_lifetime": float("nan")},
+        {"limit_max_lifetime_jitter": -0.5},
+    ],
+)
+def test_recycling_limits_are_validated(kwargs):
+    (name,) = kwargs
+    with pytest.raises(ConfigError, match=f"Invalid value for {name}:"):
+        Config("tests.apps.sup_app:app", **kwargs)

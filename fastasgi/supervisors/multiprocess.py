@@ -15,6 +15,8 @@ process sentinels and a signal wake-up socket:
   accepting) before the worker it replaces is asked to stop; the same path replaces a
   worker that reached ``--limit-max-requests`` (it asks over the pipe and keeps serving
   until its replacement is ready), so retirements are serialized, never all at once;
+* the same path recycles a worker whose resident memory exceeds ``--limit-max-rss`` or
+  that has served for ``--limit-max-lifetime`` (see :meth:`Multiprocess.check_recycling`);
 * SIGTTIN / SIGTTOU add / remove one worker;
 * SIGINT / SIGTERM stop every worker gracefully, then the parent re-raises the signal
   as a single server does (``timeout_graceful_shutdown`` bounds the wait);
@@ -46,18 +48,19 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import random
 import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from fastasgi.config import Config
 from fastasgi.errors import STARTUP_FAILURE, ConfigError
 from fastasgi.metrics import Aggregate, Listener, serve
 from fastasgi.server import Server
 from fastasgi.sockets import bind_reuseport_socket, bind_sockets, listener_plan, remove_unix_binds
-from fastasgi.supervisors.worker import exit_description, worker_main
+from fastasgi.supervisors.worker import exit_description, share_listeners, worker_main
 from fastasgi.systemd import Notifier
 
 logger = logging.getLogger("uvicorn.error")
@@ -76,6 +79,39 @@ READY = "ready"
 STOPPING = "stopping"
 
 HEALTHCHECK_INTERVAL = 1.0  # seconds between two pings of one worker (or the timeout, if smaller)
+RECYCLE_INTERVAL = 1.0  # seconds between two looks at the workers' RSS and age
+RECYCLE_RETRY = 30.0  # seconds without recycling after a replacement failed to start
+MIB = 1024 * 1024
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _proc_rss(pid: int) -> int | None:
+    # /proc/<pid>/statm: "size resident shared ..." in pages; one small read, no parsing of status
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None  # the process is gone
+
+
+def _psutil_rss(pid: int) -> int | None:
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return None
+
+
+def rss_reader() -> Callable[[int], int | None] | None:
+    """How this platform reads a process's resident set size in bytes: /proc, else psutil, else None."""
+    if os.path.exists(f"/proc/{os.getpid()}/statm"):
+        return _proc_rss
+    try:
+        import psutil  # noqa: F401  (optional: only where there is no /proc, e.g. macOS)
+    except ImportError:
+        return None
+    return _psutil_rss
 
 
 class WorkerProcess:
@@ -102,12 +138,20 @@ class WorkerProcess:
         self.last_pong = time.monotonic()
         self.stop_deadline: float | None = None
         self.health_killed = False
+        # recycling: this worker's own limits (each with its jitter drawn once), its start of service
+        self.ready_at: float | None = None
+        self.max_rss: int | None = None  # bytes
+        if config.limit_max_rss is not None:
+            self.max_rss = (config.limit_max_rss + random.randint(0, config.limit_max_rss_jitter)) * MIB
+        self.max_lifetime: float | None = None
+        if config.limit_max_lifetime is not None:
+            self.max_lifetime = config.limit_max_lifetime + random.uniform(0, config.limit_max_lifetime_jitter)
         self.metrics = metrics
         self.metrics_path = None if metrics is None else metrics.new_block(restart=reason in ("respawn", "restart"))
         self.conn, child_conn = spawn.Pipe(duplex=True)
         self.process = spawn.Process(
             target=worker_main,
-            args=(config, sockets, child_conn, drain, self.metrics_path),
+            args=(config, share_listeners(sockets), child_conn, drain, self.metrics_path),
             name=f"fastasgi-worker-{slot}",
         )
         self.process.start()
@@ -160,6 +204,11 @@ class Multiprocess:
 
     def __init__(self, config: Config, sockets: list[socket.socket] | None = None) -> None:
         self.config = config
+        self.read_rss = rss_reader() if config.limit_max_rss is not None else None
+        if config.limit_max_rss is not None and self.read_rss is None:
+            raise ConfigError(
+                "--limit-max-rss needs /proc (Linux) or psutil to read a worker's memory: pip install psutil"
+            )
         self.target = config.workers
         self.reuse_port = bool(getattr(config, "reuse_port", False))
         self.port = config.port
@@ -180,6 +229,8 @@ class Multiprocess:
             self.slot_sockets[0] = first
         else:
             self.shared_sockets = bind_sockets(config)
+        self.next_recycle_check = 0.0
+        self.recycle_paused_until = 0.0
         self.workers: list[WorkerProcess] = []
         self.restart_queue: list[WorkerProcess] = []
         self.replacing: WorkerProcess | None = None
@@ -256,6 +307,7 @@ class Multiprocess:
                 if self.should_exit:
                     break
                 self.check_health()
+                self.check_recycling()
                 self.advance_restart()
                 if self.notifier is not None:
                     self.notify_state(self.notifier)
@@ -410,8 +462,9 @@ class Multiprocess:
             if worker.state != STARTING:
                 return
             worker.state = READY
-            worker.last_pong = time.monotonic()
+            worker.last_pong = worker.ready_at = time.monotonic()
             logger.info("Worker process [%d] is ready", worker.pid)
+            self.check_rss_at_start(worker)
             old = worker.replaces
             if old is not None:
                 worker.replaces = None
@@ -420,14 +473,71 @@ class Multiprocess:
                 if old.alive and old.state != STOPPING:
                     self.stop_worker(old)
                 self.close_unused_slots()
-        elif (
-            kind == "retire"
-            and worker.state == READY
-            and worker not in self.restart_queue
-            and not any(w.replaces is worker for w in self.workers)
-        ):
+        elif kind == "retire" and self.may_recycle(worker):
             logger.info("Worker process [%d] reached its request limit; replacing it.", worker.pid)
             self.restart_queue.append(worker)
+
+    def may_recycle(self, worker: WorkerProcess) -> bool:
+        """A ready worker that is not queued for replacement, nor being replaced already."""
+        return (
+            worker.state == READY
+            and worker not in self.restart_queue
+            and not any(w.replaces is worker for w in self.workers)
+        )
+
+    # -- recycling by memory and age ----------------------------------------------------
+
+    def check_rss_at_start(self, worker: WorkerProcess) -> None:
+        """A worker over --limit-max-rss as soon as it is ready is reported, not recycled.
+
+        Its replacement would start just as big, and be replaced in turn, in a loop: the
+        limit is too low for this app.  Its memory limit is dropped (the other limits stay).
+        """
+        if worker.max_rss is None or self.read_rss is None:
+            return
+        rss = self.read_rss(worker.pid)
+        if rss is not None and rss > worker.max_rss:
+            logger.warning(
+                "Worker process [%d] uses %d MiB right after start, more than --limit-max-rss (%d MiB): "
+                "it will not be replaced for its memory; raise the limit.",
+                worker.pid,
+                rss // MIB,
+                worker.max_rss // MIB,
+            )
+            worker.max_rss = None
+
+    def check_recycling(self) -> None:
+        """Queue for a rolling replacement each worker over its RSS limit or past its lifetime.
+
+        The supervisor measures (one read of /proc/<pid>/statm per worker and second), so
+        a worker spends nothing on it; the replacement goes through the restart queue
+        like SIGHUP's, so it is ready before the old worker stops accepting, and only one
+        replacement starts at a time.
+        """
+        now = time.monotonic()
+        if now < self.next_recycle_check or now < self.recycle_paused_until:
+            return
+        self.next_recycle_check = now + RECYCLE_INTERVAL
+        for worker in self.workers:
+            if worker.ready_at is None or not self.may_recycle(worker):
+                continue
+            if worker.max_lifetime is not None and now - worker.ready_at >= worker.max_lifetime:
+                logger.info(
+                    "Worker process [%d] reached its maximum lifetime (%.1f s); replacing it.",
+                    worker.pid,
+                    worker.max_lifetime,
+                )
+                self.restart_queue.append(worker)
+            elif worker.max_rss is not None and self.read_rss is not None:
+                rss = self.read_rss(worker.pid)
+                if rss is not None and rss > worker.max_rss:
+                    logger.info(
+                        "Worker process [%d] uses %d MiB, more than its memory limit (%d MiB); replacing it.",
+                        worker.pid,
+                        rss // MIB,
+                        worker.max_rss // MIB,
+                    )
+                    self.restart_queue.append(worker)
 
     def reap(self) -> None:
         for worker in list(self.workers):
@@ -471,6 +581,10 @@ class Multiprocess:
                 if self.restart_queue:
                     logger.error("Rolling restart aborted; %d worker(s) keep the old code.", len(self.restart_queue))
                 self.restart_queue.clear()
+                if self.config.recycles_workers:
+                    # the next recycling would most likely fail the same way: not in a loop
+                    self.recycle_paused_until = time.monotonic() + RECYCLE_RETRY
+                    logger.error("Recycling by memory and age paused for %d s.", RECYCLE_RETRY)
             self.close_unused_slots()
             return
         logger.error(

@@ -29,9 +29,12 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+from asyncio import selector_events
+from multiprocessing import reduction
 from typing import Any
 
 from fastasgi.config import Config
@@ -154,12 +157,35 @@ class SupervisedServer(Server):
             return None
         return max(0.0, graceful - self._drain_time)
 
+    async def stop_accepting(self) -> None:
+        """Stop accepting without dropping a connection the loop has just accepted.
+
+        asyncio's own event loop (the one PyPy runs; CPython with ``--loop asyncio``)
+        accepts a connection in one loop iteration and creates its transport in a task
+        that runs in the next.  ``Server.close()`` in between makes that task fail
+        (``Server._attach`` asserts that the server is open, CPython gh-109564); the
+        failure is swallowed and the accepted socket is dropped without a word, so its
+        client gets a connection reset -- on PyPy once the garbage collector or the
+        worker's exit closes the socket.  So stop watching the listening sockets first,
+        let the loop run the accept tasks already scheduled (they run before anything
+        scheduled after them), and only then close.  uvloop creates the transport inside
+        its accept callback: nothing is pending there.
+        """
+        loop = asyncio.get_running_loop()
+        if not isinstance(loop, selector_events.BaseSelectorEventLoop):
+            return
+        for server in self.servers:
+            for sock in server.sockets or ():
+                loop.remove_reader(sock.fileno())
+        await asyncio.sleep(0)
+
     async def drain_connections(self, sockets: Any = None) -> None:
         """Stop accepting, then let open connections end after their next response.
 
         Bounded by --timeout-keep-alive (an idle keep-alive connection is closed by its
         own timer by then) and by --timeout-graceful-shutdown.
         """
+        await self.stop_accepting()
         for server in self.servers:
             server.close()
         for sock in sockets or []:
@@ -218,6 +244,51 @@ def worker_main(
         raise
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+class SharedListener:
+    """A listening socket on its way to a spawned worker (an argument of its ``Process``).
+
+    Pickled as multiprocessing pickles a socket (its descriptor goes to the child), but
+    rebuilt there without touching the descriptor's blocking mode.  The parent and
+    every worker hold the same open file description, and ``O_NONBLOCK`` belongs to the
+    description, not to one process: PyPy's ``socket.socket(fileno=fd)`` clears it
+    (CPython leaves it).  A worker started while the others serve then turned the
+    listener back to blocking under their feet, and the next worker that lost the race
+    for a connection blocked in ``accept()`` inside its event loop -- holding the
+    connections it had just accepted, unanswered, until the health check killed it
+    and they were reset.  Asking for ``SOCK_NONBLOCK`` makes both interpreters leave
+    the flag alone (``socket.setdefaulttimeout(0)`` where that constant is missing).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        sock = self.sock
+        return rebuild_listener, (reduction.DupFd(sock.fileno()), int(sock.family), int(sock.type), sock.proto)
+
+
+def rebuild_listener(fd: Any, family: int, type: int, proto: int) -> socket.socket:
+    """The worker side of :class:`SharedListener`."""
+    nonblock = getattr(socket, "SOCK_NONBLOCK", 0)
+    if nonblock:
+        return socket.socket(family, type | nonblock, proto, fileno=fd.detach())
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(0.0)
+    try:
+        return socket.socket(family, type, proto, fileno=fd.detach())
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def share_listeners(sockets: list[socket.socket]) -> list[Any]:
+    """``sockets`` as arguments of a spawned worker: non-blocking, and kept so (:class:`SharedListener`)."""
+    for sock in sockets:
+        sock.setblocking(False)  # the parent never accepts; non-blocking from the first worker on
+    if sys.platform == "win32":  # Windows pickles sockets its own way (WSADuplicateSocket): left as it was
+        return list(sockets)
+    return [SharedListener(sock) for sock in sockets]
 
 
 def exit_description(exitcode: int | None) -> str:
