@@ -278,11 +278,22 @@ def test_unreachable_notify_socket_warns_once(
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone"))
     notifier = systemd.Notifier.from_environ()
     assert notifier is not None
-    with caplog.at_level(logging.WARNING, logger="uvicorn.error"):
+    # caught on the logger itself: a logging configuration left by an earlier test in this
+    # process (uvicorn's: "uvicorn" does not propagate; or one that disabled the logger)
+    # must not hide the record
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("uvicorn.error")
+    monkeypatch.setattr(log, "disabled", False)
+    monkeypatch.setattr(log, "level", logging.WARNING)
+    log.addHandler(handler)
+    try:
         notifier.ready()
         notifier.stopping()
-    assert [r.getMessage() for r in caplog.records if "Could not notify systemd" in r.getMessage()] != []
-    assert len([r for r in caplog.records if "Could not notify systemd" in r.getMessage()]) == 1
+    finally:
+        log.removeHandler(handler)
+    assert len([r for r in records if "Could not notify systemd" in r.getMessage()]) == 1
 
 
 def test_listen_fds_of_another_process_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
