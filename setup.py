@@ -207,6 +207,21 @@ class build_ext(_build_ext):
     or llhttp a per-extension, recoverable failure.
     """
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if self.parallel is None:  # the C compiles run side by side (cythonize stays serial, below)
+            self.parallel = os.cpu_count() or 1
+
+    def build_extensions(self) -> None:
+        # cythonize every extension first, one at a time (not thread-safe); a failure is
+        # left for build_extension to report or fall back from
+        for ext in self.extensions:
+            try:
+                self._prepare(ext)
+            except Exception:
+                pass
+        super().build_extensions()
+
     def build_extension(self, ext: Extension) -> None:
         try:
             self._prepare(ext)
