@@ -150,11 +150,11 @@ cdef class RequestCycle(Sender):
 
     @cython.locals(more_body=bint, final=bint, mode=int, size=Py_ssize_t)
     cpdef object send_message(self, dict message)
+    cpdef complete_response(self)
 
     # http.response.pathsend / zerocopysend (send_file, a coroutine, is a plain async def)
     @cython.locals(protocol=HttpProtocol, pathsend=bint, more_body=bint, final=bint, mode=int)
     cpdef object send_file_message(self, dict message, str mtype)
-    cpdef file_response_complete(self)
     # ASGI extensions (off the plain request's path)
     cpdef object send_other(self, dict message, object mtype)
     cpdef object announce_trailers(self, object headers)

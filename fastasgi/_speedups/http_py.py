@@ -1002,19 +1002,7 @@ class RequestCycle(Sender):
                 self.emit(b"", final)
 
         if not more_body:
-            self.response_complete = True
-            self.wake_receiver()
-            if self.mode == CONTENT_LENGTH and self.sent_length < self.expected_length:
-                error_logger.error(
-                    "Response content shorter than Content-Length (%d of %d bytes); closing the connection.",
-                    self.sent_length,
-                    self.expected_length,
-                )
-                self.keep_alive = False
-            if self.in_flight:
-                self.finish(self.status)
-            self.log_access(self.status)
-            self.protocol.on_response_complete(self)
+            self.complete_response()
         protocol = self.protocol
         if protocol.write_paused:
             return protocol.drain()
@@ -1128,12 +1116,7 @@ class RequestCycle(Sender):
         else:
             self.trailers_pending = False
             self.emit(data + b"\r\n" if self.mode == CHUNKED else data, True)
-            self.response_complete = True
-            self.wake_receiver()
-            if self.in_flight:
-                self.finish(self.status)
-            self.log_access(self.status)
-            self.protocol.on_response_complete(self)
+            self.complete_response()
         protocol = self.protocol
         if protocol.write_paused:
             return protocol.drain()
@@ -1283,7 +1266,7 @@ class RequestCycle(Sender):
                 os.close(fd)
             if final:
                 self.emit(LAST_CHUNK if mode == CHUNKED else b"", True)
-                self.file_response_complete()
+                self.complete_response()
             protocol = self.protocol
             if protocol.write_paused:
                 return protocol.drain()
@@ -1334,12 +1317,12 @@ class RequestCycle(Sender):
         if self.mode == CHUNKED:
             self.emit(b"\r\n0\r\n\r\n" if final else b"\r\n", final)
         if final:
-            self.file_response_complete()
+            self.complete_response()
         if protocol.write_paused:
             await protocol.drain()
 
-    def file_response_complete(self):
-        """The response ended with a file's bytes (what the end of send_message does)."""
+    def complete_response(self):
+        """The response's last bytes were sent (a final body message, or a file's)."""
         self.response_complete = True
         self.wake_receiver()
         if self.mode == CONTENT_LENGTH and self.sent_length < self.expected_length:
