@@ -257,6 +257,20 @@ def test_random_splits_give_the_same_outcome(pytestconfig: pytest.Config, data: 
         assert parse(impl, blob, cuts) == whole
 
 
+@pytest.mark.parametrize("after", [b"X: a\x00b\r\n", b"Bad Name: v\r\n"], ids=["nul", "bad-name"])
+def test_header_block_past_the_limit_is_431_before_what_follows(pytestconfig: pytest.Config, after: bytes) -> None:
+    """A head that runs past --limit-request-header-size before a bad byte or line is 431 on
+    both sets, whole or in pieces (llhttp stops at the limit; hypothesis found the pure set
+    answering 400 for a complete head whose bad line came after the limit)."""
+    blob = b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Big: " + b"v" * 20000 + b"\r\n" + after + b"\r\n"
+    for impl in all_impls(pytestconfig):
+        assert parse(impl, blob, max_header_size=16384).error == 431
+        assert parse(impl, blob, range(1, len(blob), 997), max_header_size=16384).error == 431
+    small = b"GET / HTTP/1.1\r\nHost: example.com\r\n" + after + b"X-Big: " + b"v" * 20000 + b"\r\n\r\n"
+    for impl in all_impls(pytestconfig):
+        assert parse(impl, small, max_header_size=16384).error == 400
+
+
 # -- valid requests ---------------------------------------------------------------
 
 

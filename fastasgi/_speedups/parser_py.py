@@ -359,6 +359,19 @@ class RequestParser:
                 and bytes(m.group(1)) in _LLHTTP_METHOD_SET
             ):
                 raise ParseError(414, "Request line too long")
+        cap = pos + self._max_header_size
+        if limit > cap:
+            if buf[cap - 1] == 13:
+                cap -= 1  # (a CR at the limit may be followed by LF: not bare)
+            # RFC 9110 §15.5.20 / RFC 6585 §5: header block too large -> 431.  llhttp
+            # reads byte by byte, so the block runs past the limit before anything
+            # after that point is looked at: only what is wrong before it is a 400.
+            self._scan_bad(buf, pos, cap)
+            rl = buf.find(b"\r\n", pos, cap)
+            if (cap if rl < 0 else rl) - pos > self._max_request_line:
+                raise ParseError(414, "Request line too long")
+            self._check_unfinished_head(buf, pos, cap, rl)
+            raise ParseError(431, "Request header block too large")
         self._scan_bad(buf, pos, limit)
         # RFC 9112 §3: a request-line longer than the server accepts -> 414.
         rl = buf.find(b"\r\n", pos, limit)
