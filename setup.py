@@ -261,6 +261,8 @@ def _extensions() -> list[Extension]:
     else:
         exts_http2 = []
     for stem in _twin_stems():
+        if stem == "stream" and flags is None:
+            continue  # the HTTP/2 stream cycle: only http2_c runs the compiled one
         exts.append(Extension(f"fastasgi._speedups.{stem}_c", [str(SPEEDUPS / f"{stem}_py.py")], optional=optional))
     return exts + exts_http2
 
@@ -365,7 +367,9 @@ if __name__ == "__main__":  # setuptools (pip, build) executes this file as __ma
         _log("building compiled extensions: " + ", ".join(e.name.rsplit(".", 1)[1] for e in ext_modules))
         if nghttp2_flags() is None:
             if REQUIRE_NGHTTP2:
-                sys.exit("fastasgi setup: FASTASGI_REQUIRE_NGHTTP2 is set but libnghttp2 was not found (pkg-config libnghttp2)")
+                sys.exit(
+                    "fastasgi setup: FASTASGI_REQUIRE_NGHTTP2 is set but libnghttp2 was not found (pkg-config libnghttp2)"
+                )
             _log("libnghttp2 not found (pkg-config libnghttp2): HTTP/2 will run on the pure-Python path (h2)")
     else:
         if REQUIRE:

@@ -634,3 +634,95 @@ def test_compiled_set_runs_nghttp2_where_built(impl):
     assert module is compiled
     assert module.DESCRIPTION.startswith("compiled: nghttp2 ")
     assert _speedups.describe_http2("c") == module.DESCRIPTION
+
+
+class _Wire:
+    """A transport that keeps what the protocol writes (the in-process tests below)."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_h2c_upgrade_entry_point_of_the_compiled_protocol():
+    """``upgrade(settings_payload, scope)`` (RFC 7540 §3.2), the entry point the HTTP/1.1
+    side calls after its 101: the client's HTTP2-Settings apply and stream 1 answers the
+    request the HTTP/1.1 side received.  (The pure protocol's is tested with the h2c
+    upgrade itself.)"""
+    import base64
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from fastasgi.config import Config
+    from fastasgi.server import ServerState
+
+    try:
+        from fastasgi._speedups import http2_c
+    except ImportError:
+        pytest.skip("built without libnghttp2")
+
+    async def main() -> list:
+        config = Config(basic.app, http2=True, lifespan="off", log_config=None, access_log=False)
+        config.load()
+        proto = http2_c.Http2Protocol(config=config, server_state=ServerState(), app_state={})
+        wire = _Wire()
+        proto.connection_made(wire)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        header = client.initiate_upgrade_connection()
+        payload = base64.urlsafe_b64decode(header + b"=" * (-len(header) % 4))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "2",
+            "server": ("127.0.0.1", 8000),
+            "client": ("127.0.0.1", 50000),
+            "scheme": "http",
+            "method": "GET",
+            "root_path": "",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": [(b"host", b"a")],
+            "state": {},
+        }
+        proto.upgrade(payload, scope)
+        proto.data_received(client.data_to_send())
+        events: list = []
+        for _ in range(100):  # bounded: the answer takes a few loop iterations
+            await asyncio.sleep(0)
+            if wire.out:
+                events += client.receive_data(bytes(wire.out))
+                wire.out.clear()
+                if any(isinstance(e, h2.events.StreamEnded) for e in events):
+                    break
+        proto.connection_lost(None)
+        return events
+
+    events = asyncio.run(main())
+    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert response.stream_id == 1 and dict(response.headers)[b":status"] == b"200"
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == 1)
+    assert body == b"Hello, world!"

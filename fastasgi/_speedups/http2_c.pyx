@@ -383,7 +383,9 @@ cdef class Http2Protocol(StreamProtocol):
                 nghttp2_submit_rst_stream(self.session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_NO_ERROR)
         return 0
 
-    cdef ssize_t read_body(self, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *data_flags, Outbox box) except -1:
+    cdef ssize_t read_body(
+        self, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *data_flags, Outbox box
+    ) except -1:
         cdef Py_ssize_t avail = PyBytes_GET_SIZE(box.data) - box.offset
         cdef Py_ssize_t n = 0
         if avail > 0:

@@ -136,9 +136,11 @@ cdef class StreamCycle(Sender):
     cpdef on_data(self, bytes data, Py_ssize_t flow_length)
     cpdef on_body_end(self)
     cpdef on_disconnect(self)
+
     @cython.locals(protocol=StreamProtocol)
     cpdef body_too_large(self)
     cpdef drop_body(self)
+
     @cython.locals(n=Py_ssize_t, protocol=StreamProtocol)
     cpdef ack(self)
     cpdef wake_receiver(self)
@@ -165,5 +167,6 @@ cdef class StreamCycle(Sender):
 
     @cython.locals(code=Py_ssize_t, cls=Py_ssize_t, i=Py_ssize_t, elapsed="long long")
     cpdef finish(self, object status)
+
     @cython.locals(protocol=StreamProtocol)
     cpdef log_access(self, object status)
