@@ -12,6 +12,8 @@ from fastasgi._speedups.framing_c cimport token_kind
 cdef Py_ssize_t DURATION_NS, HISTOGRAM, N_BUCKETS, N_CLASSES, PARSE_BODY_TOO_LARGE, PARSE_ERRORS
 cdef Py_ssize_t REQUESTS, REQUESTS_IN_FLIGHT
 cdef frozenset CONNECTION_HEADERS
+cdef dict METHOD_NAMES
+cdef dict STATUS_FIELDS
 
 cdef class StreamCycle
 
@@ -59,6 +61,7 @@ cdef class StreamProtocol:
     cdef public bint access_log
     cdef public object access_writer
     cdef public object base_context
+    cdef dict scope_template
 
     cdef public dict streams
     cdef public Py_ssize_t running
@@ -86,7 +89,7 @@ cdef class StreamProtocol:
     @cython.locals(
         fields=list, hosts=Py_ssize_t, max_field=Py_ssize_t, pair=tuple, name=bytes, value=bytes,
         method=bytes, path=bytes, authority=bytes, c="unsigned char", raw_path=bytes, query=bytes,
-        method_str=str, path_str=str, root_path=str, scope=dict,
+        method_str=str, path_str=str, root_path=str, scope=dict, template=dict,
     )
     cpdef dict build_scope(self, list headers)
 

@@ -84,6 +84,10 @@ REFUSED_STREAM = 7
 CANCEL = 8
 ENHANCE_YOUR_CALM = 11
 
+# the common methods' str, and the :status field of every status, made once
+METHOD_NAMES = {m.encode("ascii"): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+STATUS_FIELDS = {code: (b":status", b"%d" % code) for code in range(200, 600)}
+
 _PY312 = sys.version_info >= (3, 12)
 _PY311 = sys.version_info >= (3, 11)
 
@@ -170,6 +174,7 @@ class StreamProtocol:
         self.access_log = False
         self.access_writer = None
         self.base_context = None
+        self.scope_template = None  # build_scope's, made at this connection's first request
 
         self.streams = {}  # stream id -> StreamCycle, while its request or response is open
         self.running = 0  # apps of this connection still running
@@ -264,7 +269,7 @@ class StreamProtocol:
         for pair in headers:
             name = pair[0]
             value = pair[1]
-            if name[:1] == b":":
+            if name and name[0] == 58:  # ":", a pseudo-header field
                 if name == b":method":
                     method = value
                 elif name == b":path":
@@ -299,7 +304,9 @@ class StreamProtocol:
             fields.insert(0, (b"host", authority))
         if method is None or token_kind(method) == 0:
             raise RequestError(400, "Invalid method")
-        method_str = method.decode("ascii")
+        method_str = METHOD_NAMES.get(method)
+        if method_str is None:
+            method_str = method.decode("ascii")
         if path is None:
             raise RequestError(400, "Invalid request target")  # CONNECT (RFC 8441 is not offered)
         # RFC 9113 §8.3.1: origin-form, or "*" for OPTIONS; RFC 9112 §3.2: no fragment,
@@ -320,21 +327,33 @@ class StreamProtocol:
         if "%" in path_str:
             path_str = unquote(path_str)
         root_path = self.root_path
-        scope = {
-            "type": "http",
-            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
-            "http_version": "2",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method_str,
-            "root_path": root_path,
-            "path": root_path + path_str if root_path else path_str,
-            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
-            "query_string": query,
-            "headers": fields,
-            "state": self.app_state.copy(),
-        }
+        template = self.scope_template
+        if template is None:
+            # what every request of this connection shares, in the scope's key order
+            template = {
+                "type": "http",
+                "asgi": None,
+                "http_version": "2",
+                "server": self.server,
+                "client": self.client,
+                "scheme": self.scheme,
+                "method": None,
+                "root_path": root_path,
+                "path": None,
+                "raw_path": None,
+                "query_string": None,
+                "headers": None,
+                "state": None,
+            }
+            self.scope_template = template
+        scope = template.copy()
+        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
+        scope["method"] = method_str
+        scope["path"] = root_path + path_str if root_path else path_str
+        scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
+        scope["query_string"] = query
+        scope["headers"] = fields
+        scope["state"] = self.app_state.copy()
         if self.trusted and has_forwarded_headers(fields):
             apply_forwarded(scope, self.proxy_trust)
         return scope
@@ -715,7 +734,7 @@ class StreamCycle(Sender):
         if not 200 <= status <= 599:
             # RFC 9113 §8.1: a final status; informational responses are not an ASGI message
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be 200-599 over HTTP/2)")
-        head = [(b":status", b"%d" % status)]
+        head = [STATUS_FIELDS[status]]
         has_server = has_date = False
         content_length = -1
         for item in headers:
@@ -740,7 +759,8 @@ class StreamCycle(Sender):
                 name = name.lower()
             if name in CONNECTION_HEADERS:
                 continue  # RFC 9113 §8.2.2: connection-specific, meaningless here
-            value = value.strip(b" \t")
+            if value and (value[0] == 32 or value[0] == 9 or value[-1] == 32 or value[-1] == 9):
+                value = value.strip(b" \t")
             if name == b"content-length":
                 if not value.isdigit() or (content_length != -1 and int(value) != content_length):
                     raise RuntimeError(f"Invalid content-length {value!r} in response")
