@@ -22,6 +22,7 @@ cdef extern from "nghttp2/nghttp2.h":
         NGHTTP2_ERR_DEFERRED
         NGHTTP2_ERR_CALLBACK_FAILURE
         NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+        NGHTTP2_ERR_FLOODED
 
     enum:
         NGHTTP2_NV_FLAG_NONE

@@ -245,8 +245,13 @@ cdef class Http2Protocol(StreamProtocol):
         if self.abuse is not None:
             self.calm_down(self.abuse)
             return True
+        if rv == NGHTTP2_ERR_FLOODED:
+            # nghttp2's own bound on the answers it queues (PING and SETTINGS ACKs): a flood
+            # that came in one read, before the control budget ran out
+            self.calm_down("too many control frames (PING, SETTINGS, PRIORITY, empty DATA, WINDOW_UPDATE)")
+            return True
         if rv < 0:
-            # a connection error nghttp2 does not answer itself (a wrong preface, a flood)
+            # a connection error nghttp2 does not answer itself (a wrong preface)
             error_logger.warning("Invalid HTTP/2 data received: %s", nghttp2_strerror(<int>rv).decode())
             self.count(PARSE_ERRORS + PARSE_MALFORMED)
             self.terminate(NGHTTP2_PROTOCOL_ERROR)

@@ -163,7 +163,9 @@ cdef class StreamCycle(Sender):
 
     cpdef body_sent(self, Py_ssize_t too_long, bint short, bint final)
 
-    @cython.locals(head=list, has_server=bint, has_date=bint, content_length=Py_ssize_t, kind=int)
+    @cython.locals(
+        head=list, has_server=bint, has_date=bint, content_length=Py_ssize_t, kind=int, name=bytes, value=bytes
+    )
     cpdef start_response(self, object status, object headers)
     cpdef complete(self)
     cpdef after_response(self)

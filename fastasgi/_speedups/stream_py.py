@@ -319,7 +319,7 @@ class StreamProtocol:
                 raise RequestError(400, "Asterisk-form target outside OPTIONS")
             raw_path = b"*"
             query = b""
-        elif path[:1] != b"/":
+        elif not path or path[0] != 47:  # "/"
             raise RequestError(400, "Invalid request target")
         else:
             raw_path, _sep, query = path.partition(b"?")
@@ -738,17 +738,20 @@ class StreamCycle(Sender):
         has_server = has_date = False
         content_length = -1
         for item in headers:
-            name, value = item
-            if type(name) is not bytes:
-                if isinstance(name, (bytearray, memoryview)):
-                    name = bytes(name)
-                else:
-                    raise RuntimeError(f"Response header names must be bytes, got {type(name).__name__}")
-            if type(value) is not bytes:
-                if isinstance(value, (bytearray, memoryview)):
-                    value = bytes(value)
-                else:
-                    raise RuntimeError(f"Response header values must be bytes, got {type(value).__name__}")
+            raw_name, raw_value = item
+            # (compiled, name and value are C-typed bytes: the checks below are C loops)
+            if type(raw_name) is bytes:
+                name = raw_name
+            elif isinstance(raw_name, (bytearray, memoryview)):
+                name = bytes(raw_name)
+            else:
+                raise RuntimeError(f"Response header names must be bytes, got {type(raw_name).__name__}")
+            if type(raw_value) is bytes:
+                value = raw_value
+            elif isinstance(raw_value, (bytearray, memoryview)):
+                value = bytes(raw_value)
+            else:
+                raise RuntimeError(f"Response header values must be bytes, got {type(raw_value).__name__}")
             # RFC 9110 §5.1 / RFC 9113 §8.2.1: tokens, sent lowercased
             kind = token_kind(name)
             if kind == 0:
