@@ -726,3 +726,55 @@ def test_h2c_upgrade_entry_point_of_the_compiled_protocol():
     assert response.stream_id == 1 and dict(response.headers)[b":status"] == b"200"
     body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == 1)
     assert body == b"Hello, world!"
+
+
+def test_compiled_protocol_sends_trailers_after_the_body():
+    """``send_trailers(cycle, trailers)`` of the compiled protocol (what the cycle will use
+    for ``http.response.trailers``): the body's last DATA without END_STREAM, then the
+    trailer block with END_STREAM (nghttp2's NO_END_STREAM + submit_trailer)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from fastasgi.config import Config
+    from fastasgi.server import ServerState
+
+    try:
+        from fastasgi._speedups import http2_c
+    except ImportError:
+        pytest.skip("built without libnghttp2")
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        cycle = send  # compiled, the app's send is the stream's cycle itself
+        assert cycle.protocol.send_trailers(cycle, [(b"x-checksum", b"900150983cd24fb0")])
+        cycle.complete()
+
+    async def main() -> list:
+        config = Config(app, http2=True, lifespan="off", log_config=None, access_log=False)
+        config.load()
+        proto = http2_c.Http2Protocol(config=config, server_state=ServerState(), app_state={})
+        wire = _Wire()
+        proto.connection_made(wire)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")], True)
+        proto.data_received(client.data_to_send())
+        events: list = []
+        for _ in range(100):  # bounded: the answer takes a few loop iterations
+            await asyncio.sleep(0)
+            if wire.out:
+                events += client.receive_data(bytes(wire.out))
+                wire.out.clear()
+                if any(isinstance(e, h2.events.StreamEnded) for e in events):
+                    break
+        proto.connection_lost(None)
+        return events
+
+    events = asyncio.run(main())
+    body = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    trailers = [e for e in events if isinstance(e, h2.events.TrailersReceived)]
+    assert body == b"abc"
+    assert trailers and dict(trailers[0].headers) == {b"x-checksum": b"900150983cd24fb0"}
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
