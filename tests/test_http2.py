@@ -101,6 +101,7 @@ class RawH2:
         self.encoder = Encoder()
         self.decoder = Decoder()
         self.buffer = b""
+        self.held: list[Frame] = []  # other streams' frames that response() read past
         if preface:
             self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
 
@@ -127,6 +128,8 @@ class RawH2:
 
     def read_frame(self) -> Frame | None:
         """The next frame, or None once the server closed (a stall fails the test: socket timeout)."""
+        if self.held:
+            return self.held.pop(0)
         while True:
             if len(self.buffer) >= 9:
                 frame, length = Frame.parse_frame_header(memoryview(self.buffer[:9]))
@@ -166,6 +169,9 @@ class RawH2:
         )
         status = None
         body = b""
+        # the frames of other streams may come in between (HTTP/2 interleaves them): they
+        # stay for the next read
+        self.held[:0] = [f for f in frames if f.stream_id not in (0, stream_id)]
         for f in frames:
             if f.stream_id != stream_id:
                 continue
