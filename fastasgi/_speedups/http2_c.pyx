@@ -46,7 +46,6 @@ from fastasgi._speedups.stream_c import (
     RESET_BURST,
     RESET_RATE,
     STREAM_WINDOW,
-    method_index,
     peer,
 )
 from fastasgi.accesslog import AccessLog
@@ -58,12 +57,10 @@ from fastasgi.metrics import (
     CONNECTIONS_OPEN,
     PARSE_ERRORS,
     PARSE_MALFORMED,
-    REQUESTS_IN_FLIGHT,
     TIMEOUT_HEADER,
     TIMEOUT_KEEP_ALIVE,
     TIMEOUTS,
 )
-from fastasgi._speedups.clock_c import monotonic_ns
 
 NGHTTP2_VERSION = nghttp2_version(0).version_str.decode("ascii")
 DESCRIPTION = f"compiled: nghttp2 {NGHTTP2_VERSION}"
@@ -549,20 +546,6 @@ cdef class Http2Protocol(StreamProtocol):
                 self.reset(stream_id, NGHTTP2_NO_ERROR)
         self.schedule_flush()
 
-    cpdef start_stream_with_scope(self, int stream_id, dict scope, bint ended):
-        """A stream whose request the HTTP/1.1 side received (``Upgrade: h2c``): its cycle."""
-        cdef StreamCycle stream = StreamCycle(self, stream_id, scope, ended)
-        self.idle_since = -1.0
-        self.streams[stream_id] = stream
-        self.requests += 1
-        self.server_state.total_requests += 1
-        if self.metrics_on:
-            self.metrics[REQUESTS_IN_FLIGHT] += 1
-            stream.in_flight = True
-            stream.method_index = method_index(scope["method"])
-            stream.started = monotonic_ns()
-        return stream
-
     def upgrade(self, bytes settings_payload, dict scope):
         """``Upgrade: h2c`` (RFC 7540 §3.2), right after connection_made: the client's
         HTTP2-Settings (decoded) apply, and stream 1 is the request the HTTP/1.1 side
@@ -579,8 +562,7 @@ cdef class Http2Protocol(StreamProtocol):
             self.count(PARSE_ERRORS + PARSE_MALFORMED)
             self.terminate(NGHTTP2_PROTOCOL_ERROR)
             return
-        stream = self.start_stream_with_scope(1, scope, True)
-        self.start_app(<StreamCycle>stream)
+        self.start_app(self.start_stream_with_scope(1, scope, True))
         self.flush()
 
     # -- writing ------------------------------------------------------------------------

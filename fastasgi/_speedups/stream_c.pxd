@@ -83,8 +83,10 @@ cdef class StreamProtocol:
     cpdef schedule_flush(self)
     cpdef became_idle(self)
 
-    @cython.locals(stream=StreamCycle)
     cpdef StreamCycle start_stream(self, int stream_id, list headers, bint ended)
+
+    @cython.locals(stream=StreamCycle)
+    cpdef StreamCycle start_stream_with_scope(self, int stream_id, dict scope, bint ended)
 
     @cython.locals(
         fields=list, hosts=Py_ssize_t, max_field=Py_ssize_t, pair=tuple, name=bytes, value=bytes,

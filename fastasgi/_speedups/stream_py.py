@@ -248,7 +248,13 @@ class StreamProtocol:
             )
             self.became_idle()
             return None
+        return self.start_stream_with_scope(stream_id, scope, ended)
+
+    def start_stream_with_scope(self, stream_id, scope, ended):
+        """The cycle of a new stream whose scope is made (by start_stream, or by the HTTP/1.1
+        side for ``Upgrade: h2c``'s stream 1); its app starts in start_app."""
         stream = StreamCycle(self, stream_id, scope, ended)
+        self.idle_since = -1.0
         self.streams[stream_id] = stream
         self.requests += 1
         self.server_state.total_requests += 1
