@@ -5,6 +5,11 @@ Project metadata lives in pyproject.toml; this file only adds the extensions
 
 * ``fastasgi._speedups.parser_c`` from ``parser_c.pyx`` plus llhttp's C sources,
   and every other hand-written ``<stem>_c.pyx`` (``coro_c``) on its own;
+* ``fastasgi._speedups.http2_c`` (HTTP/2 on libnghttp2) only where libnghttp2 is
+  found: ``pkg-config libnghttp2`` gives its flags, else its header in the usual
+  include folders; without it the build goes on and HTTP/2 runs on the pure path
+  (``http2_py`` on ``h2``), also under FASTASGI_REQUIRE_EXTENSIONS (the required
+  extensions are the HTTP/1.1 ones);
 * ``fastasgi._speedups.<stem>_c`` for every ``<stem>_py.py`` that has a
   ``<stem>_c.pxd`` beside it (and no ``<stem>_c.pyx``): the plain-Python file
   is compiled by Cython under the ``_c`` module name.  Cython 3 finds the
@@ -21,6 +26,9 @@ warning and the install goes on with the pure-Python set.  Environment:
 ``FASTASGI_NO_EXTENSIONS=1``       build no extension (also on PyPy).
 ``FASTASGI_SYSTEM_LLHTTP=1``       link a system libllhttp (``-lllhttp``,
                                    header from the system include path).
+``FASTASGI_REQUIRE_NGHTTP2=1``     fail when libnghttp2 is not found (wheel builds
+                                   that bundle it).
+``FASTASGI_NO_NGHTTP2=1``          do not build http2_c even where libnghttp2 is.
 ``FASTASGI_LLHTTP_SDIST=path``     use this copy of the pinned httptools sdist
                                    instead of downloading it (offline builds).
 
@@ -78,6 +86,9 @@ def _flag(name: str) -> bool:
 
 REQUIRE = _flag("FASTASGI_REQUIRE_EXTENSIONS")
 SYSTEM_LLHTTP = _flag("FASTASGI_SYSTEM_LLHTTP")
+REQUIRE_NGHTTP2 = _flag("FASTASGI_REQUIRE_NGHTTP2")
+NO_NGHTTP2 = _flag("FASTASGI_NO_NGHTTP2")
+NGHTTP2_MODULE = "http2_c"  # the one extension that needs libnghttp2
 
 
 def _log(message: str) -> None:
@@ -163,6 +174,47 @@ def ensure_llhttp() -> Path:
     return LLHTTP_DIR
 
 
+# -- libnghttp2 ------------------------------------------------------------------
+
+_nghttp2_cache: list = []
+
+
+def nghttp2_flags() -> dict[str, list[str]] | None:
+    """Build flags of libnghttp2 (Extension keyword arguments), or None when it is not found."""
+    if _nghttp2_cache:
+        return _nghttp2_cache[0]
+    flags: dict[str, list[str]] | None = None
+    if not NO_NGHTTP2:
+        try:
+            result = subprocess.run(
+                ["pkg-config", "--cflags", "--libs", "libnghttp2"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False, timeout=30,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            result = None
+        if result is not None and result.returncode == 0:
+            flags = {"include_dirs": [], "library_dirs": [], "libraries": [], "extra_compile_args": []}
+            for word in result.stdout.split():
+                if word.startswith("-I"):
+                    flags["include_dirs"].append(word[2:])
+                elif word.startswith("-L"):
+                    flags["library_dirs"].append(word[2:])
+                elif word.startswith("-l"):
+                    flags["libraries"].append(word[2:])
+                else:
+                    flags["extra_compile_args"].append(word)
+        else:  # no pkg-config (or no .pc file): the header where compilers look by default
+            for folder in ("/usr/include", "/usr/local/include", "/opt/homebrew/include"):
+                if Path(folder, "nghttp2", "nghttp2.h").is_file():
+                    flags = {"include_dirs": [folder], "libraries": ["nghttp2"]}
+                    lib = Path(folder).parent / "lib"
+                    if folder != "/usr/include" and lib.is_dir():
+                        flags["library_dirs"] = [str(lib)]
+                    break
+    _nghttp2_cache.append(flags)
+    return flags
+
+
 # -- which build -----------------------------------------------------------------
 
 
@@ -193,10 +245,26 @@ def _extensions() -> list[Extension]:
     exts = [
         Extension(f"fastasgi._speedups.{pyx.stem}", [str(SPEEDUPS / pyx.name)], optional=optional)
         for pyx in sorted((ROOT / SPEEDUPS).glob("*_c.pyx"))
+        if pyx.stem != NGHTTP2_MODULE
     ]
+    flags = nghttp2_flags()
+    if flags is not None:
+        # (after stream_c in build order: http2_c cimports it; listed last, below)
+        exts_http2 = [
+            Extension(
+                f"fastasgi._speedups.{NGHTTP2_MODULE}",
+                [str(SPEEDUPS / f"{NGHTTP2_MODULE}.pyx")],
+                optional=optional and not REQUIRE_NGHTTP2,
+                **flags,
+            )
+        ]
+    else:
+        exts_http2 = []
     for stem in _twin_stems():
+        if stem == "stream" and flags is None:
+            continue  # the HTTP/2 stream cycle: only http2_c runs the compiled one
         exts.append(Extension(f"fastasgi._speedups.{stem}_c", [str(SPEEDUPS / f"{stem}_py.py")], optional=optional))
-    return exts
+    return exts + exts_http2
 
 
 class build_ext(_build_ext):
@@ -297,6 +365,12 @@ if __name__ == "__main__":  # setuptools (pip, build) executes this file as __ma
     if reason is None:
         ext_modules = _extensions()
         _log("building compiled extensions: " + ", ".join(e.name.rsplit(".", 1)[1] for e in ext_modules))
+        if nghttp2_flags() is None:
+            if REQUIRE_NGHTTP2:
+                sys.exit(
+                    "fastasgi setup: FASTASGI_REQUIRE_NGHTTP2 is set but libnghttp2 was not found (pkg-config libnghttp2)"
+                )
+            _log("libnghttp2 not found (pkg-config libnghttp2): HTTP/2 will run on the pure-Python path (h2)")
     else:
         if REQUIRE:
             sys.exit(f"fastasgi setup: FASTASGI_REQUIRE_EXTENSIONS is set but no extension can be built: {reason}")

@@ -10,9 +10,10 @@ Two sets exist, with the same names and the same behaviour:
 ``coro_c`` (a hand-written ``.pyx``: the app's first step through CPython's C API)
 and its twin ``coro_py`` are imported by the http module of their own set.
 
-``--http2`` adds the HTTP/2 protocol of a set (:func:`load_http2`): for now the
-pure-Python one on ``h2`` (``http2_py``) beside both sets, until a compiled binding
-of libnghttp2 exists.
+``--http2`` adds the HTTP/2 protocol of a set (:func:`load_http2`): ``http2_c``
+(libnghttp2, with the compiled stream cycle ``stream_c``) beside the compiled set
+where it was built, else the pure-Python one on ``h2`` (``http2_py`` with
+``stream_py``).
 
 All modules switch together, never a mix.  :func:`load` returns the modules of
 one set; :data:`active` is the tag of the set that runs by default: ``"c"``
@@ -98,18 +99,25 @@ def describe(tag: str | None = None) -> str:
 
 
 def load_http2(tag: str | None = None) -> types.ModuleType:
-    """The HTTP/2 module that runs beside set ``tag`` (ImportError when ``h2`` is missing).
+    """The HTTP/2 module that runs beside set ``tag`` (default: the active one).
 
-    For now both sets run the pure-Python one on ``h2`` (``http2_py``); a compiled
-    binding of libnghttp2 is to come, picked here when it is built.
+    The compiled set runs ``http2_c`` (libnghttp2) when it was built (setup.py builds
+    it where libnghttp2 is found), else the pure-Python ``http2_py``; the pure set
+    always runs ``http2_py``, which needs ``h2`` (ImportError when it is missing).
     """
     if tag is not None and tag not in ("c", "py"):
         raise ValueError(f"unknown implementation tag {tag!r}")
+    if (tag or active) == "c" and compiled_error() is None:
+        try:
+            return importlib.import_module(f"{__name__}.http2_c")
+        except ImportError:
+            pass  # built without libnghttp2
     return importlib.import_module(f"{__name__}.http2_py")
 
 
 def describe_http2(tag: str | None = None) -> str:
-    """A short label of the HTTP/2 implementation, e.g. ``pure-Python: h2 4.3.0``, or why there is none."""
+    """A short label of the HTTP/2 implementation, e.g. ``compiled: nghttp2 1.52.0`` or
+    ``pure-Python: h2 4.3.0``, or why there is none."""
     try:
         module = load_http2(tag)
     except ImportError:

@@ -1,0 +1,888 @@
+# cython: language_level=3
+"""The HTTP/2 connection protocol on libnghttp2 (``--http2``, the compiled set).
+
+The compiled twin of ``http2_py`` (same class name, constructor, attributes and
+behaviour), built when libnghttp2's headers are found (``pkg-config libnghttp2``);
+without them the compiled set runs ``http2_py``.  Per connection: bytes ->
+``nghttp2_session_mem_recv`` -> C callbacks (below) -> one ``stream_c.StreamCycle``
+per stream, the cycle both implementations share; its ``send`` queues the response
+here, and ``nghttp2_session_mem_send`` frames what the windows allow into one
+``transport.write`` per flush.
+
+* Requests: ``on_header`` builds the request's header list as bytes pairs, with no
+  other Python call per field; nghttp2 checks each field (RFC 9113 §8.2: lowercase
+  token names, no CR/LF/NUL, pseudo-header rules, content-length against the DATA)
+  and resets a stream that breaks them.  The scope is built once per stream, in C
+  (``stream_c.StreamProtocol.build_scope``).
+* Flow control follows the app (as on the pure path): nghttp2 sends no
+  WINDOW_UPDATE by itself (``no_auto_window_update``); the cycle hands bytes back
+  (``nghttp2_session_consume``) as the app takes the body.
+* Responses: a data provider per stream reads the one body message the cycle
+  queued (:class:`Outbox`); with nothing queued it defers, and the next message
+  resumes it.  The app's next ``send`` waits until the queued one is framed.
+* Hardening beyond nghttp2's own checks, with the pure path's budgets: the
+  header-list limit of HTTP/1.1 (HPACK bombs), header blocks bounded in bytes and
+  frames (CONTINUATION floods), resets (CVE-2023-44487) and control frames
+  counted in C; past a budget, GOAWAY ``ENHANCE_YOUR_CALM``.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int32_t, uint8_t, uint32_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy
+
+from fastasgi._speedups._nghttp2 cimport *
+from fastasgi._speedups.stream_c cimport Budget, StreamCycle, StreamProtocol
+
+import logging
+from contextvars import Context, copy_context
+
+from fastasgi._speedups.stream_c import (
+    CONNECTION_WINDOW,
+    CONTROL_BURST,
+    CONTROL_RATE,
+    LINGER,
+    MAX_CONCURRENT_STREAMS,
+    RESET_BURST,
+    RESET_RATE,
+    STREAM_WINDOW,
+    peer,
+)
+from fastasgi.accesslog import AccessLog
+from fastasgi.connection import get_local_addr, get_remote_addr, is_ssl, trust_key
+from fastasgi.metrics import (
+    BYTES_IN,
+    BYTES_OUT,
+    CONNECTIONS,
+    CONNECTIONS_OPEN,
+    PARSE_ERRORS,
+    PARSE_MALFORMED,
+    TIMEOUT_HEADER,
+    TIMEOUT_KEEP_ALIVE,
+    TIMEOUTS,
+)
+
+NGHTTP2_VERSION = nghttp2_version(0).version_str.decode("ascii")
+DESCRIPTION = f"compiled: nghttp2 {NGHTTP2_VERSION}"
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# a header block (HEADERS + CONTINUATION) of more frames than this is a flood (h2 allows 64)
+cdef Py_ssize_t MAX_BLOCK_FRAMES = 64
+cdef int LAST_KNOWN_FRAME_TYPE = 9  # CONTINUATION; above: extensions nghttp2 ignores here
+
+INFO = logging.INFO
+error_logger = logging.getLogger("uvicorn.error")
+access_logger = logging.getLogger("uvicorn.access")
+
+
+cdef class Outbox:
+    """What a stream's data provider reads: the one body message queued, then EOF (and trailers)."""
+
+    cdef StreamCycle cycle  # None for a response the server makes itself (answer_error)
+    cdef bytes data
+    cdef Py_ssize_t offset
+    cdef bint eof  # the stream ends once data is framed
+    cdef bint deferred  # the provider said NGHTTP2_ERR_DEFERRED: resume it on new data
+    cdef bint done  # EOF was given to nghttp2
+    cdef list trailers
+
+
+cdef bytes EMPTY = b""
+
+
+cdef class Http2Protocol(StreamProtocol):
+    """asyncio protocol for one HTTP/2 connection (``transport`` -> nghttp2 -> stream cycles)."""
+
+    cdef nghttp2_session *session
+    cdef dict outboxes  # stream id -> Outbox, until nghttp2 closes the stream
+    cdef set reset_after  # streams to reset (NO_ERROR) once their response's last frame is sent
+    cdef list starting  # streams whose app starts once the bytes received are handled
+    cdef bint in_session  # inside nghttp2 (mem_recv / mem_send): no reentry
+    cdef bint in_receive
+    cdef bint check_idle  # a stream closed inside nghttp2: became_idle() afterwards
+    cdef bint peer_goaway
+    cdef object abuse  # why the connection must end with ENHANCE_YOUR_CALM (set in a callback)
+    cdef object failure  # an exception raised in a callback
+    cdef list hdr_list  # the request header block being received
+    cdef Py_ssize_t hdr_size  # its size as RFC 9113 §6.5.2 counts it
+    cdef Py_ssize_t block_bytes  # HEADERS + CONTINUATION bytes of the block being received
+    cdef Py_ssize_t block_frames
+    cdef public bint in_block  # a header block is incomplete (header-read timeout)
+    cdef public int goaway_last_id
+    cdef object flush_handle
+    cdef bint read_paused
+    cdef object timer
+    cdef object linger_handle
+    cdef Budget reset_budget
+    cdef Budget control_budget
+
+    def __cinit__(self):
+        self.session = NULL
+
+    def __init__(self, config, server_state, app_state, _loop=None):
+        StreamProtocol.__init__(self, config, server_state, app_state, _loop)
+        self.outboxes = {}
+        self.reset_after = set()
+        self.starting = []
+        self.goaway_last_id = -1
+
+    def __dealloc__(self):
+        if self.session != NULL:
+            nghttp2_session_del(self.session)
+            self.session = NULL
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport):
+        cdef nghttp2_settings_entry iv[3]
+        self.connections.add(self)
+        self.transport = transport
+        self.client = get_remote_addr(transport)
+        self.server = get_local_addr(transport)
+        self.scheme = "https" if is_ssl(transport) else "http"
+        self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
+        if self.access_log:
+            self.access_writer = getattr(self.config, "access_log_writer", None) or AccessLog()
+        self.base_context = Context() if self.reset_contextvars else copy_context()
+        if self.proxy_trust is not None:
+            self.trusted = trust_key(transport, self.client) in self.proxy_trust
+        now = self.loop.time()
+        self.reset_budget = Budget(RESET_BURST, RESET_RATE, now)
+        self.control_budget = Budget(CONTROL_BURST, CONTROL_RATE, now)
+        if nghttp2_session_server_new2(&self.session, CALLBACKS, <void *>self, OPTION) != 0:
+            raise MemoryError("nghttp2_session_server_new2")
+        iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
+        iv[0].value = MAX_CONCURRENT_STREAMS
+        iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
+        iv[1].value = STREAM_WINDOW
+        iv[2].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE
+        iv[2].value = self.max_header_list_size
+        nghttp2_submit_settings(self.session, NGHTTP2_FLAG_NONE, iv, 3)
+        nghttp2_session_set_local_window_size(self.session, NGHTTP2_FLAG_NONE, 0, CONNECTION_WINDOW)
+        if self.metrics_on:
+            self.metrics[CONNECTIONS] += 1
+            self.metrics[CONNECTIONS_OPEN] += 1
+        self.flush()
+        self.idle_since = now
+        self.arm_timer()
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.connections.discard(self)
+        if self.metrics_on:
+            self.metrics[CONNECTIONS_OPEN] -= 1
+        streams = list(self.streams.values())
+        self.streams.clear()
+        self.outboxes.clear()
+        self.starting = []
+        for stream in streams:
+            (<StreamCycle>stream).on_disconnect()
+        self.wake_drain()
+        for handle in (self.timer, self.flush_handle, self.linger_handle):
+            if handle is not None:
+                handle.cancel()
+        self.timer = None
+        self.flush_handle = None
+        if self.session != NULL and not self.in_session:
+            nghttp2_session_del(self.session)
+            self.session = NULL
+
+    def eof_received(self):
+        pass
+
+    def pause_writing(self):
+        # The client does not read what we send: stop reading what it sends too, so that
+        # frames we must answer (PING, SETTINGS) cannot pile up answers in our buffers.
+        self.write_paused = True
+        if not self.read_paused and not self.shut:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.read_paused and not self.shut:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.wake_drain()
+        self.flush()
+
+    def data_received(self, data):
+        cdef ssize_t rv
+        cdef bytes buf = data if type(data) is bytes else bytes(data)
+        if self.metrics_on:
+            self.metrics[BYTES_IN] += PyBytes_GET_SIZE(buf)
+        if self.shut or self.session == NULL:
+            return
+        self.in_session = True
+        self.in_receive = True
+        rv = nghttp2_session_mem_recv(
+            self.session, <const uint8_t *>PyBytes_AS_STRING(buf), <size_t>PyBytes_GET_SIZE(buf)
+        )
+        self.in_session = False
+        self.in_receive = False
+        if self.after_session(rv):
+            return
+        starting = self.starting
+        if starting:
+            self.starting = []
+            for stream in starting:
+                if not (<StreamCycle>stream).disconnected and not self.shut:
+                    self.start_app(<StreamCycle>stream)
+        self.flush()
+
+    cdef bint after_session(self, ssize_t rv) except -1:
+        """What a callback left to do once nghttp2 returned; True when the connection is over."""
+        failure = self.failure
+        if failure is not None:
+            self.failure = None
+            error_logger.error("Exception in the HTTP/2 protocol\n", exc_info=failure)
+            self.terminate(NGHTTP2_INTERNAL_ERROR)
+            return True
+        if self.abuse is not None:
+            self.calm_down(self.abuse)
+            return True
+        if rv == NGHTTP2_ERR_FLOODED:
+            # nghttp2's own bound on the answers it queues (PING and SETTINGS ACKs): a flood
+            # that came in one read, before the control budget ran out
+            self.calm_down("too many control frames (PING, SETTINGS, PRIORITY, empty DATA, WINDOW_UPDATE)")
+            return True
+        if rv < 0:
+            # a connection error nghttp2 does not answer itself (a wrong preface)
+            error_logger.warning("Invalid HTTP/2 data received: %s", nghttp2_strerror(<int>rv).decode())
+            self.count(PARSE_ERRORS + PARSE_MALFORMED)
+            self.terminate(NGHTTP2_PROTOCOL_ERROR)
+            return True
+        if self.peer_goaway:
+            # The client's GOAWAY: nothing more can be answered on this connection
+            # (its streams see http.disconnect), as on the pure path.
+            self.close_now()
+            return True
+        if self.check_idle:
+            self.check_idle = False
+            self.became_idle()
+        return self.shut
+
+    # -- nghttp2's callbacks (see the C trampolines at the end) --------------------------
+
+    cdef int on_begin_frame(self, const nghttp2_frame_hd *hd) except -1:
+        cdef uint8_t kind = hd.type
+        if kind == NGHTTP2_HEADERS:
+            self.block_bytes = hd.length
+            self.block_frames = 1
+            self.in_block = not (hd.flags & NGHTTP2_FLAG_END_HEADERS)
+        elif kind == NGHTTP2_CONTINUATION:
+            # CONTINUATION floods: an HPACK-encoded field is never larger than its size in
+            # the list (name + value + 32), so a longer block is over the limit anyway
+            self.block_bytes += hd.length
+            self.block_frames += 1
+            self.in_block = not (hd.flags & NGHTTP2_FLAG_END_HEADERS)
+            if self.block_bytes > self.max_header_list_size or self.block_frames > MAX_BLOCK_FRAMES:
+                self.abuse = "header block larger than the header list limit (CONTINUATION flood)"
+                return NGHTTP2_ERR_CALLBACK_FAILURE
+        elif kind > LAST_KNOWN_FRAME_TYPE:
+            if not self.spend_control():
+                return NGHTTP2_ERR_CALLBACK_FAILURE
+        return 0
+
+    cdef int on_begin_headers(self, const nghttp2_frame *frame) except -1:
+        self.hdr_size = 0
+        if frame.headers.cat == NGHTTP2_HCAT_REQUEST:
+            self.hdr_list = []
+        else:
+            self.hdr_list = None  # request trailers: not passed to the app
+        return 0
+
+    cdef int on_header(
+        self, const nghttp2_frame *frame, const uint8_t *name, size_t namelen, const uint8_t *value, size_t valuelen
+    ) except -1:
+        # HPACK bombs: the decoded size of a header block is bounded while decoding
+        self.hdr_size += <Py_ssize_t>(namelen + valuelen) + 32
+        if self.hdr_size > self.max_header_list_size:
+            self.abuse = "header list larger than the limit (HPACK bomb)"
+            return NGHTTP2_ERR_CALLBACK_FAILURE
+        if self.hdr_list is not None:
+            self.hdr_list.append(
+                (PyBytes_FromStringAndSize(<char *>name, namelen), PyBytes_FromStringAndSize(<char *>value, valuelen))
+            )
+        return 0
+
+    cdef int on_frame_recv(self, const nghttp2_frame *frame) except -1:
+        cdef uint8_t kind = frame.hd.type
+        cdef uint8_t flags = frame.hd.flags
+        cdef int32_t stream_id = frame.hd.stream_id
+        cdef StreamCycle cycle
+        if kind == NGHTTP2_DATA:
+            if flags & NGHTTP2_FLAG_END_STREAM:
+                cycle = self.streams.get(stream_id)
+                if cycle is not None:
+                    cycle.on_body_end()
+            elif frame.hd.length == 0 and not self.spend_control():
+                return NGHTTP2_ERR_CALLBACK_FAILURE
+        elif kind == NGHTTP2_HEADERS:
+            self.in_block = False
+            if frame.headers.cat == NGHTTP2_HCAT_REQUEST:
+                headers = self.hdr_list
+                self.hdr_list = None
+                if headers is None:
+                    return 0
+                cycle = self.start_stream(stream_id, headers, flags & NGHTTP2_FLAG_END_STREAM)
+                if cycle is not None:
+                    self.starting.append(cycle)
+            elif flags & NGHTTP2_FLAG_END_STREAM:  # request trailers end the body
+                cycle = self.streams.get(stream_id)
+                if cycle is not None:
+                    cycle.on_body_end()
+        elif kind == NGHTTP2_RST_STREAM:
+            cycle = self.streams.get(stream_id)
+            if cycle is not None and not cycle.response_complete and not self.reset_budget.spend(self.loop.time()):
+                self.abuse = "too many streams reset by the client (Rapid Reset)"
+                return NGHTTP2_ERR_CALLBACK_FAILURE
+        elif kind == NGHTTP2_WINDOW_UPDATE:
+            if not self.response_in_progress() and not self.spend_control():
+                return NGHTTP2_ERR_CALLBACK_FAILURE
+        elif kind == NGHTTP2_PING or kind == NGHTTP2_SETTINGS:
+            if not (flags & NGHTTP2_FLAG_ACK) and not self.spend_control():
+                return NGHTTP2_ERR_CALLBACK_FAILURE
+        elif kind == NGHTTP2_PRIORITY:
+            if not self.spend_control():
+                return NGHTTP2_ERR_CALLBACK_FAILURE
+        elif kind == NGHTTP2_GOAWAY:
+            self.peer_goaway = True
+        return 0
+
+    cdef int on_invalid_frame_recv(self, const nghttp2_frame *frame, int lib_error_code) except -1:
+        # nghttp2 answers it (RST_STREAM or GOAWAY); many of them are a flood all the same
+        if not self.spend_control():
+            return NGHTTP2_ERR_CALLBACK_FAILURE
+        return 0
+
+    cdef int on_data_chunk(self, int32_t stream_id, const uint8_t *data, size_t length) except -1:
+        cdef StreamCycle cycle = self.streams.get(stream_id)
+        if cycle is not None:
+            cycle.on_data(PyBytes_FromStringAndSize(<char *>data, length), <Py_ssize_t>length)
+        else:  # a stream already answered or refused: hand the window back
+            nghttp2_session_consume(self.session, stream_id, length)
+        return 0
+
+    cdef int on_stream_close(self, int32_t stream_id, uint32_t error_code) except -1:
+        cdef StreamCycle cycle
+        self.outboxes.pop(stream_id, None)
+        if self.reset_after:
+            self.reset_after.discard(stream_id)
+        cycle = self.streams.pop(stream_id, None)
+        if cycle is not None:
+            cycle.on_disconnect()
+        self.check_idle = True
+        return 0
+
+    cdef int on_frame_send(self, const nghttp2_frame *frame) except -1:
+        cdef int32_t stream_id
+        if frame.hd.flags & NGHTTP2_FLAG_END_STREAM and self.reset_after:
+            stream_id = frame.hd.stream_id
+            if stream_id in self.reset_after:
+                self.reset_after.discard(stream_id)
+                nghttp2_submit_rst_stream(self.session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_NO_ERROR)
+        return 0
+
+    cdef ssize_t read_body(
+        self, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *data_flags, Outbox box
+    ) except -1:
+        cdef Py_ssize_t avail = PyBytes_GET_SIZE(box.data) - box.offset
+        cdef Py_ssize_t n = 0
+        if avail > 0:
+            n = avail if <size_t>avail <= length else <Py_ssize_t>length
+            memcpy(buf, PyBytes_AS_STRING(box.data) + box.offset, n)
+            box.offset += n
+            if box.offset < PyBytes_GET_SIZE(box.data):
+                return n
+            box.data = EMPTY
+            box.offset = 0
+            if box.cycle is not None:
+                box.cycle.wake_sender()  # the app may send its next message
+            if not box.eof:
+                return n
+        elif not box.eof:
+            box.deferred = True
+            return NGHTTP2_ERR_DEFERRED
+        data_flags[0] |= NGHTTP2_DATA_FLAG_EOF
+        box.done = True
+        if box.trailers is not None:
+            data_flags[0] |= NGHTTP2_DATA_FLAG_NO_END_STREAM
+            self.submit(stream_id, box.trailers, None, True)
+            box.trailers = None
+        return n
+
+    # -- StreamProtocol: what a stream asks of nghttp2 -----------------------------------
+
+    cdef int submit(self, int32_t stream_id, list headers, Outbox box, bint trailer) except? -1:
+        """nghttp2_submit_response (or _trailer) with ``headers``, bytes pairs (nghttp2 copies them)."""
+        cdef Py_ssize_t n = len(headers)
+        cdef Py_ssize_t i
+        cdef nghttp2_nv stack[24]
+        cdef nghttp2_nv *nva = stack
+        cdef nghttp2_data_provider provider
+        cdef bytes name, value
+        cdef int rv
+        if n > 24:
+            nva = <nghttp2_nv *>malloc(n * sizeof(nghttp2_nv))
+            if nva == NULL:
+                raise MemoryError()
+        try:
+            for i in range(n):
+                pair = headers[i]
+                name = <bytes>pair[0]
+                value = <bytes>pair[1]
+                nva[i].name = <uint8_t *>PyBytes_AS_STRING(name)
+                nva[i].namelen = PyBytes_GET_SIZE(name)
+                nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
+                nva[i].valuelen = PyBytes_GET_SIZE(value)
+                nva[i].flags = NGHTTP2_NV_FLAG_NONE
+            if trailer:
+                rv = nghttp2_submit_trailer(self.session, stream_id, nva, n)
+            elif box is None:
+                rv = nghttp2_submit_response(self.session, stream_id, nva, n, NULL)
+            else:
+                provider.source.ptr = <void *>box  # held by self.outboxes until the stream closes
+                provider.read_callback = cb_read
+                rv = nghttp2_submit_response(self.session, stream_id, nva, n, &provider)
+        finally:
+            if nva != stack:
+                free(nva)
+        return rv
+
+    cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1:
+        cdef Outbox box = None
+        cdef int32_t stream_id = cycle.stream_id
+        if self.session == NULL or self.shut:
+            return False
+        if not end_stream:
+            box = Outbox.__new__(Outbox)
+            box.cycle = cycle
+            box.data = EMPTY
+            cycle.outbox = box
+            self.outboxes[stream_id] = box
+        if self.submit(stream_id, headers, box, False) != 0:
+            if box is not None:
+                self.outboxes.pop(stream_id, None)
+                cycle.outbox = None
+            return False
+        self.schedule_flush()
+        return True
+
+    cpdef Py_ssize_t send_data(self, StreamCycle cycle, bytes data, bint final) except -2:
+        cdef Outbox box
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        if self.session == NULL or self.shut or cycle.outbox is None:
+            return -1
+        box = <Outbox>cycle.outbox
+        if box.done or self.outboxes.get(cycle.stream_id) is not box:
+            return -1
+        if box.offset < PyBytes_GET_SIZE(box.data):
+            if size:
+                return 0  # the previous message is still queued: wake_sender() follows
+        elif size:
+            box.data = data
+            box.offset = 0
+        if final:
+            box.eof = True
+        elif not size:
+            return 0
+        self.resume(cycle.stream_id, box)
+        return size
+
+    cpdef bint send_trailers(self, StreamCycle cycle, list trailers) except -1:
+        cdef Outbox box
+        if self.session == NULL or self.shut or cycle.outbox is None:
+            return False
+        box = <Outbox>cycle.outbox
+        if box.done or self.outboxes.get(cycle.stream_id) is not box:
+            return False
+        box.trailers = trailers
+        box.eof = True
+        self.resume(cycle.stream_id, box)
+        return True
+
+    cdef resume(self, int32_t stream_id, Outbox box):
+        if box.deferred:
+            box.deferred = False
+            nghttp2_session_resume_data(self.session, stream_id)
+        self.schedule_flush()
+
+    cpdef reset(self, int stream_id, int code):
+        if self.session == NULL or self.shut:
+            return
+        if code == NGHTTP2_NO_ERROR:
+            # RFC 9113 §8.1: after a complete response, the rest of the request is not
+            # wanted -- but the RST_STREAM must follow the response's last frame, which
+            # nghttp2 may still hold (DATA waits for windows, RST_STREAM would not)
+            if nghttp2_session_get_stream_local_close(self.session, stream_id) == 0:
+                self.reset_after.add(stream_id)
+                return
+        nghttp2_submit_rst_stream(self.session, NGHTTP2_FLAG_NONE, stream_id, code)
+        self.schedule_flush()
+
+    cpdef ack(self, int stream_id, Py_ssize_t n):
+        if self.session == NULL or self.shut:
+            return
+        nghttp2_session_consume(self.session, stream_id, n)
+        self.schedule_flush()
+
+    cpdef answer_error(self, int stream_id, int status, str message, bint ended):
+        if self.session == NULL or self.shut:
+            return
+        body = message.encode("utf-8")
+        cdef Outbox box = Outbox.__new__(Outbox)
+        box.data = body
+        box.eof = True
+        headers = [
+            (b":status", b"%d" % status),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        if self.submit(stream_id, headers, box, False) == 0:
+            self.outboxes[stream_id] = box
+            if not ended:
+                self.reset(stream_id, NGHTTP2_NO_ERROR)
+        self.schedule_flush()
+
+    def upgrade(self, bytes settings_payload, dict scope):
+        """``Upgrade: h2c`` (RFC 7540 §3.2), right after connection_made: the client's
+        HTTP2-Settings (decoded) apply, and stream 1 is the request the HTTP/1.1 side
+        received, complete and without a body; its app starts now."""
+        cdef int rv
+        if self.session == NULL or self.shut:
+            return
+        rv = nghttp2_session_upgrade2(
+            self.session, <const uint8_t *>PyBytes_AS_STRING(settings_payload),
+            <size_t>PyBytes_GET_SIZE(settings_payload), scope["method"] == "HEAD", NULL,
+        )
+        if rv != 0:
+            error_logger.warning("Invalid HTTP2-Settings in an h2c upgrade: %s", nghttp2_strerror(rv).decode())
+            self.count(PARSE_ERRORS + PARSE_MALFORMED)
+            self.terminate(NGHTTP2_PROTOCOL_ERROR)
+            return
+        self.start_app(self.start_stream_with_scope(1, scope, True))
+        self.flush()
+
+    # -- writing ------------------------------------------------------------------------
+
+    cpdef flush(self):
+        handle = self.flush_handle
+        if handle is not None:
+            self.flush_handle = None
+            handle.cancel()
+        if self.shut or self.session == NULL or self.in_session or self.write_paused:
+            return  # (resume_writing flushes; inside nghttp2, its own loop sends it)
+        self.send_now()
+
+    cdef send_now(self):
+        """Everything nghttp2 has to send now, framed into one ``transport.write``."""
+        cdef const uint8_t *chunk = NULL
+        cdef ssize_t n
+        cdef char *buf = NULL
+        cdef char *grown
+        cdef Py_ssize_t size = 0
+        cdef Py_ssize_t capacity = 0
+        data = None
+        self.in_session = True
+        try:
+            while True:
+                n = nghttp2_session_mem_send(self.session, &chunk)
+                if n <= 0:
+                    break
+                if size + n > capacity:
+                    capacity = max(2 * capacity, size + n, 16384)
+                    grown = <char *>realloc(buf, capacity)
+                    if grown == NULL:
+                        raise MemoryError()
+                    buf = grown
+                memcpy(buf + size, chunk, n)
+                size += n
+            if size:
+                data = PyBytes_FromStringAndSize(buf, size)
+        finally:
+            self.in_session = False
+            free(buf)
+        if data is not None:
+            self.transport.write(data)
+            if self.metrics_on:
+                self.metrics[BYTES_OUT] += size
+        if self.after_session(n):
+            return
+        if not nghttp2_session_want_read(self.session) and not nghttp2_session_want_write(self.session):
+            self.close_now()  # a GOAWAY that ends the session was sent
+
+    cpdef schedule_flush(self):
+        """Write what nghttp2 queued at the end of this loop iteration (or of data_received):
+        the frames of several streams answered together take one write."""
+        if self.in_session or self.flush_handle is not None or self.shut:
+            return
+        self.flush_handle = self.loop.call_soon(self.flush)
+
+    # -- streams ------------------------------------------------------------------------
+
+    cdef bint response_in_progress(self):
+        """Whether some response waits for or uses the client's windows (what a WINDOW_UPDATE is for)."""
+        cdef StreamCycle stream
+        if self.outboxes:
+            return True
+        for stream in self.streams.values():
+            if stream.response_started and not stream.response_complete:
+                return True
+        return False
+
+    cdef bint spend_control(self) except -1:
+        if self.control_budget.spend(self.loop.time()):
+            return True
+        self.abuse = "too many control frames (PING, SETTINGS, PRIORITY, empty DATA, WINDOW_UPDATE)"
+        return False
+
+    cpdef became_idle(self):
+        if self.in_session:
+            self.check_idle = True
+            return
+        if self.streams or self.outboxes or self.closed:
+            return
+        if self.closing:
+            self.close_gracefully()
+            return
+        self.idle_since = self.loop.time()
+        self.arm_timer()
+
+    # -- closing ------------------------------------------------------------------------
+
+    cdef calm_down(self, why):
+        """A flood: GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1, §7) and close the connection."""
+        error_logger.warning("HTTP/2 client %s: %s; closing the connection.", peer(self.client), why)
+        self.abuse = None
+        self.count(PARSE_ERRORS + PARSE_MALFORMED)
+        self.terminate(NGHTTP2_ENHANCE_YOUR_CALM)
+
+    cdef terminate(self, uint32_t code):
+        """GOAWAY with ``code`` and the last stream processed, then close."""
+        self.starting = []
+        if self.session != NULL and not self.shut:
+            nghttp2_session_terminate_session(self.session, code)
+        self.close_now()
+
+    def close_now(self):
+        """Write what is queued (a GOAWAY, usually) and close, without a reset.
+
+        As ``http_py.HttpProtocol.send_error_and_close`` does: closing a socket with
+        unread bytes makes the kernel answer with RST, which can destroy the GOAWAY
+        before the client reads it.  So our FIN follows it (``write_eof``), what still
+        arrives is read and dropped, and the connection closes when the client
+        closes its side, or after ``LINGER`` seconds.
+        """
+        if self.shut:
+            return
+        self.closing = True
+        if self.session != NULL and not self.in_session:
+            self.send_now_final()
+        self.shut = True
+        transport = self.transport
+        try:
+            transport.write_eof()  # TCP: FIN after the GOAWAY (asyncio's TLS has no half-close)
+        except (NotImplementedError, RuntimeError, OSError):
+            transport.close()
+            return
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        self.linger_handle = self.loop.call_later(LINGER, transport.close)
+
+    cdef send_now_final(self):
+        """The last bytes of the session, written whatever the transport's state."""
+        cdef const uint8_t *chunk = NULL
+        cdef ssize_t n
+        pieces = []
+        self.in_session = True
+        try:
+            while True:
+                n = nghttp2_session_mem_send(self.session, &chunk)
+                if n <= 0:
+                    break
+                pieces.append(PyBytes_FromStringAndSize(<char *>chunk, n))
+        finally:
+            self.in_session = False
+        self.failure = None
+        self.abuse = None
+        if pieces:
+            data = b"".join(pieces)
+            self.transport.write(data)
+            if self.metrics_on:
+                self.metrics[BYTES_OUT] += len(data)
+
+    def close_gracefully(self):
+        """GOAWAY (no error) with the last stream processed, then close."""
+        if self.shut:
+            return
+        self.terminate(NGHTTP2_NO_ERROR)
+
+    def shutdown(self):
+        """Graceful shutdown: GOAWAY now, so the client opens no more streams here; the
+        streams already open finish (within --timeout-graceful-shutdown), then close."""
+        if self.shut or self.closing:
+            return
+        self.closing = True
+        if not self.streams and not self.outboxes:
+            self.close_gracefully()
+            return
+        # Told to send GOAWAY, nghttp2 would ignore the streams the client opens after
+        # it: this GOAWAY is written around it (RFC 9113 §6.8), so that those are refused
+        # (REFUSED_STREAM, start_stream); nghttp2's own follows when the last stream is done.
+        cdef int32_t last = nghttp2_session_get_last_proc_stream_id(self.session) if self.session != NULL else 0
+        self.goaway_last_id = last
+        self.flush()
+        frame = b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + int(last).to_bytes(4, "big") + b"\x00\x00\x00\x00"
+        self.transport.write(frame)
+        if self.metrics_on:
+            self.metrics[BYTES_OUT] += len(frame)
+
+    # -- the connection's timer --------------------------------------------------------
+
+    cdef arm_timer(self):
+        if self.timer is None and not self.closed:
+            self.timer = self.loop.call_later(self.timeout_keep_alive, self.on_timer)
+
+    def on_timer(self):
+        """Keep-alive (no stream open) and header-read timeouts, one lazy timer as HTTP/1.1 has
+        (see ``http2_py.Http2Protocol.on_timer``)."""
+        self.timer = None
+        if self.closed or self.idle_since < 0 or self.streams or self.outboxes:
+            return
+        now = self.loop.time()
+        if self.in_block and self.timeout_request_header > 0:
+            deadline = self.idle_since + max(self.timeout_request_header, self.timeout_keep_alive)
+            kind = TIMEOUT_HEADER
+        else:
+            deadline = self.idle_since + self.timeout_keep_alive
+            kind = TIMEOUT_KEEP_ALIVE
+        if deadline - now <= 0.001:
+            if kind == TIMEOUT_HEADER:
+                error_logger.warning("Request timed out: %s", "no complete header block")
+            self.count(TIMEOUTS + kind)
+            self.closing = True
+            self.close_gracefully()
+            return
+        self.timer = self.loop.call_later(deadline - now, self.on_timer)
+
+
+# -- C trampolines: nghttp2 calls these; an exception never crosses nghttp2 ------------
+
+
+cdef int cb_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_begin_frame(hd)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int cb_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_begin_headers(frame)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int cb_header(
+    nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+    const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data,
+) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_header(frame, name, namelen, value, valuelen)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int cb_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_frame_recv(frame)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int cb_invalid_frame_recv(
+    nghttp2_session *session, const nghttp2_frame *frame, int lib_error_code, void *user_data
+) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_invalid_frame_recv(frame, lib_error_code)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int cb_data_chunk(
+    nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t length, void *user_data
+) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_data_chunk(stream_id, data, length)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int cb_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_stream_close(stream_id, error_code)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef int cb_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.on_frame_send(frame)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+cdef ssize_t cb_read(
+    nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *data_flags,
+    nghttp2_data_source *source, void *user_data,
+) noexcept:
+    cdef Http2Protocol self = <Http2Protocol>user_data
+    try:
+        return self.read_body(stream_id, buf, length, data_flags, <Outbox>source.ptr)
+    except BaseException as exc:
+        self.failure = exc
+        return NGHTTP2_ERR_CALLBACK_FAILURE
+
+
+# One set of callbacks and options for every session (nghttp2 copies them into each).
+cdef nghttp2_session_callbacks *CALLBACKS = NULL
+cdef nghttp2_option *OPTION = NULL
+
+
+cdef int _setup() except -1:
+    global CALLBACKS, OPTION
+    if nghttp2_session_callbacks_new(&CALLBACKS) != 0 or nghttp2_option_new(&OPTION) != 0:
+        raise MemoryError("nghttp2")
+    nghttp2_session_callbacks_set_on_begin_frame_callback(CALLBACKS, cb_begin_frame)
+    nghttp2_session_callbacks_set_on_begin_headers_callback(CALLBACKS, cb_begin_headers)
+    nghttp2_session_callbacks_set_on_header_callback(CALLBACKS, cb_header)
+    nghttp2_session_callbacks_set_on_frame_recv_callback(CALLBACKS, cb_frame_recv)
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(CALLBACKS, cb_invalid_frame_recv)
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(CALLBACKS, cb_data_chunk)
+    nghttp2_session_callbacks_set_on_stream_close_callback(CALLBACKS, cb_stream_close)
+    nghttp2_session_callbacks_set_on_frame_send_callback(CALLBACKS, cb_frame_send)
+    # the app's reading hands the windows back (nghttp2_session_consume), as on the pure path
+    nghttp2_option_set_no_auto_window_update(OPTION, 1)
+    return 0
+
+
+_setup()
