@@ -81,8 +81,8 @@ SETTINGS: list[Setting] = [
     _opt(
         "http2",
         False,
-        "Enable HTTP/2 support: h2 by ALPN over TLS, prior knowledge (h2c) in cleartext, HTTP/1.1 on the same "
-        "port for every other connection. Needs the h2 package (fastasgi[http2]).",
+        "Enable HTTP/2 support: h2 by ALPN over TLS, prior knowledge or Upgrade: h2c in cleartext, HTTP/1.1 on "
+        "the same port for every other connection. Needs the h2 package (fastasgi[http2]).",
         is_flag=True,
         show_default=False,
     ),

@@ -4,7 +4,8 @@ The pure-Python HTTP/2 implementation: it runs wherever ``h2`` imports (PyPy,
 ``FASTASGI_NO_EXTENSIONS=1``, and for now the compiled set too; a binding of
 libnghttp2 is the compiled path to come, with the same names and behaviour).
 :mod:`fastasgi.protocols.http.negotiation` hands it a connection that opened with
-the HTTP/2 preface (cleartext) or negotiated ``h2`` by ALPN (TLS).
+the HTTP/2 preface (cleartext) or negotiated ``h2`` by ALPN (TLS); the HTTP/1.1
+protocol hands it one whose request asked for ``Upgrade: h2c`` (:meth:`Http2Protocol.upgrade`).
 
 Per connection: bytes -> ``H2Connection.receive_data()`` -> events -> one
 :class:`StreamCycle` per stream, whose ``receive``/``send`` are handed to the app,
@@ -28,6 +29,7 @@ WINDOW_UPDATE, unknown types): past one, the connection ends with GOAWAY
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import sys
 from contextvars import Context, copy_context
@@ -431,6 +433,9 @@ class Http2Protocol(asyncio.Protocol):
             )
             self.became_idle()
             return None
+        return self.open_stream(stream_id, scope, ended)
+
+    def open_stream(self, stream_id, scope, ended):
         stream = StreamCycle(self, stream_id, scope, ended)
         self.streams[stream_id] = stream
         self.requests += 1
@@ -441,6 +446,29 @@ class Http2Protocol(asyncio.Protocol):
             stream.method_index = method_index(scope["method"])
             stream.started = monotonic_ns()
         return stream
+
+    def upgrade(self, settings_payload, scope):
+        """The connection was upgraded from HTTP/1.1 (``Upgrade: h2c``, RFC 7540 §3.2):
+        called right after ``connection_made`` (which sent our SETTINGS, the server's
+        preface) with the decoded HTTP2-Settings payload and the scope the HTTP/1.1
+        protocol built for the request, which becomes stream 1 (half-closed: it had no
+        body) and is answered here.  The client's preface follows as data."""
+        conn = self.conn
+        try:
+            # (h2 takes the field as it came: base64url)
+            conn.initiate_upgrade_connection(base64.urlsafe_b64encode(settings_payload))
+        except h2.exceptions.ProtocolError as exc:  # the HTTP/1.1 side checked the values
+            error_logger.warning("Invalid HTTP2-Settings header: %s", exc)
+            self.close_now()
+            return
+        # initiate_upgrade_connection queued our SETTINGS again: connection_made sent them
+        conn.clear_outbound_data_buffer()
+        scope["http_version"] = "2"
+        scope.pop("extensions", None)  # HTTP/1.1's; HTTP/2 streams offer none yet
+        self.idle_since = -1.0
+        stream = self.open_stream(1, scope, True)
+        self.start_app(stream)
+        self.flush()
 
     def build_scope(self, headers):
         """RFC 9113 §8.3.1: the pseudo-header fields give the request line; ``:authority``
