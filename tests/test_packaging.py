@@ -144,10 +144,11 @@ def _setup_py() -> Any:
 
 @pytest.mark.c_extension
 def test_build_list_is_what_the_compiled_set_imports() -> None:
-    """setup.py builds exactly the compiled modules the picker's compiled set runs on."""
+    """setup.py builds exactly the compiled modules the picker's compiled set runs on (its
+    HTTP/2 protocol included: http2_c on libnghttp2 and its stream cycle, stream_c)."""
     built = _setup_py().compiled_module_names()
     code = (
-        "import sys, fastasgi._speedups as s; s.load('c'); "
+        "import sys, fastasgi._speedups as s; s.load('c'); s.load_http2('c'); "
         "print(','.join(sorted(m.rsplit('.', 1)[1] for m in sys.modules "
         "if m.startswith('fastasgi._speedups.') and m.endswith('_c'))))"
     )

@@ -1,0 +1,840 @@
+"""One HTTP/2 stream's request/response cycle, shared by both HTTP/2 implementations.
+
+Pure-Python twin of ``stream_c`` (this same file compiled by Cython with the
+augmenting ``stream_c.pxd``): ``http2_py`` (on ``h2``) uses this module,
+``http2_c`` (on libnghttp2) the compiled one.  Neither the cycle nor the base
+protocol knows which HTTP/2 library frames the connection:
+
+* :class:`StreamProtocol` -- the base of both ``Http2Protocol`` classes: the
+  per-connection settings and state a stream needs, the scope (RFC 9113 §8.3.1),
+  the app's Task, and the small interface each protocol implements on its library:
+  ``send_headers``, ``send_data`` (as much as the client's windows take now),
+  ``send_trailers``, ``reset``, ``ack`` (hand consumed request bytes back to the
+  client's window), ``answer_error``, ``flush``/``schedule_flush`` and
+  ``became_idle``;
+* :class:`StreamCycle` -- one stream: its body buffer (fed by the protocol) and the
+  ``receive``/``send`` pair an app sees, exactly as an HTTP/1.1 request's (the
+  cycle is the app's ``send``, as ``http_py.RequestCycle`` is: see ``coro_py.Sender``).
+
+Flow control follows the app: a stream's receive window is handed back as the app
+takes the body (``receive()``), never for a buffer of everything; the response
+waits for the client's window and the transport's drain: back-pressure reaches
+the app's ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from time import perf_counter
+from urllib.parse import unquote
+
+if __name__.endswith("_c"):  # compiled: the compiled set
+    from fastasgi._speedups.clock_c import monotonic_ns
+    from fastasgi._speedups.coro_c import AppRun as new_app_run
+    from fastasgi._speedups.coro_c import Sender
+    from fastasgi._speedups.framing_c import token_kind
+else:
+    from time import monotonic_ns
+
+    from fastasgi._speedups.coro_py import AppRun as new_app_run
+    from fastasgi._speedups.coro_py import Sender as _PySender
+
+    # (stream_c.pxd declares Sender as the compiled base type, so Cython refuses a
+    # plain import of that name even in this branch, which only runs uncompiled)
+    globals()["Sender"] = _PySender
+    from fastasgi._speedups.framing_py import token_kind
+
+from fastasgi.metrics import (
+    BUCKETS_NS,
+    DURATION_NS,
+    HISTOGRAM,
+    N_BUCKETS,
+    N_CLASSES,
+    PARSE_BODY_TOO_LARGE,
+    PARSE_ERRORS,
+    REQUESTS,
+    REQUESTS_IN_FLIGHT,
+    parse_error_kind,
+)
+from fastasgi.proxy_trust import apply_forwarded, has_forwarded_headers
+
+MAX_CONCURRENT_STREAMS = 100  # SETTINGS_MAX_CONCURRENT_STREAMS, and the cap on running apps
+STREAM_WINDOW = 65535  # per-stream receive window: what one stream may buffer (HTTP/1.1's HIGH_WATER)
+CONNECTION_WINDOW = 1 << 20  # the connection's receive window: a stream whose app does not read
+# its body cannot stall the uploads of the others before 1 MiB is buffered
+HIGH_WATER = 65536  # response bytes queued above which they are written at once
+LINGER = 2.0  # s a closing connection waits for the client to close before the server does
+# Rapid Reset (CVE-2023-44487): streams the client cancels; a token bucket of RESET_BURST
+# refilled at RESET_RATE per second
+RESET_BURST = 500
+RESET_RATE = 50.0
+# frames that make the server work (or answer) but carry no request: PING, SETTINGS,
+# PRIORITY, empty DATA, WINDOW_UPDATE while no response is being sent, unknown types
+CONTROL_BURST = 1000
+CONTROL_RATE = 100.0
+# connection-specific fields (RFC 9113 §8.2.2): never sent in an HTTP/2 response
+CONNECTION_HEADERS = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+# error codes (RFC 9113 §7)
+NO_ERROR = 0
+PROTOCOL_ERROR = 1
+INTERNAL_ERROR = 2
+REFUSED_STREAM = 7
+CANCEL = 8
+ENHANCE_YOUR_CALM = 11
+
+_PY312 = sys.version_info >= (3, 12)
+_PY311 = sys.version_info >= (3, 11)
+
+error_logger = logging.getLogger("uvicorn.error")
+
+
+class Budget:
+    """A token bucket: ``spend()`` is False once more than ``burst`` events came faster than ``rate`` per second."""
+
+    def __init__(self, burst: int, rate: float, now: float) -> None:
+        self.burst = float(burst)
+        self.rate = rate
+        self.tokens = float(burst)
+        self.last = now
+
+    def spend(self, now: float) -> bool:
+        tokens = self.tokens + (now - self.last) * self.rate
+        self.last = now
+        tokens = min(tokens, self.burst) - 1.0
+        self.tokens = tokens
+        return tokens >= 0.0
+
+
+def method_index(method: str) -> int:
+    """The slot of ``method`` in ``fastasgi.metrics.METHODS`` (the last one for any other method)."""
+    try:
+        return ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS").index(method)
+    except ValueError:
+        return 7
+
+
+class RequestError(Exception):
+    """A request this server refuses before its app runs: answered ``status`` on its stream."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def peer(client):
+    return f"{client[0]}:{client[1]}" if client else "(unix socket)"
+
+
+class StreamProtocol:
+    """Base of both ``Http2Protocol`` classes: what a stream needs of its connection.
+
+    A subclass drives one HTTP/2 library and implements the methods below that
+    raise ``NotImplementedError``; the rest (scope, the app's Task, bookkeeping of
+    streams) is shared.
+    """
+
+    def __init__(self, config, server_state, app_state, _loop=None):
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.root_path = config.root_path
+        self.limit_concurrency = config.limit_concurrency if config.limit_concurrency is not None else -1
+        self.timeout_keep_alive = float(config.timeout_keep_alive)
+        self.timeout_request_header = float(config.timeout_request_header)
+        self.proxy_trust = server_state.proxy_trust
+        self.reset_contextvars = bool(config.reset_contextvars)
+        self.asgi_version = config.asgi_version
+        limits = config.parser_limits()
+        self.max_headers = limits["max_headers"]
+        self.max_field_size = limits["max_field_size"]
+        self.max_body_size = limits["max_body_size"]
+        # RFC 9113 §6.5.2 / RFC 7541 §4.1 count 32 bytes more per field than the
+        # field's name and value: HTTP/1.1's header-block limit plus that
+        self.max_header_list_size = limits["max_header_size"] + 32 * limits["max_headers"]
+        metrics = getattr(server_state, "metrics", None)
+        self.metrics_on = metrics is not None
+        self.metrics = metrics
+
+        self.transport = None
+        self.client = None
+        self.server = None
+        self.scheme = "http"
+        self.trusted = False
+        self.access_log = False
+        self.access_writer = None
+        self.base_context = None
+
+        self.streams = {}  # stream id -> StreamCycle, while its request or response is open
+        self.running = 0  # apps of this connection still running
+        self.requests = 0  # streams ever started on this connection
+        self.closed = False  # connection_lost
+        self.shut = False  # transport.close() called: nothing more is written
+        self.closing = False  # GOAWAY sent (shutdown, timeout, error): no new stream starts
+        self.write_paused = False
+        self.drain_waiter = None
+        self.idle_since = 0.0
+
+    # -- what each protocol implements on its HTTP/2 library ---------------------------
+
+    def send_headers(self, cycle, headers, end_stream):
+        """Queue the response head of ``cycle`` (a list of ``(name, value)`` bytes pairs,
+        ``:status`` first); False when the stream is gone."""
+        raise NotImplementedError
+
+    def send_data(self, cycle, data, final):
+        """Queue as much of ``data`` as the client's windows take now (all of it, with
+        END_STREAM when ``final``, once they allow): the number of bytes taken, or -1 when
+        the stream is gone.  When it took less, ``cycle.wake_sender()`` follows once
+        more may go.  Empty ``data`` is always taken (and ends the stream when ``final``)."""
+        raise NotImplementedError
+
+    def send_trailers(self, cycle, trailers):
+        """End the response of ``cycle`` with a trailer block (after its DATA); False when the stream is gone."""
+        raise NotImplementedError
+
+    def reset(self, stream_id, code):
+        """RST_STREAM ``stream_id`` with error ``code`` (RFC 9113 §7)."""
+        raise NotImplementedError
+
+    def ack(self, stream_id, n):
+        """``n`` request bytes of ``stream_id`` were consumed: the client may send as many again (RFC 9113 §5.2)."""
+        raise NotImplementedError
+
+    def answer_error(self, stream_id, status, message, ended):
+        """Answer a request refused before its app ran (400, 413, 431, 500) on its stream."""
+        raise NotImplementedError
+
+    def flush(self):
+        raise NotImplementedError
+
+    def schedule_flush(self):
+        raise NotImplementedError
+
+    def became_idle(self):
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+
+    def start_stream(self, stream_id, headers, ended):
+        """Build the scope and the cycle of a new stream (its app starts in start_app), or refuse it."""
+        if self.closing:
+            # after our GOAWAY (streams above its last id): the client may retry it (RFC 9113 §6.8)
+            self.reset(stream_id, REFUSED_STREAM)
+            return None
+        if self.running >= MAX_CONCURRENT_STREAMS:
+            # reset streams leave the library's count at once, their apps do not end at once
+            self.reset(stream_id, REFUSED_STREAM)
+            return None
+        self.idle_since = -1.0
+        try:
+            scope = self.build_scope(headers)
+        except RequestError as exc:
+            error_logger.warning("Invalid HTTP request received: %s", exc.reason)
+            self.count(PARSE_ERRORS + parse_error_kind(exc.status))
+            self.answer_error(
+                stream_id, exc.status, "Invalid HTTP request received." if exc.status == 400 else exc.reason, ended
+            )
+            self.became_idle()
+            return None
+        return self.open_stream(stream_id, scope, ended)
+
+    def open_stream(self, stream_id, scope, ended):
+        stream = StreamCycle(self, stream_id, scope, ended)
+        self.streams[stream_id] = stream
+        self.requests += 1
+        self.server_state.total_requests += 1
+        if self.metrics_on:
+            self.metrics[REQUESTS_IN_FLIGHT] += 1
+            stream.in_flight = True
+            stream.method_index = method_index(scope["method"])
+            stream.started = monotonic_ns()
+        return stream
+
+    def start_upgraded_stream(self, scope):
+        """``Upgrade: h2c`` (RFC 7540 §3.2): the HTTP/1.1 request whose ``scope`` the HTTP/1.1
+        protocol built is stream 1, half-closed (it had no body); its app starts now.  Each
+        protocol's ``upgrade(settings_payload, scope)`` calls this once its library has
+        applied the client's HTTP2-Settings and opened stream 1."""
+        scope["http_version"] = "2"
+        scope.pop("extensions", None)  # HTTP/1.1's; HTTP/2 streams offer none yet
+        self.idle_since = -1.0
+        self.start_app(self.open_stream(1, scope, True))
+
+    def build_scope(self, headers):
+        """RFC 9113 §8.3.1: the pseudo-header fields give the request line; ``:authority``
+        becomes ``host`` (ASGI: first in the list, replacing a ``host`` field)."""
+        method = path = authority = None
+        fields = []
+        hosts = 0
+        max_field = self.max_field_size
+        for pair in headers:
+            name = pair[0]
+            value = pair[1]
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                continue
+            if len(name) + len(value) > max_field:
+                raise RequestError(431, "Request header field too large")
+            if name == b"host":
+                hosts += 1
+            elif (
+                name == b"content-length"
+                and 0 <= self.max_body_size
+                and value.isdigit()
+                and int(value) > self.max_body_size
+            ):
+                raise RequestError(413, "Request body too large")  # before the app runs, as HTTP/1.1 does
+            fields.append((name, value))
+        if len(fields) > self.max_headers:
+            raise RequestError(431, "Too many request header fields")
+        # a second Host (or one that differs from :authority) is how requests get
+        # routed by one hop and served by another (RFC 9113 §8.3.1, RFC 9110 §7.2)
+        if hosts > 1:
+            raise RequestError(400, "Duplicate Host header")
+        if authority is not None:
+            if hosts:
+                for pair in fields:
+                    if pair[0] == b"host" and pair[1] != authority:
+                        raise RequestError(400, "Host header differs from :authority")
+                fields = [pair for pair in fields if pair[0] != b"host"]
+            fields.insert(0, (b"host", authority))
+        if method is None or token_kind(method) == 0:
+            raise RequestError(400, "Invalid method")
+        method_str = method.decode("ascii")
+        if path is None:
+            raise RequestError(400, "Invalid request target")  # CONNECT (RFC 8441 is not offered)
+        # RFC 9113 §8.3.1: origin-form, or "*" for OPTIONS; RFC 9112 §3.2: no fragment,
+        # visible ASCII only (as HTTP/1.1's parsers require)
+        for c in path:
+            if c < 0x21 or c > 0x7E or c == 0x23:
+                raise RequestError(400, "Invalid request target")
+        if path == b"*":
+            if method_str != "OPTIONS":
+                raise RequestError(400, "Asterisk-form target outside OPTIONS")
+            raw_path = b"*"
+            query = b""
+        elif path[:1] != b"/":
+            raise RequestError(400, "Invalid request target")
+        else:
+            raw_path, _sep, query = path.partition(b"?")
+        path_str = raw_path.decode("ascii")
+        if "%" in path_str:
+            path_str = unquote(path_str)
+        root_path = self.root_path
+        scope = {
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "2",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": method_str,
+            "root_path": root_path,
+            "path": root_path + path_str if root_path else path_str,
+            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
+            "query_string": query,
+            "headers": fields,
+            "state": self.app_state.copy(),
+        }
+        if self.trusted and has_forwarded_headers(fields):
+            apply_forwarded(scope, self.proxy_trust)
+        return scope
+
+    def start_app(self, cycle):
+        """Run the app of a stream in an ``asyncio.Task`` of its own (as HTTP/1.1 does: see
+        ``http_py.HttpProtocol.start_app``), at once where possible."""
+        limit = self.limit_concurrency
+        if limit >= 0 and (len(self.connections) > limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            error_logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        loop = self.loop
+        ctx = self.base_context.copy()
+        run = new_app_run(cycle, app)
+        self.running += 1
+        cycle.running = True
+        if loop.get_task_factory() is not None:
+            task = ctx.run(loop.create_task, run_in_task(run))
+        elif _PY312:
+            task = Task(run, loop=loop, context=ctx, eager_start=True)
+        elif _PY311:
+            task = Task(run, loop=loop, context=ctx)
+        else:
+            task = ctx.run(Task, run, loop=loop)
+        if not task.done():
+            cycle.task = task
+            self.tasks.add(task)
+
+    def app_ended(self, cycle):
+        if cycle.running:
+            cycle.running = False
+            self.running -= 1
+
+    def stream_done(self, cycle):
+        """The stream's response is complete or it was reset: forget it."""
+        streams = self.streams
+        if streams.get(cycle.stream_id) is cycle:
+            del streams[cycle.stream_id]
+        self.became_idle()
+
+    async def drain(self):
+        if self.write_paused and not self.closed:
+            waiter = self.drain_waiter
+            if waiter is None:
+                waiter = self.loop.create_future()
+                self.drain_waiter = waiter
+            await waiter
+
+    def wake_drain(self):
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wake_senders(self):
+        for stream in list(self.streams.values()):
+            stream.wake_sender()
+
+    def count(self, slot):
+        if self.metrics_on:
+            self.metrics[slot] += 1
+
+
+class StreamCycle(Sender):
+    """One HTTP/2 stream: its request and response, the ``receive``/``send`` pair an app sees."""
+
+    def __init__(self, protocol, stream_id, scope, ended):
+        self.protocol = protocol
+        self.stream_id = stream_id
+        self.scope = scope
+        self.is_head = scope["method"] == "HEAD"
+        self.outbox = None  # the protocol's own per-stream sending state, if it keeps one
+
+        self.body_chunks = None
+        self.body_size = 0
+        self.received = 0  # request body bytes received (--limit-request-body)
+        self.unacked = 0  # flow-controlled bytes received and not yet handed back to the client
+        self.more_body = not ended
+        self.delivered = False
+        self.body_waiter = None
+        self.disconnected = False
+
+        self.response_started = False
+        self.response_complete = False
+        self.task = None
+        self.running = False
+        self.status = 0
+        self.pending_headers = None  # the response head, sent with the first body message
+        self.response_headers = None  # the app's, for the access log
+        self.no_body = False
+        self.expected_length = -1
+        self.sent_length = 0
+        self.send_waiter = None
+        self.start_time = perf_counter() if protocol.access_log else 0.0
+        self.in_flight = False
+        self.method_index = 7
+        self.started = 0
+
+    # -- fed by the protocol --------------------------------------------------------
+
+    def on_data(self, data, flow_length):
+        protocol = self.protocol
+        if self.disconnected or self.response_complete:
+            # nobody will read it: the window goes back to the client at once
+            protocol.ack(self.stream_id, flow_length)
+            return
+        size = len(data)
+        if flow_length > size:  # padding: nothing for the app, its window goes back now
+            protocol.ack(self.stream_id, flow_length - size)
+        self.unacked += size
+        self.received += size
+        limit = protocol.max_body_size
+        if 0 <= limit < self.received:
+            self.body_too_large()
+            return
+        if size:
+            chunks = self.body_chunks
+            if chunks is None:
+                self.body_chunks = [data]
+            else:
+                chunks.append(data)
+            self.body_size += size
+            self.wake_receiver()
+
+    def on_body_end(self):
+        self.more_body = False
+        self.wake_receiver()
+
+    def on_disconnect(self):
+        if self.disconnected:
+            return
+        self.disconnected = True
+        self.drop_body()
+        if self.in_flight:
+            self.finish(self.status if self.response_started and self.pending_headers is None else 0)
+        self.wake_receiver()
+        self.wake_sender()
+
+    def body_too_large(self):
+        """More body than --limit-request-body: 413 if no response has started, else a reset."""
+        error_logger.warning("Invalid HTTP request received: %s", "Request body too large")
+        protocol = self.protocol
+        protocol.count(PARSE_ERRORS + PARSE_BODY_TOO_LARGE)
+        if not self.response_started:
+            self.response_started = True
+            self.response_complete = True
+            protocol.answer_error(self.stream_id, 413, "Request body too large", False)
+            if self.in_flight:
+                self.finish(413)
+        else:
+            self.response_complete = True
+            protocol.reset(self.stream_id, CANCEL)
+        self.disconnected = True
+        self.drop_body()
+        self.wake_receiver()
+        self.wake_sender()
+        protocol.stream_done(self)
+
+    def drop_body(self):
+        self.body_chunks = None
+        self.body_size = 0
+        self.ack()
+
+    def ack(self):
+        n = self.unacked
+        if n:
+            self.unacked = 0
+            protocol = self.protocol
+            if not protocol.closed:
+                protocol.ack(self.stream_id, n)
+
+    def wake_receiver(self):
+        waiter = self.body_waiter
+        if waiter is not None:
+            self.body_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wake_sender(self):
+        waiter = self.send_waiter
+        if waiter is not None:
+            self.send_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the app ----------------------------------------------------------------------
+
+    def app_returned(self, result):
+        self.forget_task()
+        if result is not None:
+            error_logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if not self.response_started:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without starting response.")
+            self.fail()
+        elif not self.response_complete:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without completing response.")
+            self.abort()
+
+    def app_raised(self, exc):
+        """The app raised ``exc``: answer 500 (or reset the stream).  True when ``exc`` must propagate."""
+        self.forget_task()
+        if isinstance(exc, asyncio.CancelledError) and self.protocol.closed:
+            return True
+        error_logger.error("Exception in ASGI application\n", exc_info=exc)
+        self.fail()
+        return not isinstance(exc, Exception)
+
+    def forget_task(self):
+        task = self.task
+        if task is not None:
+            self.task = None
+            self.protocol.tasks.discard(task)
+        self.protocol.app_ended(self)
+
+    def fail(self):
+        """The app failed: 500 if nothing was sent yet, else reset the stream."""
+        if self.response_complete or self.disconnected:
+            return
+        if self.response_started and self.pending_headers is None:
+            self.abort()
+            return
+        self.response_started = True
+        self.response_complete = True
+        self.sent_length = len("Internal Server Error")
+        self.protocol.answer_error(self.stream_id, 500, "Internal Server Error", not self.more_body)
+        if self.in_flight:
+            self.finish(500)
+        self.log_access(500)
+        self.after_response()
+
+    def abort(self):
+        """A response that cannot be completed: RST_STREAM (INTERNAL_ERROR), where HTTP/1.1 closes."""
+        self.response_complete = True
+        if self.in_flight:
+            self.finish(self.status if self.pending_headers is None else 0)
+        if not self.disconnected:
+            self.disconnected = True
+            self.protocol.reset(self.stream_id, INTERNAL_ERROR)
+            self.drop_body()
+        self.protocol.stream_done(self)
+
+    async def receive(self):
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        if not self.body_chunks and (self.more_body or self.delivered):
+            waiter = self.protocol.loop.create_future()
+            self.body_waiter = waiter
+            await waiter
+            if self.disconnected or self.response_complete:
+                return {"type": "http.disconnect"}
+        chunks = self.body_chunks
+        if chunks is None:
+            body = b""
+        elif len(chunks) == 1:
+            body = chunks[0]
+        else:
+            body = b"".join(chunks)
+        self.body_chunks = None
+        self.body_size = 0
+        # the app took it: the client may send as much again (RFC 9113 §5.2)
+        self.ack()
+        if not self.more_body:
+            self.delivered = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    def send_message(self, message):
+        """Handle one message of the app's ``send``: None when done, else an awaitable (a
+        response waiting for the client's window or the transport's drain)."""
+        mtype = message["type"]
+        if not self.response_started:
+            if mtype != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{mtype}'.")
+            self.start_response(message["status"], message.get("headers", ()))
+            return None
+        if self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
+        if mtype != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'.")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if type(body) is not bytes:
+            if isinstance(body, (bytearray, memoryview)):
+                body = bytes(body)
+            else:
+                raise RuntimeError(f"ASGI 'http.response.body' body must be bytes, got {type(body).__name__}.")
+        protocol = self.protocol
+        final = not more_body
+        head = self.pending_headers
+        if head is not None:
+            self.pending_headers = None
+            if self.no_body:
+                body = b""
+            elif self.expected_length < 0 and final:
+                # the whole body is known: its length goes in the head, as HTTP/1.1 does
+                head.append((b"content-length", b"%d" % len(body)))
+                self.expected_length = len(body)
+            end_now = final and (self.no_body or (not body and self.expected_length <= 0))
+            if not protocol.send_headers(self, head, end_now):
+                self.on_disconnect()
+                return None
+            if end_now:
+                self.complete()
+                return None
+        elif self.no_body:
+            body = b""
+        too_long = 0
+        short = False
+        expected = self.expected_length
+        if expected >= 0 and not self.no_body:
+            total = self.sent_length + len(body)
+            if total > expected:
+                too_long = total
+                body = body[: expected - self.sent_length]
+            elif final and total < expected:
+                short = True
+        self.sent_length += len(body)
+        end = final and not too_long and not short
+        n = protocol.send_data(self, body, end)
+        if n < 0:
+            self.on_disconnect()
+            return None
+        if n < len(body):
+            return self.send_rest(body[n:], end, too_long, short, final)
+        if protocol.write_paused:
+            return self.send_rest(b"", False, too_long, short, final)
+        self.body_sent(too_long, short, final)
+        return None
+
+    async def send_rest(self, data, end, too_long, short, final):
+        """The slow end of ``send_message``: wait for the client's windows (RFC 9113 §6.9) to
+        take the rest of ``data``, then for the transport to drain."""
+        protocol = self.protocol
+        while data:
+            waiter = protocol.loop.create_future()
+            self.send_waiter = waiter
+            await waiter
+            if self.disconnected:
+                break
+            n = protocol.send_data(self, data, end)
+            if n < 0:
+                self.on_disconnect()
+                break
+            data = data[n:]
+        if protocol.write_paused and not self.disconnected:
+            await protocol.drain()
+        self.body_sent(too_long, short, final)
+
+    def body_sent(self, too_long, short, final):
+        if too_long:
+            self.abort()
+            raise RuntimeError(
+                f"Response content longer than Content-Length ({too_long} > {self.expected_length} bytes); "
+                "the excess was not sent and the stream was reset."
+            )
+        if short:
+            error_logger.error(
+                "Response content shorter than Content-Length (%d of %d bytes); resetting the stream.",
+                self.sent_length,
+                self.expected_length,
+            )
+            self.abort()
+            return
+        if final and not self.disconnected:
+            self.complete()
+
+    def start_response(self, status, headers):
+        """Check the app's head (as framing_py.encode_head does for HTTP/1.1) and keep it for the first body message."""
+        if type(status) is not int:
+            try:
+                status = int(status)  # an IntEnum such as http.HTTPStatus
+            except (TypeError, ValueError):
+                raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be an int)") from None
+        if not 200 <= status <= 599:
+            # RFC 9113 §8.1: a final status; informational responses are not an ASGI message
+            raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be 200-599 over HTTP/2)")
+        head = [(b":status", b"%d" % status)]
+        has_server = has_date = False
+        content_length = -1
+        for item in headers:
+            name, value = item
+            if type(name) is not bytes:
+                if isinstance(name, (bytearray, memoryview)):
+                    name = bytes(name)
+                else:
+                    raise RuntimeError(f"Response header names must be bytes, got {type(name).__name__}")
+            if type(value) is not bytes:
+                if isinstance(value, (bytearray, memoryview)):
+                    value = bytes(value)
+                else:
+                    raise RuntimeError(f"Response header values must be bytes, got {type(value).__name__}")
+            # RFC 9110 §5.1 / RFC 9113 §8.2.1: tokens, sent lowercased
+            kind = token_kind(name)
+            if kind == 0:
+                raise RuntimeError(f"Invalid response header name {name!r}")
+            if 13 in value or 10 in value or 0 in value:  # RFC 9110 §5.5
+                raise RuntimeError(f"Invalid response header value {value!r} for {name!r}")
+            if kind == 2:
+                name = name.lower()
+            if name in CONNECTION_HEADERS:
+                continue  # RFC 9113 §8.2.2: connection-specific, meaningless here
+            value = value.strip(b" \t")
+            if name == b"content-length":
+                if not value.isdigit() or (content_length != -1 and int(value) != content_length):
+                    raise RuntimeError(f"Invalid content-length {value!r} in response")
+                if content_length != -1:
+                    continue
+                content_length = int(value)
+            elif name == b"server":
+                has_server = True
+            elif name == b"date":
+                has_date = True
+            head.append((name, value))
+        for pair in self.protocol.server_state.default_headers:
+            name = pair[0]
+            if (has_server and name == b"server") or (has_date and name == b"date"):
+                continue
+            head.append(pair)
+        self.status = status
+        self.response_started = True
+        self.response_headers = headers
+        self.pending_headers = head
+        # RFC 9110 §6.4.1: no content in a 204 or 304 response, nor in one to HEAD
+        self.no_body = self.is_head or status == 204 or status == 304
+        if status == 204:
+            content_length = -1
+            self.pending_headers = [pair for pair in head if pair[0] != b"content-length"]
+        self.expected_length = content_length
+
+    def complete(self):
+        self.response_complete = True
+        if self.in_flight:
+            self.finish(self.status)
+        self.log_access(self.status)
+        self.after_response()
+
+    def after_response(self):
+        """The response is sent: a request still arriving is not wanted any more (RFC 9113 §8.1)."""
+        self.wake_receiver()
+        if self.more_body and not self.disconnected:
+            self.protocol.reset(self.stream_id, NO_ERROR)
+        self.drop_body()
+        self.protocol.stream_done(self)
+
+    def finish(self, status):
+        """--metrics-port: this request is over (see ``http_py.RequestCycle.finish``)."""
+        self.in_flight = False
+        metrics = self.protocol.metrics
+        metrics[REQUESTS_IN_FLIGHT] -= 1
+        code = int(status)
+        if code == 0:
+            return
+        cls = min(max(code // 100 - 1, 0), N_CLASSES - 1)
+        metrics[REQUESTS + self.method_index * N_CLASSES + cls] += 1
+        elapsed = monotonic_ns() - self.started
+        metrics[DURATION_NS] += elapsed
+        i = 0
+        while i < N_BUCKETS and elapsed > BUCKETS_NS[i]:
+            i += 1
+        metrics[HISTOGRAM + i] += 1
+
+    def log_access(self, status):
+        protocol = self.protocol
+        if protocol.access_log:
+            protocol.access_writer.log(
+                self.scope, status, self.sent_length, perf_counter() - self.start_time, self.response_headers
+            )
+
+
+Task = asyncio.Task
+
+
+async def run_in_task(run):
+    """A coroutine around an AppRun, for a user's task factory (which may want a real coroutine)."""
+    await run
+
+
+async def service_unavailable(scope, receive, send):
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"Service Unavailable"})
