@@ -421,6 +421,14 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         self.schedule_flush()
         return True
 
+    def send_informational(self, cycle, headers):
+        try:
+            self.conn.send_headers(cycle.stream_id, headers)  # (h2: a 1xx block leaves the stream open)
+        except h2.exceptions.ProtocolError:
+            return False
+        self.schedule_flush()
+        return True
+
     def ack(self, stream_id, n):
         try:
             self.conn.acknowledge_received_data(n, stream_id)

@@ -12,6 +12,8 @@ from fastasgi._speedups.framing_c cimport token_kind
 cdef Py_ssize_t DURATION_NS, HISTOGRAM, N_BUCKETS, N_CLASSES, PARSE_BODY_TOO_LARGE, PARSE_ERRORS
 cdef Py_ssize_t REQUESTS, REQUESTS_IN_FLIGHT
 cdef frozenset CONNECTION_HEADERS
+cdef dict EXTENSIONS
+cdef Py_ssize_t FILE_CHUNK, TIMEOUT_BODY, TIMEOUTS
 
 cdef class StreamCycle
 
@@ -69,10 +71,14 @@ cdef class StreamProtocol:
     cdef public bint write_paused
     cdef object drain_waiter
     cdef public double idle_since
+    cdef public double timeout_request_body
+    cdef public dict extensions
+    cdef public object body_timer
 
     cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1
     cpdef Py_ssize_t send_data(self, StreamCycle cycle, bytes data, bint final) except -2
     cpdef bint send_trailers(self, StreamCycle cycle, list trailers) except -1
+    cpdef bint send_informational(self, StreamCycle cycle, list headers) except -1
     cpdef reset(self, int stream_id, int code)
     cpdef ack(self, int stream_id, Py_ssize_t n)
     cpdef answer_error(self, int stream_id, int status, str message, bint ended)
@@ -133,6 +139,12 @@ cdef class StreamCycle(Sender):
     cdef public bint in_flight
     cdef public Py_ssize_t method_index
     cdef public long long started
+    cdef bint trailers
+    cdef bint trailers_pending
+    cdef list trailer_fields
+    cdef bint file_busy
+    cdef Py_ssize_t body_mark
+    cdef double body_mark_time
 
     @cython.locals(protocol=StreamProtocol, size=Py_ssize_t, limit=Py_ssize_t, chunks=list)
     cpdef on_data(self, bytes data, Py_ssize_t flow_length)
