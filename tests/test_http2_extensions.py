@@ -134,10 +134,18 @@ def test_tls_extension(impl, tmp_path_factory):
 
 
 def test_trailers_after_the_data(server):
+    ended = set()
+
+    def both_ended(f) -> bool:
+        if f.stream_id and ("END_STREAM" in f.flags or isinstance(f, RstStreamFrame)):
+            ended.add(f.stream_id)
+        return ended == {1, 3}
+
     with RawH2(server.port) as h:
         h.send(h.headers(1, "/trailers"), h.headers(3, "/trailers-one"))
-        first, _ = stream_frames(h, 1)
-        second, _ = stream_frames(h, 3)
+        frames, _ = h.read_until(both_ended)  # (the two streams' frames may interleave)
+    first = [f for f in frames if f.stream_id == 1]
+    second = [f for f in frames if f.stream_id == 3]
     for frames, length in ((first, None), (second, b"11")):
         head, *data, trailers = frames
         assert isinstance(head, HeadersFrame) and "END_STREAM" not in head.flags
@@ -181,7 +189,10 @@ def test_trailers_never_sent_reset_the_stream(server):
         frames, _ = stream_frames(h, 1)
         h.send(h.headers(3, "/ext"))  # the connection goes on
         status, _, _ = h.response(3)
-    assert b"".join(f.data for f in frames if isinstance(f, DataFrame)) == b"ok"
+    # the stream is reset, not ended as if it had no trailers (the body sent before the
+    # reset may or may not have left: a library may drop DATA it had queued)
+    assert b"".join(f.data for f in frames if isinstance(f, DataFrame)) in (b"ok", b"")
+    assert not [f for f in frames if "END_STREAM" in f.flags]
     assert isinstance(frames[-1], RstStreamFrame) and frames[-1].error_code == INTERNAL_ERROR
     assert status == 200
 

@@ -98,6 +98,10 @@ cdef class StreamProtocol:
     )
     cpdef dict build_scope(self, list headers)
 
+    # (stream typed: the cycle's C fields are read directly, they are not Python attributes)
+    @cython.locals(stream=StreamCycle, held=Py_ssize_t, now=double, timeout=double, crowded=bint, arriving=bint)
+    cpdef check_bodies(self)
+
     @cython.locals(limit=Py_ssize_t, run=AppRun)
     cpdef start_app(self, StreamCycle cycle)
     cpdef app_ended(self, StreamCycle cycle)
