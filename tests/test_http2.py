@@ -393,6 +393,30 @@ def ended(stream_id: int):
     return lambda events: any(type(e).__name__ == "StreamEnded" and e.stream_id == stream_id for e in events)
 
 
+def upgraded_get(port: int, path: bytes) -> tuple:
+    """GET ``path`` with an h2c upgrade (h2 as the client): the (status, body) of stream 1."""
+    import h2.config
+    import h2.connection
+
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    settings = conn.initiate_upgrade_connection()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(upgrade_request(path, settings))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            assert chunk
+            head += chunk
+        head, _, rest = head.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(conn.data_to_send())  # the client's preface, after the 101
+        events = conn.receive_data(rest)
+        sock.sendall(conn.data_to_send())
+        if not ended(1)(events):
+            events += h2_events_until(sock, conn, ended(1))
+    return stream_answer(events, 1)
+
+
 def test_h2c_upgrade(server):
     """An h2c upgrade with h2 as the client: 101, then HTTP/2, the request as stream 1
     (here the preface comes with the request, so it is handed on from the HTTP/1.1 side)."""
@@ -683,6 +707,7 @@ def test_access_log_and_metrics_count_http2_requests(impl):
                 assert c.get(f"{srv.url}/").status_code == 200
                 assert c.post(f"{srv.url}/echo", content=b"x").status_code == 200
                 assert c.get(f"{srv.url}/missing").status_code == 404
+            assert upgraded_get(srv.port, b"/") == (200, b"Hello, world!")  # Upgrade: h2c
             with urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_listener.port}/metrics", timeout=10) as r:
                 text = r.read().decode()
     finally:
@@ -691,8 +716,11 @@ def test_access_log_and_metrics_count_http2_requests(impl):
         '"GET / HTTP/2" 200',
         '"POST /echo HTTP/2" 200',
         '"GET /missing HTTP/2" 404',
+        '"GET / HTTP/2" 200',
     ]
-    assert 'fastasgi_requests_total{method="GET",status="2xx"} 1.0' in text
+    # the upgraded connection is counted once (by the HTTP/2 protocol it became)
+    assert "fastasgi_connections_total 2.0" in text
+    assert 'fastasgi_requests_total{method="GET",status="2xx"} 2.0' in text
     assert 'fastasgi_requests_total{method="POST",status="2xx"} 1.0' in text
     assert 'fastasgi_requests_total{method="GET",status="4xx"} 1.0' in text
     assert "fastasgi_requests_in_flight 0.0" in text
