@@ -9,7 +9,9 @@ WebSocket protocols import them from here.  A leaf: it imports nothing from fast
 from __future__ import annotations
 
 import asyncio
+import binascii
 import http
+import re
 import socket
 import ssl
 from typing import Any
@@ -233,6 +235,54 @@ def error_response(status: int, message: str) -> bytes:
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     ).encode("latin-1") + body
+
+
+# RFC 7540 §3.2.1: HTTP2-Settings = token68, the base64url of a SETTINGS payload (RFC 4648 §5)
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
+# RFC 7540 §3.2 / §3.2.1: the connection-specific fields of an h2c upgrade request,
+# which do not belong to the HTTP/2 request it becomes (RFC 9113 §8.2.2)
+H2C_REQUEST_FIELDS = frozenset(
+    (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection", b"transfer-encoding")
+)
+
+
+def h2c_settings(value: bytes) -> bytes | None:
+    """The SETTINGS payload an ``HTTP2-Settings`` field carries, or None when it is not one.
+
+    RFC 7540 §3.2.1: base64url, padding optional; the payload is a whole number of
+    6-byte settings, each with a value RFC 9113 §6.5.2 allows (a server must not
+    upgrade on anything else, and the request is then served as HTTP/1.1).
+    """
+    value = value.strip(b" \t")
+    if not _BASE64URL.fullmatch(value):
+        return None
+    data = value.rstrip(b"=")
+    try:
+        payload = binascii.a2b_base64(data.replace(b"-", b"+").replace(b"_", b"/") + b"=" * (-len(data) % 4))
+    except binascii.Error:
+        return None
+    if len(payload) % 6:
+        return None
+    for i in range(0, len(payload), 6):
+        ident = int.from_bytes(payload[i : i + 2], "big")
+        setting = int.from_bytes(payload[i + 2 : i + 6], "big")
+        if (
+            (ident == 2 and setting > 1)  # ENABLE_PUSH
+            or (ident == 4 and setting > 0x7FFFFFFF)  # INITIAL_WINDOW_SIZE
+            or (ident == 5 and not 16384 <= setting <= 0xFFFFFF)  # MAX_FRAME_SIZE
+        ):
+            return None
+    return payload
+
+
+def h2c_scope_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """An h2c upgrade request's fields without the connection-specific ones (and those
+    its ``Connection`` names): what the request is, as HTTP/2 stream 1."""
+    drop = set(H2C_REQUEST_FIELDS)
+    for name, value in headers:
+        if name == b"connection":
+            drop.update(item.strip(b" \t").lower() for item in value.split(b","))
+    return [pair for pair in headers if pair[0] not in drop]
 
 
 def format_client(client: Any) -> str:

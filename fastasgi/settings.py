@@ -81,9 +81,9 @@ SETTINGS: list[Setting] = [
     _opt(
         "http2",
         False,
-        "Enable HTTP/2 support: h2 by ALPN over TLS, prior knowledge (h2c) in cleartext, HTTP/1.1 on the same "
-        "port for every other connection. Runs on libnghttp2 where the compiled extensions were built with it, "
-        "else on the h2 package (fastasgi[http2]).",
+        "Enable HTTP/2 support: h2 by ALPN over TLS, prior knowledge or Upgrade: h2c in cleartext, HTTP/1.1 on "
+        "the same port for every other connection. Runs on libnghttp2 where the compiled extensions were built "
+        "with it, else on the h2 package (fastasgi[http2]).",
         is_flag=True,
         show_default=False,
     ),

@@ -367,6 +367,160 @@ def test_curl(server, tls_server, tls):
     assert out.stdout == "Hello, world!|2", out.stderr
 
 
+# -- Upgrade: h2c (RFC 7540 §3.2) ---------------------------------------------------------------
+
+UPGRADE_FIELDS = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+
+
+def upgrade_request(path: bytes, settings: bytes, extra: bytes = b"", method: bytes = b"GET") -> bytes:
+    return (
+        method + b" " + path + b" HTTP/1.1\r\nHost: a\r\n" + UPGRADE_FIELDS
+        + b"HTTP2-Settings: " + settings + b"\r\n" + extra + b"\r\n"
+    )  # fmt: skip
+
+
+def h2_events_until(sock: socket.socket, conn, done) -> list:
+    """h2 events from ``sock`` until ``done(events)``; a stall fails (socket timeout)."""
+    events: list = []
+    while not done(events):
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        events += conn.receive_data(data)
+        sock.sendall(conn.data_to_send())
+    return events
+
+
+def stream_answer(events: list, stream_id: int) -> tuple[int, bytes]:
+    status = body = None
+    for ev in events:
+        if getattr(ev, "stream_id", None) != stream_id:
+            continue
+        if type(ev).__name__ == "ResponseReceived":
+            status = int(dict(ev.headers)[b":status"])
+        elif type(ev).__name__ == "DataReceived":
+            body = (body or b"") + ev.data
+    return status, body or b""
+
+
+def ended(stream_id: int):
+    return lambda events: any(type(e).__name__ == "StreamEnded" and e.stream_id == stream_id for e in events)
+
+
+def upgraded_get(port: int, path: bytes) -> tuple:
+    """GET ``path`` with an h2c upgrade (h2 as the client): the (status, body) of stream 1."""
+    import h2.config
+    import h2.connection
+
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    settings = conn.initiate_upgrade_connection()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(upgrade_request(path, settings))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            assert chunk
+            head += chunk
+        head, _, rest = head.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(conn.data_to_send())  # the client's preface, after the 101
+        events = conn.receive_data(rest)
+        sock.sendall(conn.data_to_send())
+        if not ended(1)(events):
+            events += h2_events_until(sock, conn, ended(1))
+    return stream_answer(events, 1)
+
+
+def test_h2c_upgrade(server):
+    """An h2c upgrade with h2 as the client: 101, then HTTP/2, the request as stream 1
+    (here the preface comes with the request, so it is handed on from the HTTP/1.1 side)."""
+    import h2.config
+    import h2.connection
+
+    conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+    settings = conn.initiate_upgrade_connection()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(upgrade_request(b"/scope?u=1", settings) + conn.data_to_send())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(65536)
+            assert chunk
+            head += chunk
+        head, _, rest = head.partition(b"\r\n\r\n")
+        assert head.lower() == b"http/1.1 101 switching protocols\r\nconnection: upgrade\r\nupgrade: h2c"
+        events = conn.receive_data(rest)
+        sock.sendall(conn.data_to_send())
+        if not ended(1)(events):
+            events += h2_events_until(sock, conn, ended(1))
+        status, body = stream_answer(events, 1)
+        # the connection goes on as HTTP/2: stream 3
+        conn.send_headers(
+            3, [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")], end_stream=True
+        )
+        sock.sendall(conn.data_to_send())
+        more = h2_events_until(sock, conn, ended(3))
+    assert status == 200
+    scope = json.loads(body)
+    assert scope["http_version"] == "2" and scope["query_string"] == "u=1"
+    # the upgrade's connection-specific fields are not the HTTP/2 request's
+    assert [name for name, _ in scope["headers"]] == ["host"]
+    assert stream_answer(more, 3) == (200, b"Hello, world!")
+
+
+@pytest.mark.skipif(not _curl_has_http2(), reason="curl with HTTP/2 is not installed")
+def test_h2c_upgrade_curl(server):
+    """curl --http2 on http:// asks for Upgrade: h2c: taken without body, not with one."""
+    base = ["curl", "-s", "-S", "--max-time", "10", "--http2", "-w", "|%{http_version}"]
+    out = subprocess.run([*base, f"{server.url}/scope"], capture_output=True, text=True, timeout=20, check=False)
+    body, _, version = out.stdout.rpartition("|")
+    assert version == "2", out.stderr
+    assert json.loads(body)["http_version"] == "2"
+    out = subprocess.run(
+        [*base, "-d", "posted", f"{server.url}/echo"], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert out.stdout == "posted|1.1", out.stderr
+
+
+@pytest.mark.parametrize(
+    "request_bytes, keeps_alive",
+    [
+        (upgrade_request(b"/echo", b"AAMAAABk", b"Content-Length: 4\r\n", b"POST") + b"body", True),
+        (upgrade_request(b"/echo", b"AAMAAABk", b"HTTP2-Settings: AAMAAABk\r\n"), True),  # two fields
+        (upgrade_request(b"/echo", b"!not base64!"), False),
+        (upgrade_request(b"/echo", b"AAMAAAB"), False),  # not a whole setting
+        (upgrade_request(b"/echo", b"AAQAAAAA_w"), False),  # MAX_FRAME_SIZE 255: not allowed
+    ],
+)
+def test_h2c_upgrade_not_taken_is_http11(server, request_bytes, keeps_alive):
+    """With a body, or without one valid HTTP2-Settings field, the request is served as
+    HTTP/1.1 (after a bad HTTP2-Settings the connection closes: the parser stopped)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request_bytes + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        status, headers, body = read_response(sock)
+        assert (status, body) == (200, b"body" if b"POST" in request_bytes else b"")
+        assert (headers.get(b"connection") != b"close") == keeps_alive
+        if keeps_alive:
+            assert read_response(sock)[2] == b"Hello, world!"
+        else:
+            assert sock.recv(65536) == b""
+
+
+def test_h2c_upgrade_without_http2_or_over_tls_is_http11(impl, tls_server, tls):
+    """Without --http2 the request is served as today, on a connection that stays
+    HTTP/1.1; over TLS (h2 is ALPN's there) likewise."""
+    pipelined = upgrade_request(b"/", b"AAMAAABk") + b"GET /echo HTTP/1.1\r\nHost: a\r\n\r\n"
+    with run_server(basic.app, impl) as srv, socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(pipelined)
+        first, second = read_response(sock), read_response(sock)
+    ctx = ssl.create_default_context(cafile=tls["ca"])
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(pipelined)
+            first_tls, second_tls = read_response(sock), read_response(sock)
+    for answer in (first, first_tls):
+        assert answer[0] == 200 and answer[2] == b"Hello, world!" and b"connection" not in answer[1]
+    assert second[:1] == second_tls[:1] == (200,)
+
+
 # -- shutdown and timeouts -----------------------------------------------------------------
 
 
@@ -566,6 +720,7 @@ def test_access_log_and_metrics_count_http2_requests(impl):
                 assert c.get(f"{srv.url}/").status_code == 200
                 assert c.post(f"{srv.url}/echo", content=b"x").status_code == 200
                 assert c.get(f"{srv.url}/missing").status_code == 404
+            assert upgraded_get(srv.port, b"/") == (200, b"Hello, world!")  # Upgrade: h2c
             with urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_listener.port}/metrics", timeout=10) as r:
                 text = r.read().decode()
     finally:
@@ -574,8 +729,11 @@ def test_access_log_and_metrics_count_http2_requests(impl):
         '"GET / HTTP/2" 200',
         '"POST /echo HTTP/2" 200',
         '"GET /missing HTTP/2" 404',
+        '"GET / HTTP/2" 200',
     ]
-    assert 'fastasgi_requests_total{method="GET",status="2xx"} 1.0' in text
+    # the upgraded connection is counted once (by the HTTP/2 protocol it became)
+    assert "fastasgi_connections_total 2.0" in text
+    assert 'fastasgi_requests_total{method="GET",status="2xx"} 2.0' in text
     assert 'fastasgi_requests_total{method="POST",status="2xx"} 1.0' in text
     assert 'fastasgi_requests_total{method="GET",status="4xx"} 1.0' in text
     assert "fastasgi_requests_in_flight 0.0" in text

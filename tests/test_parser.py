@@ -542,6 +542,55 @@ def test_other_upgrades_are_plain_http(mod: ModuleType, headers: bytes) -> None:
     assert parser.trailing == b""
 
 
+H2C = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n"
+
+
+def test_h2c_upgrade_stops_and_keeps_trailing(mod: ModuleType) -> None:
+    """With ``h2c`` set (--http2, cleartext), an h2c upgrade request without body stops
+    the parser as a WebSocket handshake does (RFC 7540 §3.2): what follows is HTTP/2."""
+    data = b"GET /a HTTP/1.1\r\nHost: h\r\n" + H2C + b"\r\nPRI * HTTP/2.0\r\n"
+    for step in (1, 5, len(data)):
+        parser = mod.RequestParser()
+        parser.h2c = True
+        events = []
+        for i in range(0, len(data), step):
+            events += parser.feed(data[i : i + step])
+        assert [ev[8] for ev in events if type(ev) is tuple] == [b"h2c"] and events[-1] is None
+        assert parser.trailing == (b"PRI * HTTP/2.0\r\n" if step == len(data) else b"")
+    parser = mod.RequestParser()
+    parser.h2c = True
+    events = parser.feed(b"GET /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n" + H2C + b"\r\nX")
+    assert events[0][8] == b"h2c" and parser.trailing == b"X"
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n" + H2C + b"\r\nab",  # a body
+        b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n" + H2C + b"\r\n0\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\n" + H2C + b"HTTP2-Settings: AAMAAABk\r\n\r\n",  # two fields
+        b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: h\r\nConnection: HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n\r\n",
+        b"GET /a HTTP/1.0\r\n" + H2C + b"\r\n",  # RFC 9110 §7.8: not in HTTP/1.0
+    ],
+)
+def test_h2c_upgrade_not_taken_is_plain_http(mod: ModuleType, request_head: bytes) -> None:
+    for h2c in (True, False):
+        parser = mod.RequestParser()
+        parser.h2c = h2c
+        events = parser.feed(request_head + b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+        heads = [(ev[1], ev[8]) for ev in events if type(ev) is tuple]
+        assert heads[0] == ("/a", None) and parser.trailing == b""
+        if b"HTTP/1.0" not in request_head:
+            assert heads[1] == ("/b", None)  # not stopped: the next request is parsed
+
+
+def test_h2c_upgrade_is_plain_http_without_the_flag(mod: ModuleType) -> None:
+    parser = mod.RequestParser()  # (no --http2, or TLS)
+    events = parser.feed(b"GET /a HTTP/1.1\r\nHost: h\r\n" + H2C + b"\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert [(ev[1], ev[8]) for ev in events if type(ev) is tuple] == [("/a", None), ("/b", None)]
+
+
 # -- errors -----------------------------------------------------------------------
 
 

@@ -171,6 +171,7 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_session *session, int32_t stream_id, const nghttp2_nv *nva, size_t nvlen,
         const nghttp2_data_provider *data_prd)
     int nghttp2_submit_trailer(nghttp2_session *session, int32_t stream_id, const nghttp2_nv *nva, size_t nvlen)
+    int32_t nghttp2_submit_headers(nghttp2_session *session, uint8_t flags, int32_t stream_id, const void *pri_spec, const nghttp2_nv *nva, size_t nvlen, void *stream_user_data)
     int nghttp2_submit_rst_stream(nghttp2_session *session, uint8_t flags, int32_t stream_id, uint32_t error_code)
 
     ctypedef int (*nghttp2_on_frame_send_callback)(

@@ -343,3 +343,36 @@ def encode_early_hint(links: object) -> bytes:
         return b""
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+# -- HTTP/2 (the shared stream cycle, stream_py): the same checks, as field lists ----------
+
+
+def trailer_fields(headers: object) -> list:
+    """``http.response.trailers`` headers as the ``(name, value)`` pairs of an HTTP/2
+    trailer block (RFC 9113 §8.1), checked and dropped as :func:`encode_trailers` does."""
+    fields = []
+    for item in headers:  # type: ignore[attr-defined]
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise ResponseHeaderError(f"Response trailers must be [name, value] pairs, got {item!r}") from None
+        name, value = _field_line(name, value, "Response trailer")
+        if name in _TRAILER_DROPPED:
+            continue
+        fields.append((name, value))
+    return fields
+
+
+def early_hint_fields(links: object) -> list:
+    """The ``link`` fields of an HTTP/2 103 response (RFC 8297) from ``http.response.early_hint``,
+    checked as :func:`encode_early_hint` does; empty when there is no link (nothing to send)."""
+    if isinstance(links, (bytes, bytearray, memoryview, str)):
+        raise ResponseHeaderError("'links' of http.response.early_hint must be an iterable of byte strings")
+    fields = []
+    for link in links:  # type: ignore[attr-defined]
+        _, value = _field_line(b"link", link, "Early hint link")
+        fields.append((b"link", value))
+    if fields:
+        fields.insert(0, (b":status", b"103"))
+    return fields

@@ -409,14 +409,15 @@ cdef class Http2Protocol(StreamProtocol):
         box.done = True
         if box.trailers is not None:
             data_flags[0] |= NGHTTP2_DATA_FLAG_NO_END_STREAM
-            self.submit(stream_id, box.trailers, None, True)
+            self.submit(stream_id, box.trailers, None, 1)
             box.trailers = None
         return n
 
     # -- StreamProtocol: what a stream asks of nghttp2 -----------------------------------
 
-    cdef int submit(self, int32_t stream_id, list headers, Outbox box, bint trailer) except? -1:
-        """nghttp2_submit_response (or _trailer) with ``headers``, bytes pairs (nghttp2 copies them)."""
+    cdef int submit(self, int32_t stream_id, list headers, Outbox box, int kind) except? -1:
+        """nghttp2_submit_response (kind 0), _trailer (1) or a 1xx block with _headers (2), of
+        ``headers``, bytes pairs (nghttp2 copies them); 0 when submitted."""
         cdef Py_ssize_t n = len(headers)
         cdef Py_ssize_t i
         cdef nghttp2_nv stack[24]
@@ -438,8 +439,12 @@ cdef class Http2Protocol(StreamProtocol):
                 nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
                 nva[i].valuelen = PyBytes_GET_SIZE(value)
                 nva[i].flags = NGHTTP2_NV_FLAG_NONE
-            if trailer:
+            if kind == 1:
                 rv = nghttp2_submit_trailer(self.session, stream_id, nva, n)
+            elif kind == 2:
+                rv = nghttp2_submit_headers(self.session, NGHTTP2_FLAG_NONE, stream_id, NULL, nva, n, NULL)
+                if rv > 0:
+                    rv = 0
             elif box is None:
                 rv = nghttp2_submit_response(self.session, stream_id, nva, n, NULL)
             else:
@@ -462,7 +467,7 @@ cdef class Http2Protocol(StreamProtocol):
             box.data = EMPTY
             cycle.outbox = box
             self.outboxes[stream_id] = box
-        if self.submit(stream_id, headers, box, False) != 0:
+        if self.submit(stream_id, headers, box, 0) != 0:
             if box is not None:
                 self.outboxes.pop(stream_id, None)
                 cycle.outbox = None
@@ -490,6 +495,15 @@ cdef class Http2Protocol(StreamProtocol):
             return 0
         self.resume(cycle.stream_id, box)
         return size
+
+    cpdef bint send_informational(self, StreamCycle cycle, list headers) except -1:
+        """A 1xx block (``http.response.early_hint``'s 103) before the response."""
+        if self.session == NULL or self.shut:
+            return False
+        if self.submit(cycle.stream_id, headers, None, 2) != 0:
+            return False
+        self.schedule_flush()
+        return True
 
     cpdef bint send_trailers(self, StreamCycle cycle, list trailers) except -1:
         cdef Outbox box
@@ -540,7 +554,7 @@ cdef class Http2Protocol(StreamProtocol):
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", b"%d" % len(body)),
         ]
-        if self.submit(stream_id, headers, box, False) == 0:
+        if self.submit(stream_id, headers, box, 0) == 0:
             self.outboxes[stream_id] = box
             if not ended:
                 self.reset(stream_id, NGHTTP2_NO_ERROR)
@@ -562,7 +576,7 @@ cdef class Http2Protocol(StreamProtocol):
             self.count(PARSE_ERRORS + PARSE_MALFORMED)
             self.terminate(NGHTTP2_PROTOCOL_ERROR)
             return
-        self.start_app(self.start_stream_with_scope(1, scope, True))
+        self.start_upgraded_stream(scope)
         self.flush()
 
     # -- writing ------------------------------------------------------------------------

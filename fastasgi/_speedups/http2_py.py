@@ -4,7 +4,8 @@ The pure-Python HTTP/2 implementation: it runs wherever ``h2`` imports (PyPy,
 ``FASTASGI_NO_EXTENSIONS=1``, and a compiled set built without libnghttp2);
 ``http2_c`` is the compiled one on libnghttp2, with the same names and behaviour.
 :mod:`fastasgi.protocols.http.negotiation` hands it a connection that opened with
-the HTTP/2 preface (cleartext) or negotiated ``h2`` by ALPN (TLS).
+the HTTP/2 preface (cleartext) or negotiated ``h2`` by ALPN (TLS); the HTTP/1.1
+protocol hands it one whose request asked for ``Upgrade: h2c`` (:meth:`Http2Protocol.upgrade`).
 
 Per connection: bytes -> ``H2Connection.receive_data()`` -> events -> one
 ``stream_py.StreamCycle`` per stream (the cycle both implementations share),
@@ -30,6 +31,7 @@ WINDOW_UPDATE, unknown types): past one, the connection ends with GOAWAY
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from contextvars import Context, copy_context
 
@@ -146,6 +148,25 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         self.flush()
         self.idle_since = now
         self.arm_timer()
+
+    def upgrade(self, settings_payload, scope):
+        """The connection was upgraded from HTTP/1.1 (``Upgrade: h2c``, RFC 7540 §3.2):
+        called right after ``connection_made`` (which sent our SETTINGS, the server's
+        preface) with the decoded HTTP2-Settings payload and the scope the HTTP/1.1
+        protocol built for the request, which becomes stream 1 (half-closed: it had no
+        body) and is answered here.  The client's preface follows as data."""
+        conn = self.conn
+        try:
+            # (h2 takes the field as it came: base64url)
+            conn.initiate_upgrade_connection(base64.urlsafe_b64encode(settings_payload))
+        except h2.exceptions.ProtocolError as exc:  # (the HTTP/1.1 side checked the values)
+            error_logger.warning("Invalid HTTP2-Settings header: %s", exc)
+            self.close_now()
+            return
+        # initiate_upgrade_connection queued our SETTINGS again: connection_made sent them
+        conn.clear_outbound_data_buffer()
+        self.start_upgraded_stream(scope)
+        self.flush()
 
     def connection_lost(self, exc):
         self.closed = True
@@ -395,6 +416,14 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
     def send_trailers(self, cycle, trailers):
         try:
             self.conn.send_headers(cycle.stream_id, trailers, end_stream=True)
+        except h2.exceptions.ProtocolError:
+            return False
+        self.schedule_flush()
+        return True
+
+    def send_informational(self, cycle, headers):
+        try:
+            self.conn.send_headers(cycle.stream_id, headers)  # (h2: a 1xx block leaves the stream open)
         except h2.exceptions.ProtocolError:
             return False
         self.schedule_flush()

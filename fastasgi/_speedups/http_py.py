@@ -68,6 +68,8 @@ from fastasgi.connection import (
     error_response,
     get_local_addr,
     get_remote_addr,
+    h2c_scope_headers,
+    h2c_settings,
     is_ssl,
     tls_extension,
     trust_key,
@@ -100,6 +102,7 @@ CancelledError = asyncio.CancelledError
 
 HIGH_WATER = 65536  # buffered request body (or pipelined bytes) above which reading pauses
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+H2C_RESPONSE = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 LINGER = 2.0  # s an error response waits for the client to close before the server does
 INFO = logging.INFO
 _PY312 = sys.version_info >= (3, 12)
@@ -274,6 +277,10 @@ class HttpProtocol:
         if self.metrics_on:
             self.metrics[CONNECTIONS] += 1
             self.metrics[CONNECTIONS_OPEN] += 1
+        if self.scheme == "http" and getattr(self.config, "http2_protocol_class", None) is not None:
+            # --http2 in cleartext: the parser flags Upgrade: h2c requests (RFC 7540 §3.2;
+            # over TLS, h2 is ALPN's, and the field is ignored as without --http2)
+            self.parser.h2c = True
 
     def connection_lost(self, exc):
         self.closed = True
@@ -422,12 +429,12 @@ class HttpProtocol:
             trailers,  # TE: trailers (http.response.trailers is offered)
         ) = head
         self.idle_since = -1.0
-        if upgrade is not None and self.ws_protocol_class is not None:
+        if upgrade is not None and self.ws_protocol_class is not None and upgrade != b"h2c":
             self.upgrade_to_websocket(head)
             return None
         if upgrade is not None:
             keep_alive = False  # the parser stopped after the upgrade request
-            if self.config.ws == "none" or self.ws_protocol_class is None:
+            if upgrade != b"h2c" and (self.config.ws == "none" or self.ws_protocol_class is None):
                 error_logger.warning("Unsupported upgrade request.")
         root_path = self.root_path
         scope = self.scope_template.copy()
@@ -447,6 +454,8 @@ class HttpProtocol:
             apply_forwarded(scope, self.proxy_trust)
         if self.close_after_response:
             keep_alive = False
+        if upgrade is not None and upgrade == b"h2c" and self.upgrade_to_http2(scope):
+            return None
         cycle = RequestCycle.__new__(RequestCycle)
         cycle.setup(self, scope, keep_alive, expect_continue, trailers)
         self.active = cycle
@@ -521,6 +530,50 @@ class HttpProtocol:
         self.transport.set_protocol(protocol)
         # the head again, rebuilt: bytes this protocol has counted already (--metrics-port)
         getattr(protocol, "handle_bytes", protocol.data_received)(raw)
+
+    def upgrade_to_http2(self, scope):
+        """``Upgrade: h2c`` (RFC 7540 §3.2; only flagged under --http2, in cleartext, for a
+        request without body): answer 101 and hand the connection to the HTTP/2 protocol,
+        whose stream 1 is this request.  False when the upgrade is not taken (an invalid
+        HTTP2-Settings field, a shutdown under way): the request is served as HTTP/1.1,
+        and the connection closes after it (the parser stopped)."""
+        settings = None
+        for name, value in scope["headers"]:
+            if name == b"http2-settings":
+                settings = h2c_settings(value)
+        if settings is None or self.close_after_response:
+            if settings is None:
+                error_logger.warning("Invalid HTTP2-Settings header: the h2c upgrade is not taken.")
+            return False
+        transport = self.transport
+        self.connections.discard(self)
+        handle = self.keepalive_handle
+        if handle is not None:
+            self.keepalive_handle = None
+            handle.cancel()
+        self.closing = True
+        rest = self.parser.trailing
+        transport.write(H2C_RESPONSE)
+        if self.metrics_on:
+            # the HTTP/2 protocol counts the connection from here on, and the bytes after this request
+            self.metrics[BYTES_OUT] += len(H2C_RESPONSE)
+            self.metrics[CONNECTIONS] -= 1
+            self.metrics[CONNECTIONS_OPEN] -= 1
+            self.metrics[BYTES_IN] -= len(rest)
+        if self.read_paused:  # (a pipelined upgrade after a large pending batch)
+            self.read_paused = False
+            transport.resume_reading()
+        scope["headers"] = h2c_scope_headers(scope["headers"])
+        config = self.config
+        protocol = config.http2_protocol_class(
+            config=config, server_state=self.server_state, app_state=self.app_state, _loop=self.loop
+        )
+        protocol.connection_made(transport)
+        transport.set_protocol(protocol)
+        protocol.upgrade(settings, scope)  # sets http_version "2" and its extensions
+        if rest:
+            protocol.data_received(rest)
+        return True
 
     def on_parse_error(self, status, reason):
         if status == 400:

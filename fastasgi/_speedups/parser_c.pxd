@@ -102,6 +102,7 @@ cdef class RequestParser:
     cdef ll.llhttp_t _parser
     cdef State _s
     cdef public bytes trailing
+    cdef public bint h2c          # --http2 in cleartext: flag Upgrade: h2c requests (parser_py.py)
     cdef int _mode
     cdef int _err_status
     cdef str _err_reason

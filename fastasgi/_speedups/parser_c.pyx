@@ -99,6 +99,7 @@ cdef str _SLASH_STR = "/"
 cdef bytes _STAR = b"*"
 cdef str _STAR_STR = "*"
 cdef bytes _WEBSOCKET = b"websocket"
+cdef bytes _H2C = b"h2c"
 
 # Frequent header names: their bytes objects are reused instead of allocated.
 cdef tuple _COMMON_NAMES = (
@@ -178,6 +179,22 @@ cdef bint has_token(const char* v, size_t n, const char* tok, size_t m) noexcept
             return True
         i = j + 1
     return False
+
+
+cdef bint h2c_fields(State* s) noexcept nogil:
+    """RFC 7540 §3.2 / §3.2.1: Connection lists HTTP2-Settings, and exactly one
+    HTTP2-Settings field (its value is the server's to decode)."""
+    cdef size_t i
+    cdef int settings = 0
+    cdef bint listed = False
+    cdef Field* f
+    for i in range(s.nfields):
+        f = &s.fields[i]
+        if f.name_len == 14 and memcmp(s.hb + f.name_off, b"http2-settings", 14) == 0:
+            settings += 1
+        elif f.name_len == 10 and memcmp(s.hb + f.name_off, b"connection", 10) == 0:
+            listed = listed or has_token(s.hb + f.value_off, f.value_len, b"http2-settings", 14)
+    return listed and settings == 1
 
 
 cdef inline int hexval(char c) noexcept nogil:
@@ -719,6 +736,7 @@ cdef class RequestParser:
         s.fields = NULL
         s.spans = NULL
         self.trailing = _EMPTY
+        self.h2c = False  # set by the server under --http2 in cleartext (see _make_head)
         self._mode = MODE_RUN
         self._fed = 0
 
@@ -902,7 +920,7 @@ cdef class RequestParser:
         cdef Field* length = NULL
         cdef bint close = False, keep_alive_token = False, conn_upgrade = False
         cdef bint websocket = False, expect = False, http11, keep_alive, chunked = False
-        cdef bint te_trailers = False
+        cdef bint te_trailers = False, h2c = False
         cdef list headers
         cdef tuple pair, head
         cdef object o, raw, path, query
@@ -942,6 +960,7 @@ cdef class RequestParser:
                 conn_upgrade = conn_upgrade or has_token(value, vlen, b"upgrade", 7)
             elif nlen == 7 and memcmp(name, b"upgrade", 7) == 0:
                 websocket = websocket or ci_equal(value, vlen, b"websocket", 9)
+                h2c = h2c or has_token(value, vlen, b"h2c", 3)
             elif nlen == 6 and memcmp(name, b"expect", 6) == 0:
                 expect = expect or ci_equal(value, vlen, b"100-continue", 12)
             elif nlen == 2 and name[0] == c't' and name[1] == c'e':
@@ -979,6 +998,11 @@ cdef class RequestParser:
         s.keep_alive = keep_alive
         if conn_upgrade and websocket:
             o = _WEBSOCKET
+        elif (h2c and conn_upgrade and self.h2c and http11 and not n_te
+              and (not n_length or p.content_length == 0) and h2c_fields(s)):
+            # RFC 7540 §3.2 (--http2, cleartext): a request without body that asks
+            # for HTTP/2; the protocol decodes HTTP2-Settings and answers 101
+            o = _H2C
         else:
             o = None
             # Any other Upgrade (h2c, ...) is ignored: the request goes on as

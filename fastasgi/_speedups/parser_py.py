@@ -16,9 +16,11 @@ events completed by ``data``, in order:
 Errors raise :class:`ParseError` (``status`` 400, 413, 414 or 431 and a
 short ``reason``); the parser is then dead and raises the same error again on any
 further call.  After a request whose ``keep_alive`` is False, further bytes are
-ignored (the server closes after answering, RFC 9112 §9.6).  After a WebSocket
-upgrade request, parsing stops and :attr:`RequestParser.trailing` holds the
-bytes received after its header block.  :attr:`RequestParser.fed` counts the
+ignored (the server closes after answering, RFC 9112 §9.6).  After an upgrade
+request (``upgrade`` ``b"websocket"``, or ``b"h2c"`` when :attr:`RequestParser.h2c`
+is set: an HTTP/1.1 request without body that asks for ``Upgrade: h2c`` with one
+``HTTP2-Settings`` field, RFC 7540 §3.2), parsing stops and
+:attr:`RequestParser.trailing` holds the bytes received after its header block.  :attr:`RequestParser.fed` counts the
 bytes fed so far (the server's body-read timeout watches it for progress).
 
 Limits (constructor keywords, the server passes ``Config.parser_limits()``):
@@ -164,6 +166,19 @@ def _token_in_list(value: bytes, token: bytes) -> bool:
     return False
 
 
+def _h2c_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    # RFC 7540 §3.2 / §3.2.1: Connection lists HTTP2-Settings, and exactly one
+    # HTTP2-Settings field (its value is the server's to decode).
+    settings = 0
+    listed = False
+    for name, value in headers:
+        if name == b"http2-settings":
+            settings += 1
+        elif name == b"connection":
+            listed = listed or _token_in_list(value, b"http2-settings")
+    return listed and settings == 1
+
+
 class RequestParser:
     """Incremental HTTP/1.x request parser (see the module docstring)."""
 
@@ -185,6 +200,7 @@ class RequestParser:
         "_scan",
         "_state",
         "fed",
+        "h2c",
         "trailing",
     )
 
@@ -198,6 +214,7 @@ class RequestParser:
         max_body_size: int = -1,
     ) -> None:
         self.trailing = b""
+        self.h2c = False  # set by the server under --http2 in cleartext: see _h2c_upgrade
         self._max_header_size = max_header_size
         self._max_request_line = max_request_line
         self._max_headers = max_headers
@@ -420,7 +437,7 @@ class RequestParser:
         n_length = 0
         transfer_encoding: bytes | None = None
         n_te = 0
-        close = keep_alive_token = conn_upgrade = ws = expect = te_trailers = False
+        close = keep_alive_token = conn_upgrade = ws = h2c = expect = te_trailers = False
         lines = head[rl - pos + 2 : end - pos].split(b"\r\n") if end > rl else ()
         max_field = self._max_field_size
         for line in lines:
@@ -449,6 +466,7 @@ class RequestParser:
                     conn_upgrade = conn_upgrade or _token_in_list(value, b"upgrade")
             elif name == b"upgrade":
                 ws = ws or value.lower() == b"websocket"
+                h2c = h2c or _token_in_list(value, b"h2c")
             elif name == b"expect":
                 expect = expect or value.lower() == b"100-continue"
             elif name == b"te":
@@ -495,7 +513,12 @@ class RequestParser:
 
         # RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
         keep_alive = not close if http11 else (keep_alive_token and not close)
-        upgrade = b"websocket" if conn_upgrade and ws else None
+        if conn_upgrade and ws:
+            upgrade: bytes | None = b"websocket"
+        elif h2c and conn_upgrade and self.h2c and http11 and not n_te and length == 0 and _h2c_upgrade(headers):
+            upgrade = b"h2c"
+        else:
+            upgrade = None
         self._keep_alive = keep_alive
         events.append(
             (

@@ -14,6 +14,8 @@ cdef Py_ssize_t REQUESTS, REQUESTS_IN_FLIGHT
 cdef frozenset CONNECTION_HEADERS
 cdef dict METHOD_NAMES
 cdef dict STATUS_FIELDS
+cdef dict EXTENSIONS
+cdef Py_ssize_t FILE_CHUNK, TIMEOUT_BODY, TIMEOUTS
 
 cdef class StreamCycle
 
@@ -72,10 +74,14 @@ cdef class StreamProtocol:
     cdef public bint write_paused
     cdef object drain_waiter
     cdef public double idle_since
+    cdef public double timeout_request_body
+    cdef public dict extensions
+    cdef public object body_timer
 
     cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1
     cpdef Py_ssize_t send_data(self, StreamCycle cycle, bytes data, bint final) except -2
     cpdef bint send_trailers(self, StreamCycle cycle, list trailers) except -1
+    cpdef bint send_informational(self, StreamCycle cycle, list headers) except -1
     cpdef reset(self, int stream_id, int code)
     cpdef ack(self, int stream_id, Py_ssize_t n)
     cpdef answer_error(self, int stream_id, int status, str message, bint ended)
@@ -94,6 +100,10 @@ cdef class StreamProtocol:
         method_str=str, path_str=str, root_path=str, scope=dict, template=dict,
     )
     cpdef dict build_scope(self, list headers)
+
+    # (stream typed: the cycle's C fields are read directly, they are not Python attributes)
+    @cython.locals(stream=StreamCycle, held=Py_ssize_t, now=double, timeout=double, crowded=bint, arriving=bint)
+    cpdef check_bodies(self)
 
     @cython.locals(limit=Py_ssize_t, run=AppRun)
     cpdef start_app(self, StreamCycle cycle)
@@ -136,6 +146,12 @@ cdef class StreamCycle(Sender):
     cdef public bint in_flight
     cdef public Py_ssize_t method_index
     cdef public long long started
+    cdef bint trailers
+    cdef bint trailers_pending
+    cdef list trailer_fields
+    cdef bint file_busy
+    cdef Py_ssize_t body_mark
+    cdef double body_mark_time
 
     @cython.locals(protocol=StreamProtocol, size=Py_ssize_t, limit=Py_ssize_t, chunks=list)
     cpdef on_data(self, bytes data, Py_ssize_t flow_length)

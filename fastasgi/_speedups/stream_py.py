@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from time import perf_counter
 from urllib.parse import unquote
@@ -34,7 +35,7 @@ if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.coro_c import AppRun as new_app_run
     from fastasgi._speedups.coro_c import Sender
-    from fastasgi._speedups.framing_c import token_kind
+    from fastasgi._speedups.framing_c import ResponseHeaderError, early_hint_fields, token_kind, trailer_fields
 else:
     from time import monotonic_ns
 
@@ -44,8 +45,10 @@ else:
     # (stream_c.pxd declares Sender as the compiled base type, so Cython refuses a
     # plain import of that name even in this branch, which only runs uncompiled)
     globals()["Sender"] = _PySender
-    from fastasgi._speedups.framing_py import token_kind
+    from fastasgi._speedups.framing_py import ResponseHeaderError, early_hint_fields, token_kind, trailer_fields
 
+from fastasgi.connection import tls_extension
+from fastasgi.filesend import FileSendError, file_range, open_file, pread, set_position
 from fastasgi.metrics import (
     BUCKETS_NS,
     DURATION_NS,
@@ -56,6 +59,8 @@ from fastasgi.metrics import (
     PARSE_ERRORS,
     REQUESTS,
     REQUESTS_IN_FLIGHT,
+    TIMEOUT_BODY,
+    TIMEOUTS,
     parse_error_kind,
 )
 from fastasgi.proxy_trust import apply_forwarded, has_forwarded_headers
@@ -76,6 +81,15 @@ CONTROL_BURST = 1000
 CONTROL_RATE = 100.0
 # connection-specific fields (RFC 9113 §8.2.2): never sent in an HTTP/2 response
 CONNECTION_HEADERS = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
+# scope["extensions"] of every stream (each gets a copy; a TLS connection adds "tls"): those
+# HTTP/1.1 offers, trailers always (HTTP/2 frames them natively, RFC 9113 §8.1)
+EXTENSIONS: dict = {
+    "http.response.trailers": {},
+    "http.response.pathsend": {},
+    "http.response.zerocopysend": {},
+    "http.response.early_hint": {},
+}
+FILE_CHUNK = 65536  # bytes of a file (pathsend, zerocopysend) read and handed on at a time
 # error codes (RFC 9113 §7)
 NO_ERROR = 0
 PROTOCOL_ERROR = 1
@@ -152,6 +166,7 @@ class StreamProtocol:
         self.limit_concurrency = config.limit_concurrency if config.limit_concurrency is not None else -1
         self.timeout_keep_alive = float(config.timeout_keep_alive)
         self.timeout_request_header = float(config.timeout_request_header)
+        self.timeout_request_body = float(config.timeout_request_body)
         self.proxy_trust = server_state.proxy_trust
         self.reset_contextvars = bool(config.reset_contextvars)
         self.asgi_version = config.asgi_version
@@ -185,6 +200,8 @@ class StreamProtocol:
         self.write_paused = False
         self.drain_waiter = None
         self.idle_since = 0.0
+        self.extensions = None  # scope["extensions"] of this connection's streams (copied per stream)
+        self.body_timer = None  # --timeout-request-body: checks streams whose body is arriving
 
     # -- what each protocol implements on its HTTP/2 library ---------------------------
 
@@ -202,6 +219,12 @@ class StreamProtocol:
 
     def send_trailers(self, cycle, trailers):
         """End the response of ``cycle`` with a trailer block (after its DATA); False when the stream is gone."""
+        raise NotImplementedError
+
+    def send_informational(self, cycle, headers):
+        """Queue an informational (1xx) HEADERS frame on ``cycle``'s stream before its response
+        (103 Early Hints, RFC 8297: ``:status`` first, then ``link`` fields); False when the
+        stream is gone."""
         raise NotImplementedError
 
     def reset(self, stream_id, code):
@@ -256,6 +279,10 @@ class StreamProtocol:
         stream = StreamCycle(self, stream_id, scope, ended)
         self.idle_since = -1.0
         self.streams[stream_id] = stream
+        if not ended and self.timeout_request_body > 0:
+            stream.body_mark_time = self.loop.time()
+            if self.body_timer is None:
+                self.body_timer = self.loop.call_later(self.timeout_request_body / 2, self.check_bodies)
         self.requests += 1
         self.server_state.total_requests += 1
         if self.metrics_on:
@@ -264,6 +291,19 @@ class StreamProtocol:
             stream.method_index = method_index(scope["method"])
             stream.started = monotonic_ns()
         return stream
+
+    def start_upgraded_stream(self, scope):
+        """``Upgrade: h2c`` (RFC 7540 §3.2): the HTTP/1.1 request whose ``scope`` the HTTP/1.1
+        protocol built is stream 1, half-closed (it had no body); its app starts now.  Each
+        protocol's ``upgrade(settings_payload, scope)`` calls this once its library has
+        applied the client's HTTP2-Settings and opened stream 1."""
+        scope["http_version"] = "2"
+        extensions = self.extensions
+        if extensions is None:
+            extensions = self.connection_extensions()
+        scope["extensions"] = extensions.copy()  # (the HTTP/1.1 side's were HTTP/1.1's)
+        self.idle_since = -1.0
+        self.start_app(self.start_stream_with_scope(1, scope, True))
 
     def build_scope(self, headers):
         """RFC 9113 §8.3.1: the pseudo-header fields give the request line; ``:authority``
@@ -350,6 +390,7 @@ class StreamProtocol:
                 "query_string": None,
                 "headers": None,
                 "state": None,
+                "extensions": None,
             }
             self.scope_template = template
         scope = template.copy()
@@ -360,9 +401,55 @@ class StreamProtocol:
         scope["query_string"] = query
         scope["headers"] = fields
         scope["state"] = self.app_state.copy()
+        extensions = self.extensions
+        if extensions is None:
+            extensions = self.connection_extensions()
+        scope["extensions"] = extensions.copy()
         if self.trusted and has_forwarded_headers(fields):
             apply_forwarded(scope, self.proxy_trust)
         return scope
+
+    def connection_extensions(self):
+        """The ASGI extensions of this connection's streams, made once: on TLS, with its information."""
+        extensions = EXTENSIONS
+        if self.scheme == "https":
+            extensions = extensions.copy()
+            extensions["tls"] = tls_extension(self.transport, getattr(self.config, "tls_server_cert", None))
+        self.extensions = extensions
+        return extensions
+
+    def check_bodies(self):
+        """--timeout-request-body, per stream (as HTTP/1.1 applies it per request): a stream
+        whose request body made no progress for that long gets 408 (or, once its response
+        started, RST_STREAM) and its app ``http.disconnect``; the other streams go on.
+
+        No progress means no byte arrived for it while the client could send: every byte
+        that came was taken by the app (an app that does not read holds the window, as
+        HTTP/1.1's paused reading does), and the streams of the connection do not hold
+        half of its window.  Checked twice per timeout, by one timer per connection that
+        runs only while some body is arriving."""
+        self.body_timer = None
+        if self.closed or self.shut:
+            return
+        now = self.loop.time()
+        timeout = self.timeout_request_body
+        held = 0
+        for stream in self.streams.values():
+            held += stream.unacked
+        crowded = held >= CONNECTION_WINDOW // 2
+        arriving = False
+        for stream in list(self.streams.values()):
+            if not stream.more_body or stream.disconnected or stream.response_complete:
+                continue
+            if stream.received != stream.body_mark or stream.unacked or crowded:
+                stream.body_mark = stream.received
+                stream.body_mark_time = now
+            elif now - stream.body_mark_time >= timeout - 0.001:
+                stream.body_timed_out()
+                continue
+            arriving = True
+        if arriving and not self.closed:
+            self.body_timer = self.loop.call_later(timeout / 2, self.check_bodies)
 
     def start_app(self, cycle):
         """Run the app of a stream in an ``asyncio.Task`` of its own (as HTTP/1.1 does: see
@@ -460,6 +547,12 @@ class StreamCycle(Sender):
         self.in_flight = False
         self.method_index = 7
         self.started = 0
+        self.trailers = False  # http.response.start said trailers: True
+        self.trailers_pending = False  # the body is sent; http.response.trailers end the response
+        self.trailer_fields = None
+        self.file_busy = False  # a file of the response is being sent (pathsend, zerocopysend)
+        self.body_mark = 0  # --timeout-request-body: bytes received when progress was last seen
+        self.body_mark_time = 0.0
 
     # -- fed by the protocol --------------------------------------------------------
 
@@ -504,16 +597,29 @@ class StreamCycle(Sender):
     def body_too_large(self):
         """More body than --limit-request-body: 413 if no response has started, else a reset."""
         error_logger.warning("Invalid HTTP request received: %s", "Request body too large")
+        self.protocol.count(PARSE_ERRORS + PARSE_BODY_TOO_LARGE)
+        self.refuse_body(413, "Request body too large")
+
+    def body_timed_out(self):
+        """--timeout-request-body: the body stalled (see ``StreamProtocol.check_bodies``)."""
+        error_logger.warning("Request timed out: %s", "request body stalled")
+        self.protocol.count(TIMEOUTS + TIMEOUT_BODY)
+        self.refuse_body(408, "Request Timeout")
+
+    def refuse_body(self, status, message):
+        """Refuse the request body being received: ``status`` if no response has started
+        (as HTTP/1.1 answers it), else RST_STREAM; its app sees ``http.disconnect``."""
         protocol = self.protocol
-        protocol.count(PARSE_ERRORS + PARSE_BODY_TOO_LARGE)
         if not self.response_started:
             self.response_started = True
             self.response_complete = True
-            protocol.answer_error(self.stream_id, 413, "Request body too large", False)
+            protocol.answer_error(self.stream_id, status, message, False)
             if self.in_flight:
-                self.finish(413)
+                self.finish(status)
         else:
             self.response_complete = True
+            if self.in_flight:
+                self.finish(self.status if self.pending_headers is None else 0)
             protocol.reset(self.stream_id, CANCEL)
         self.disconnected = True
         self.drop_body()
@@ -636,13 +742,21 @@ class StreamCycle(Sender):
         mtype = message["type"]
         if not self.response_started:
             if mtype != "http.response.start":
+                if mtype == "http.response.early_hint":
+                    return self.send_early_hint(message)
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{mtype}'.")
             self.start_response(message["status"], message.get("headers", ()))
+            if message.get("trailers", False):
+                self.trailers = True  # (HTTP/2 frames them after any body, content-length or not)
             return None
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, after response already completed.")
-        if mtype != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'.")
+        if self.file_busy:
+            raise RuntimeError(f"Unexpected ASGI message '{mtype}' sent, while a file of the response is being sent.")
+        if mtype != "http.response.body" or self.trailers_pending:
+            if (mtype == "http.response.pathsend" or mtype == "http.response.zerocopysend") and not self.trailers:
+                return self.send_file_message(message, mtype)
+            return self.send_other(message, mtype)
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if type(body) is not bytes:
@@ -661,7 +775,7 @@ class StreamCycle(Sender):
                 # the whole body is known: its length goes in the head, as HTTP/1.1 does
                 head.append((b"content-length", b"%d" % len(body)))
                 self.expected_length = len(body)
-            end_now = final and (self.no_body or (not body and self.expected_length <= 0))
+            end_now = final and not self.trailers and (self.no_body or (not body and self.expected_length <= 0))
             if not protocol.send_headers(self, head, end_now):
                 self.on_disconnect()
                 return None
@@ -681,7 +795,7 @@ class StreamCycle(Sender):
             elif final and total < expected:
                 short = True
         self.sent_length += len(body)
-        end = final and not too_long and not short
+        end = final and not too_long and not short and not self.trailers
         n = protocol.send_data(self, body, end)
         if n < 0:
             self.on_disconnect()
@@ -728,7 +842,213 @@ class StreamCycle(Sender):
             self.abort()
             return
         if final and not self.disconnected:
-            self.complete()
+            if self.trailers:
+                self.trailers_pending = True
+            else:
+                self.complete()
+
+    # -- ASGI extensions: early hints, trailers, files (see README, "ASGI extensions") --
+
+    def send_other(self, message, mtype):
+        """A message other than the expected http.response.body, once the response started."""
+        if self.trailers_pending:
+            if mtype == "http.response.trailers":
+                return self.send_trailers(message)
+            raise RuntimeError(f"Expected ASGI message 'http.response.trailers', but got '{mtype}'.")
+        if mtype == "http.response.early_hint" and self.pending_headers is not None:
+            # after http.response.start, before the head is sent: still in time
+            return self.send_early_hint(message)
+        raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{mtype}'.")
+
+    def send_early_hint(self, message):
+        """http.response.early_hint: a 103 HEADERS frame with the app's links (RFC 8297, RFC 9113 §8.1)."""
+        try:
+            fields = early_hint_fields(message.get("links", ()))
+        except ResponseHeaderError as exc:
+            raise RuntimeError(str(exc)) from None
+        if not fields:
+            return None
+        protocol = self.protocol
+        if not protocol.send_informational(self, fields):
+            self.on_disconnect()
+            return None
+        if protocol.write_paused:
+            return protocol.drain()
+        return None
+
+    def send_trailers(self, message):
+        """http.response.trailers after the last body: gathered until ``more_trailers`` is
+        false, then one HEADERS frame with END_STREAM (RFC 9113 §8.1) ends the response."""
+        try:
+            fields = trailer_fields(message.get("headers", ()))
+        except ResponseHeaderError as exc:
+            raise RuntimeError(str(exc)) from None
+        if self.trailer_fields is None:
+            self.trailer_fields = fields
+        else:
+            self.trailer_fields.extend(fields)
+        if message.get("more_trailers", False):
+            return None
+        fields = self.trailer_fields
+        self.trailer_fields = None
+        self.trailers_pending = False
+        protocol = self.protocol
+        if fields and not self.no_body:
+            ok = protocol.send_trailers(self, fields)
+        else:  # (a response without content, HEAD, 204, 304, gets no trailers: as over HTTP/1.1)
+            ok = protocol.send_data(self, b"", True) >= 0
+        if not ok:
+            self.on_disconnect()
+            return None
+        self.complete()
+        if protocol.write_paused:
+            return protocol.drain()
+        return None
+
+    def send_file_message(self, message, mtype):
+        """``http.response.pathsend`` / ``http.response.zerocopysend``: the head if it is not sent
+        yet (content-length from the file's size when the app gave none and the file is the
+        whole body), then the file's bytes, read in FILE_CHUNK pieces as the client's windows
+        take them (:meth:`send_file`, the awaitable returned to ``send``).  Errors found before
+        anything is sent are raised in the app, as over HTTP/1.1 (``http_py``'s
+        ``send_file_message`` says which); there is no sendfile on HTTP/2 (bytes are framed)."""
+        head = self.pending_headers
+        pathsend = mtype == "http.response.pathsend"
+        file = None
+        position = -1  # zerocopysend without offset: where the file's position moves after the send
+        fd = -1
+        offset = 0
+        count = 0
+        status = self.status
+        if pathsend:
+            if head is None:
+                raise RuntimeError("ASGI message 'http.response.pathsend' cannot follow 'http.response.body'.")
+            more_body = False
+            if status != 204 and status != 304:  # (a response without content: no file needed)
+                try:
+                    fd, count = open_file(message.get("path"))
+                except FileSendError as exc:
+                    raise RuntimeError(str(exc)) from None
+        else:
+            more_body = message.get("more_body", False)
+            file = message.get("file")
+            try:
+                fd, offset, count = file_range(file, message.get("offset"), message.get("count"))
+            except FileSendError as exc:
+                raise RuntimeError(str(exc)) from None
+            if message.get("offset") is None:
+                position = offset
+        owned = pathsend and fd >= 0
+        final = not more_body
+        if head is not None and status != 204 and status != 304:
+            if self.expected_length < 0:
+                if final:
+                    head.append((b"content-length", b"%d" % count))
+                    self.expected_length = count
+            elif pathsend and not self.no_body and self.expected_length != count:
+                if owned:
+                    os.close(fd)
+                raise RuntimeError(
+                    f"'http.response.pathsend': the response's content-length ({self.expected_length}) is not the "
+                    f"size of {message.get('path')!r} ({count} bytes)"
+                )
+        if self.no_body:
+            count = 0
+        too_long = 0
+        short = False
+        expected = self.expected_length
+        if expected >= 0 and not self.no_body:
+            total = self.sent_length + count
+            if total > expected:
+                too_long = total
+                count = expected - self.sent_length
+            elif final and total < expected:
+                short = True
+        end = final and not too_long and not short
+        protocol = self.protocol
+        if head is not None:
+            self.pending_headers = None
+            end_now = end and count == 0
+            if not protocol.send_headers(self, head, end_now):
+                if owned:
+                    os.close(fd)
+                self.on_disconnect()
+                return None
+            if end_now:
+                if owned:
+                    os.close(fd)
+                self.complete()
+                return None
+        if count == 0:
+            if owned:
+                os.close(fd)
+            if end and protocol.send_data(self, b"", True) < 0:
+                self.on_disconnect()
+                return None
+            self.body_sent(too_long, short, final)
+            if protocol.write_paused:
+                return protocol.drain()
+            return None
+        self.file_busy = True
+        return self.send_file(fd, offset, count, end, owned, file, position, too_long, short, final)
+
+    async def send_file(self, fd, offset, count, end, owned, file, position, too_long, short, final):
+        """The bytes of a file message: FILE_CHUNK pieces with ``os.pread``, each handed to the
+        protocol as the client's windows allow and the transport drains (RFC 9113 §6.9); a
+        slow client holds about one piece and a window of the file in memory.  ``owned``:
+        the server opened ``fd`` (pathsend) and closes it; a zerocopysend's is the app's."""
+        protocol = self.protocol
+        asked = count
+        sent = 0
+        shrank = False
+        try:
+            while count > 0 and not self.disconnected:
+                piece = pread(fd, min(FILE_CHUNK, count), offset)
+                if not piece:
+                    shrank = True
+                    break
+                size = len(piece)
+                offset += size
+                count -= size
+                last = end and count == 0
+                n = protocol.send_data(self, piece, last)
+                while 0 <= n < len(piece):
+                    piece = piece[n:]
+                    waiter = protocol.loop.create_future()
+                    self.send_waiter = waiter
+                    await waiter
+                    if self.disconnected:
+                        break
+                    n = protocol.send_data(self, piece, last)
+                if n < 0:
+                    self.on_disconnect()
+                if self.disconnected:
+                    break
+                sent += size
+                if protocol.write_paused:
+                    await protocol.drain()
+        except BaseException:
+            # cancelled (shutdown, the app's own timeout) or failed in the middle of a
+            # body: only a reset ends the stream without a wrong length
+            self.file_busy = False
+            if owned:
+                os.close(fd)
+            if not self.response_complete:
+                self.abort()
+            raise
+        self.file_busy = False
+        if owned:
+            os.close(fd)
+        elif position >= 0:
+            set_position(file, position + sent)
+        self.sent_length += sent
+        if self.disconnected:
+            return
+        if shrank:
+            error_logger.error("File ended while being sent (%d of %d bytes sent); resetting the stream.", sent, asked)
+            self.abort()
+            return
+        self.body_sent(too_long, short, final)
 
     def start_response(self, status, headers):
         """Check the app's head (as framing_py.encode_head does for HTTP/1.1) and keep it for the first body message."""

@@ -9,7 +9,9 @@ HTTP/1.1 protocol directly, so plain HTTP/1.1 pays nothing for this):
   connection preface is HTTP/2 "with prior knowledge" (RFC 9113 §3.3), any other
   is HTTP/1.1.  The bytes read to decide are handed to the protocol chosen, none
   is lost.  (A request that spells the preface's first line and continues
-  differently is HTTP/1.1, which answers it 400.)
+  differently is HTTP/1.1, which answers it 400.)  An HTTP/1.1 request may still
+  ask for ``Upgrade: h2c`` (RFC 7540 §3.2): the HTTP/1.1 protocol answers 101 and
+  hands the connection to the HTTP/2 protocol itself (``Http2Protocol.upgrade``).
 
 Until the first bytes arrive the connection is idle: ``--timeout-keep-alive``
 closes it as it would an idle HTTP/1.1 connection (``--timeout-request-header``,
