@@ -136,8 +136,105 @@ class RequestError(Exception):
         self.reason = reason
 
 
+class _Values(list):
+    """A setting's current value, then the values proposed after it: what h2 keeps in a
+    ``collections.deque``, whose first block alone is 512 bytes (a dozen per connection)."""
+
+    __slots__ = ()
+
+    def popleft(self):
+        return self.pop(0)
+
+
+class CompactSettings(h2.settings.Settings):
+    """``h2.settings.Settings`` with a small list per setting instead of a deque: an idle
+    connection's two sets of settings shrink from some 10 KiB to 1 KiB."""
+
+    def __init__(self, client=True, initial_values=None):
+        super().__init__(client, initial_values)
+        self._settings = {key: _Values(values) for key, values in self._settings.items()}
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        values = self._settings[key]
+        if type(values) is not _Values:  # a setting h2 did not hold yet: it made a deque
+            self._settings[key] = _Values(values)
+
+
+class _Entries(list):
+    """An HPACK dynamic table's entries: hpack's deque of them (512 bytes before the first
+    entry) as a list; the table holds a few dozen entries at most (4 KiB of headers)."""
+
+    __slots__ = ()
+
+    def appendleft(self, entry):
+        self.insert(0, entry)
+
+
+class _Dispatch:
+    """h2's per-connection table of frame class -> bound method (a dict and a dozen bound
+    methods per connection), looked up per frame instead."""
+
+    __slots__ = ("conn",)
+    names = None  # frame class -> method name, from the first connection's table
+
+    def __init__(self, conn):
+        if _Dispatch.names is None:
+            _Dispatch.names = {cls: method.__name__ for cls, method in conn._frame_dispatch_table.items()}
+        self.conn = conn
+
+    def __getitem__(self, frame_class):
+        return getattr(self.conn, self.names[frame_class])
+
+    def get(self, frame_class, default=None):
+        try:
+            return self[frame_class]
+        except KeyError:
+            return default
+
+
+def _compact(conn):
+    """Trims what an h2 connection holds while idle (bench/idle_memory.py): its settings,
+    HPACK tables and frame dispatch table, with the same behaviour."""
+    conn.remote_settings = CompactSettings(client=True)  # h2's defaults for a client's settings
+    conn.encoder.header_table.dynamic_entries = _Entries()
+    conn.decoder.header_table.dynamic_entries = _Entries()
+    conn._frame_dispatch_table = _Dispatch(conn)
+
+
+_H2_CONFIG = None  # one h2.config.H2Configuration for all connections (h2 only reads it)
+
+
+def _h2_config():
+    global _H2_CONFIG
+    if _H2_CONFIG is None:
+        _H2_CONFIG = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            # the response head is checked and normalized once, by start_response (lowercase
+            # tokens, values without CR/LF/NUL and surrounding blanks, no connection-specific
+            # field): h2's second pass over it cost 5% of a request (callgrind, bench/h2_inproc.py)
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    return _H2_CONFIG
+
+
 class Http2Protocol(asyncio.Protocol):
     """asyncio protocol for one HTTP/2 connection (``transport`` -> h2 -> stream cycles)."""
+
+    # an idle connection's memory (bench/idle_memory.py): slots instead of an instance dict
+    # of some 45 entries; "__dict__" keeps attributes added elsewhere (subclasses, tests) working
+    __slots__ = (
+        "__dict__", "__weakref__", "access_log", "access_writer", "app", "app_state", "asgi_version",
+        "base_context", "client", "closed", "closing", "config", "conn", "connections", "control_budget",
+        "drain_waiter", "flush_handle", "goaway_last_id", "idle_since", "in_receive", "limit_concurrency",
+        "linger_handle", "loop", "max_body_size", "max_field_size", "max_header_list_size", "max_headers",
+        "metrics", "metrics_on", "proxy_trust", "read_paused", "requests", "reset_budget", "reset_contextvars",
+        "root_path", "running", "scheme", "server", "server_state", "shut", "streams", "tasks",
+        "timeout_keep_alive", "timeout_request_header", "timer", "transport", "trusted", "write_paused",
+    )  # fmt: skip
 
     def __init__(self, config, server_state, app_state, _loop=None):
         self.config = config
@@ -210,20 +307,9 @@ class Http2Protocol(asyncio.Protocol):
         now = self.loop.time()
         self.reset_budget = Budget(RESET_BURST, RESET_RATE, now)
         self.control_budget = Budget(CONTROL_BURST, CONTROL_RATE, now)
-        conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                validate_inbound_headers=True,
-                # the response head is checked and normalized once, by start_response (lowercase
-                # tokens, values without CR/LF/NUL and surrounding blanks, no connection-specific
-                # field): h2's second pass over it cost 5% of a request (callgrind, bench/h2_inproc.py)
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        conn = h2.connection.H2Connection(_h2_config())
         # in force at once (h2 applies initial values before the client acknowledges them)
-        conn.local_settings = h2.settings.Settings(
+        conn.local_settings = CompactSettings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
@@ -231,6 +317,7 @@ class Http2Protocol(asyncio.Protocol):
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             },
         )
+        _compact(conn)
         # HPACK bombs: the decoded size of a header block is bounded while decoding
         conn.decoder.max_header_list_size = self.max_header_list_size
         conn.initiate_connection()
