@@ -41,7 +41,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: bench/ is on sys.path, the repo root is not
     sys.path.insert(0, str(REPO_ROOT))
-from bench import run  # noqa: E402  (server processes, /proc readings, metadata)
+from bench import run  # server processes, /proc readings, metadata
 
 APP = "plaintext"  # bench.apps:plaintext, served by every server
 H2LOAD_SLACK = 30.0  # s: h2load is killed if it runs this much longer than asked
@@ -82,9 +82,27 @@ SERVERS: dict[str, H2Server] = {
             run.ServerSpec(
                 "granian",
                 "granian ASGI, 1 worker, 1 runtime thread, --http auto (h2c by prior knowledge, ALPN h2), uvloop",
-                ("granian", "--interface", "asgi", "--host", "{host}", "--port", "{port}", "--workers", "1",
-                 "--runtime-threads", "1", "--http", "auto", "--loop", "uvloop", "--no-access-log",
-                 "--log-level", "warning", "{app}"),  # fmt: skip
+                (
+                    "granian",
+                    "--interface",
+                    "asgi",
+                    "--host",
+                    "{host}",
+                    "--port",
+                    "{port}",
+                    "--workers",
+                    "1",
+                    "--runtime-threads",
+                    "1",
+                    "--http",
+                    "auto",
+                    "--loop",
+                    "uvloop",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                    "{app}",
+                ),
             ),
             ("--ssl-certificate", "{certfile}", "--ssl-keyfile", "{keyfile}"),
         ),
@@ -92,8 +110,18 @@ SERVERS: dict[str, H2Server] = {
             run.ServerSpec(
                 "hypercorn",
                 "hypercorn (h2), 1 worker, uvloop worker class, no access log",
-                ("hypercorn", "{app}", "--bind", "{host}:{port}", "--workers", "1", "--worker-class", "uvloop",
-                 "--log-level", "warning"),  # fmt: skip
+                (
+                    "hypercorn",
+                    "{app}",
+                    "--bind",
+                    "{host}:{port}",
+                    "--workers",
+                    "1",
+                    "--worker-class",
+                    "uvloop",
+                    "--log-level",
+                    "warning",
+                ),
             ),
             ("--certfile", "{certfile}", "--keyfile", "{keyfile}"),
         ),
@@ -185,7 +213,9 @@ def percentiles(log_path: Path) -> dict:
 
 def run_h2load(argv: list, timeout: float, cpu: str | None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen(run.pinned(cpu, argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        run.pinned(cpu, argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -248,7 +278,9 @@ def measure(name: str, scenario: str, rnd: int, opts, cert: dict, logdir: Path) 
         url = f"{'https' if scenario == 'tls' else 'http'}://{opts.host}:{server.port}/"
         problem = check(url, CHECK_TIMEOUT)
         if problem:
-            raise run.ServerFailed(problem + (f"; exited: {server.log_tail()}" if server.proc.poll() is not None else ""))
+            raise run.ServerFailed(
+                problem + (f"; exited: {server.log_tail()}" if server.proc.poll() is not None else "")
+            )
         if opts.warmup > 0:
             warm = run_h2load(
                 h2load_argv(url, opts.connections, opts.streams, duration=opts.warmup),
@@ -358,8 +390,10 @@ def render_markdown(meta: dict, rows: list[dict]) -> str:
         "> (p50/p90/p99 from h2load's per-request log; mean as h2load prints it). req/CPU-s = requests ÷",
         "> server CPU seconds. RSS = peak (VmHWM) over the server's processes. ⚠ = errors or a failed round.",
         "",
-        "| scenario | server | req/s | ±% | req/CPU-s | p50 ms | p90 ms | p99 ms | mean ms | peak RSS MiB "
-        "| vs granian | vs hypercorn | notes |",
+        (
+            "| scenario | server | req/s | ±% | req/CPU-s | p50 ms | p90 ms | p99 ms | mean ms | peak RSS MiB "
+            "| vs granian | vs hypercorn | notes |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -396,7 +430,12 @@ def collect_meta(opts) -> dict:
     http2 = "?"
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         p = subprocess.run(
-            [sys.executable, "-m", "fastasgi", "--version"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=20
+            [sys.executable, "-m", "fastasgi", "--version"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
         http2 = " ".join(p.stdout.split()).removeprefix("fastasgi ")
     packages = {"fastasgi": http2, **{d: run._version(d) for d in ("granian", "hypercorn", "h2", "uvloop")}}
@@ -425,13 +464,25 @@ def collect_meta(opts) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", type=run._csv(list(SERVERS)), default=list(SERVERS),
-                   help=f"comma-separated subset of: {', '.join(SERVERS)} (default: all)")
-    p.add_argument("--scenarios", type=run._csv(list(SCENARIOS)), default=list(SCENARIOS),
-                   help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--servers",
+        type=run._csv(list(SERVERS)),
+        default=list(SERVERS),
+        help=f"comma-separated subset of: {', '.join(SERVERS)} (default: all)",
+    )
+    p.add_argument(
+        "--scenarios",
+        type=run._csv(list(SCENARIOS)),
+        default=list(SCENARIOS),
+        help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all)",
+    )
     p.add_argument("--connections", type=int, default=16, help="h2load -c (default 16)")
-    p.add_argument("--streams", type=int, default=100, help="h2load -m: concurrent streams per connection (default 100)")
+    p.add_argument(
+        "--streams", type=int, default=100, help="h2load -m: concurrent streams per connection (default 100)"
+    )
     p.add_argument("--duration", type=int, default=None, help="measured seconds per run (default: 10)")
     p.add_argument("--warmup", type=int, default=None, help="unmeasured warm-up seconds (default: 2)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds, median reported (default: 3)")

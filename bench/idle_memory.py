@@ -35,16 +35,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-from bench import run  # noqa: E402  (server processes and /proc)
+from hpack import Encoder  # h2's dependencies: --http2 needs them anyway
+from hyperframe.frame import DataFrame, Frame, HeadersFrame, PingFrame, SettingsFrame
 
-from hpack import Encoder  # noqa: E402  (h2's dependencies: --http2 needs them anyway)
-from hyperframe.frame import (  # noqa: E402
-    DataFrame,
-    Frame,
-    HeadersFrame,
-    PingFrame,
-    SettingsFrame,
-)
+from bench import run  # server processes and /proc
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 WARMUP = 20  # connections opened and closed before the baseline reading
@@ -90,7 +84,9 @@ def open_http11(host: str, port: int) -> socket.socket:
     head, _, body = bytes(buf).partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200 "):
         raise RuntimeError(f"unexpected answer: {head[:60]!r}")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    )
     while len(body) < length:
         more = bytearray()
         _recv(sock, more)
@@ -114,7 +110,9 @@ def _frames(sock: socket.socket, buf: bytearray):
 def open_h2(host: str, port: int) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=10)
     block = Encoder().encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "bench")])
-    sock.sendall(PREFACE + SettingsFrame(0).serialize() + HeadersFrame(1, block, flags=["END_HEADERS", "END_STREAM"]).serialize())
+    sock.sendall(
+        PREFACE + SettingsFrame(0).serialize() + HeadersFrame(1, block, flags=["END_HEADERS", "END_STREAM"]).serialize()
+    )
     buf = bytearray()
     got_settings = ended = False
     frames = _frames(sock, buf)
@@ -157,7 +155,9 @@ def measure(spec: run.ServerSpec, protocol: str, n: int, host: str, logdir: Path
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--servers", type=run._csv(list(SERVERS)), default=list(SERVERS))
     p.add_argument("--connections", type=int, default=1000, help="idle connections per measurement (default 1000)")
     p.add_argument("--host", default="127.0.0.1")
@@ -171,7 +171,9 @@ def main(argv=None) -> int:
         if hard != resource.RLIM_INFINITY and hard < want:
             p.error(f"RLIMIT_NOFILE hard limit {hard} is below the {want} descriptors needed")
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    print(f"Idle connections: {opts.connections} per measurement, a fresh server each; KiB of server RSS per connection\n")
+    print(
+        f"Idle connections: {opts.connections} per measurement, a fresh server each; KiB of server RSS per connection\n"
+    )
     print("| server | HTTP/1.1 KiB/conn | HTTP/2 KiB/conn | HTTP/2 ÷ HTTP/1.1 | RSS before (h1, h2) MiB |")
     print("|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="fastasgi-idlemem-") as tmp:
