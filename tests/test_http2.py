@@ -49,7 +49,7 @@ from tests.apps import basic, h2app
 from tests.conftest import raw_request, read_response, run_server
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0, 1, 7, 8, 11
+NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0, 1, 3, 7, 8, 11
 
 
 def _distinct_http2_sets() -> list:
@@ -326,6 +326,16 @@ def test_client_settings_and_hpack_tables_across_streams(server):
     assert status == 200 and ["x-custom", "one"] in json.loads(body)["headers"]
     head = next(f for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 3)
     assert dict(head.decoded)[b"content-type"].startswith(b"application/json")  # type: ignore[attr-defined]
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_invalid_client_setting_is_a_connection_error(server):
+    """RFC 9113 §6.5.2: an initial window above 2^31-1 is a FLOW_CONTROL_ERROR for the connection."""
+    with RawH2(server.port, preface=False) as h:
+        h.send(PREFACE, SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 31}))
+        frames, _ = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    assert frames[-1].error_code == FLOW_CONTROL_ERROR
+    still_serving(server)
 
 
 def test_preface_in_pieces(server):

@@ -136,29 +136,57 @@ class RequestError(Exception):
         self.reason = reason
 
 
-class _Values(list):
-    """A setting's current value, then the values proposed after it: what h2 keeps in a
-    ``collections.deque``, whose first block alone is 512 bytes (a dozen per connection)."""
+class _Pending(list):
+    """A setting's current value (None: none yet), then the values proposed after it, while
+    some are unacknowledged: h2 keeps this stack in a deque (512 bytes) for every setting."""
 
     __slots__ = ()
 
-    def popleft(self):
-        return self.pop(0)
+
+_ABSENT = object()
 
 
 class CompactSettings(h2.settings.Settings):
-    """``h2.settings.Settings`` with a small list per setting instead of a deque: an idle
-    connection's two sets of settings shrink from some 10 KiB to 1 KiB."""
+    """``h2.settings.Settings`` that holds a settled setting as its plain value (a connection
+    has a dozen), and the stack h2 works on only while a proposed value is unacknowledged.
+    Validation and everything else stay h2's."""
 
     def __init__(self, client=True, initial_values=None):
         super().__init__(client, initial_values)
-        self._settings = {key: _Values(values) for key, values in self._settings.items()}
+        self._settings = {key: values[0] for key, values in self._settings.items()}
+
+    def acknowledge(self):
+        changed = {}
+        settings = self._settings
+        for key, values in settings.items():
+            if type(values) is _Pending and len(values) > 1:
+                old = values.pop(0)
+                changed[key] = h2.settings.ChangedSetting(key, old, values[0])
+                if len(values) == 1:
+                    settings[key] = values[0]  # settled (the dict's size does not change)
+        return changed
+
+    def __getitem__(self, key):
+        value = self._settings[key]
+        if type(value) is _Pending:
+            value = value[0]
+        if value is None:  # proposed, not acknowledged yet: h2 raises KeyError too
+            raise KeyError(key)
+        return value
 
     def __setitem__(self, key, value):
-        super().__setitem__(key, value)
-        values = self._settings[key]
-        if type(values) is not _Values:  # a setting h2 did not hold yet: it made a deque
-            self._settings[key] = _Values(values)
+        settings = self._settings
+        current = settings.get(key, _ABSENT)
+        if type(current) is not _Pending:  # h2 appends the value to this stack
+            settings[key] = _Pending((None if current is _ABSENT else current,))
+        try:
+            super().__setitem__(key, value)
+        except h2.exceptions.InvalidSettingsValueError:
+            if current is _ABSENT:
+                del settings[key]
+            else:
+                settings[key] = current
+            raise
 
 
 class _Entries(list):
@@ -223,18 +251,6 @@ def _h2_config():
 
 class Http2Protocol(asyncio.Protocol):
     """asyncio protocol for one HTTP/2 connection (``transport`` -> h2 -> stream cycles)."""
-
-    # an idle connection's memory (bench/idle_memory.py): slots instead of an instance dict
-    # of some 45 entries; "__dict__" keeps attributes added elsewhere (subclasses, tests) working
-    __slots__ = (
-        "__dict__", "__weakref__", "access_log", "access_writer", "app", "app_state", "asgi_version",
-        "base_context", "client", "closed", "closing", "config", "conn", "connections", "control_budget",
-        "drain_waiter", "flush_handle", "goaway_last_id", "idle_since", "in_receive", "limit_concurrency",
-        "linger_handle", "loop", "max_body_size", "max_field_size", "max_header_list_size", "max_headers",
-        "metrics", "metrics_on", "proxy_trust", "read_paused", "requests", "reset_budget", "reset_contextvars",
-        "root_path", "running", "scheme", "server", "server_state", "shut", "streams", "tasks",
-        "timeout_keep_alive", "timeout_request_header", "timer", "transport", "trusted", "write_paused",
-    )  # fmt: skip
 
     def __init__(self, config, server_state, app_state, _loop=None):
         self.config = config
