@@ -1,6 +1,6 @@
 """Memory per idle connection: HTTP/2 against HTTP/1.1, on one fastasgi process.
 
-    python3 bench/idle_memory.py                         # fastasgi and fastasgi-py, 1000 connections
+    python3 bench/idle_memory.py                         # fastasgi and fastasgi-py, 1000 connections, 3 times
     python3 bench/idle_memory.py --connections 2000 --servers fastasgi-py
 
 For each server and protocol, a fresh server (``--http2``, keep-alive timeout long
@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import resource
 import socket
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -154,16 +155,26 @@ def measure(spec: run.ServerSpec, protocol: str, n: int, host: str, logdir: Path
         server.stop()
 
 
+def _cell(results: list) -> tuple:
+    """(median KiB per connection, its text with the range over the measurements)."""
+    vals = [r["per_conn_kib"] for r in results]
+    med = statistics.median(vals)
+    return med, f"{med:.1f}" + (f" ({min(vals):.1f}-{max(vals):.1f})" if len(vals) > 1 else "")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--servers", type=run._csv(list(SERVERS)), default=list(SERVERS))
     p.add_argument("--connections", type=int, default=1000, help="idle connections per measurement (default 1000)")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="measurements per server and protocol, median shown (default 3)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     opts = p.parse_args(argv)
-    if opts.connections < 1:
-        p.error("--connections must be >= 1")
+    if opts.connections < 1 or opts.repeat < 1:
+        p.error("--connections and --repeat must be >= 1")
     # our sockets and the server's (it inherits the limit)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = opts.connections + WARMUP + 200
@@ -172,20 +183,23 @@ def main(argv=None) -> int:
             p.error(f"RLIMIT_NOFILE hard limit {hard} is below the {want} descriptors needed")
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     print(
-        f"Idle connections: {opts.connections} per measurement, a fresh server each; KiB of server RSS per connection\n"
+        f"Idle connections: {opts.connections} per measurement, a fresh server each, {opts.repeat} measurement(s) "
+        "per server and protocol; KiB of server RSS per connection, median (min-max)\n"
     )
     print("| server | HTTP/1.1 KiB/conn | HTTP/2 KiB/conn | HTTP/2 ÷ HTTP/1.1 | RSS before (h1, h2) MiB |")
     print("|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="fastasgi-idlemem-") as tmp:
         for name in opts.servers:
             spec = SERVERS[name]
-            res = {proto: measure(spec, proto, opts.connections, opts.host, Path(tmp)) for proto in PROTOCOLS}
-            h1, h2 = res["http/1.1"]["per_conn_kib"], res["h2"]["per_conn_kib"]
-            print(
-                f"| {name} | {h1:.1f} | {h2:.1f} | {h2 / h1 if h1 > 0 else float('nan'):.2f} "
-                f"| {res['http/1.1']['before_kib'] / 1024:.1f}, {res['h2']['before_kib'] / 1024:.1f} |",
-                flush=True,
-            )
+            res: dict = {proto: [] for proto in PROTOCOLS}
+            for _ in range(opts.repeat):  # interleaved: drift hits both protocols alike
+                for proto in PROTOCOLS:
+                    res[proto].append(measure(spec, proto, opts.connections, opts.host, Path(tmp)))
+
+            (h1, h1_text), (h2, h2_text) = _cell(res["http/1.1"]), _cell(res["h2"])
+            before = ", ".join(f"{statistics.median(r['before_kib'] for r in res[p]) / 1024:.1f}" for p in PROTOCOLS)
+            ratio = h2 / h1 if h1 > 0 else float("nan")
+            print(f"| {name} | {h1_text} | {h2_text} | {ratio:.2f} | {before} |", flush=True)
     return 0
 
 
