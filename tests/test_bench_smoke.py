@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import apps, run
+from bench import apps, h2_run, run
 
 
 def call(app, method="GET", body=b"", chunk=1000):
@@ -138,3 +139,63 @@ def test_aggregate_ratio_and_skip():
         rows,
     )
     assert "| ⚠ granian |" in md and "skipped: exited with 1: boom" in md and "not comparable" in md
+
+
+# -- bench/h2_run.py (HTTP/2, h2load) ---------------------------------------------------------
+
+H2LOAD_OUTPUT = """\
+Application protocol: h2c
+finished in 59.42ms, 841.45 req/s, 33.33KB/s
+requests: 50 total, 50 started, 50 done, 48 succeeded, 2 failed, 2 errored, 0 timeout
+status codes: 47 2xx, 0 3xx, 1 4xx, 0 5xx
+                     min         max         mean         sd        +/- sd
+time for request:      876us     25.76ms      1.50s      8.58ms    80.00%
+"""
+
+
+def test_h2load_summary_is_parsed():
+    res = h2_run.parse_h2load(H2LOAD_OUTPUT)
+    assert res["seconds"] == pytest.approx(0.05942) and res["rps"] == pytest.approx(841.45)
+    assert res["requests"]["succeeded"] == 48 and res["requests"]["errored"] == 2
+    assert res["status"] == {"2xx": 47, "3xx": 0, "4xx": 1, "5xx": 0}
+    assert (res["min_ms"], res["max_ms"], res["mean_ms"]) == pytest.approx((0.876, 25.76, 1500.0))
+    assert res["protocol"] == "h2c"
+
+
+def test_h2load_log_percentiles(tmp_path):
+    log = tmp_path / "h2load.log"
+    # start (us since epoch), status (-1: failed stream, left out), request time (us)
+    log.write_text("".join(f"1700000000000000\t200\t{t}\n" for t in range(1000, 101000, 1000)) + "1\t-1\t9\n")
+    assert h2_run.percentiles(log) == {"p50_ms": 51.0, "p90_ms": 91.0, "p99_ms": 100.0}
+    assert h2_run.percentiles(tmp_path / "missing.log") == {}
+
+
+def test_h2_aggregate_ratios_to_both_baselines():
+    S = h2_run.Sample
+    samples = [
+        S(1, "h2c", "granian", rps=100.0), S(1, "h2c", "hypercorn", rps=10.0), S(1, "h2c", "fastasgi", rps=200.0),
+        S(1, "h2c", "fastasgi-py", rps=40.0),
+        S(1, "tls", "fastasgi", status="skipped", reason="check request: negotiated http/1.1, not HTTP/2"),
+    ]  # fmt: skip
+    rows = h2_run.aggregate(samples, ["h2c", "tls"], ["fastasgi", "fastasgi-py", "granian", "hypercorn"])
+    by = {(r["scenario"], r["server"]): r for r in rows}
+    assert by["h2c", "fastasgi"]["vs_granian"] == pytest.approx(2.0)
+    assert by["h2c", "fastasgi"]["vs_hypercorn"] == pytest.approx(20.0)
+    assert by["tls", "fastasgi"]["status"].startswith("skipped: check request")
+    meta = {k: k for k in ("date", "machine", "python", "h2load", "command", "settings", "pinning")}
+    meta.update(packages={}, servers={}, scenarios={"h2c": "", "tls": ""})
+    md = h2_run.render_markdown(meta, rows)
+    assert "| h2c | fastasgi | 200 |" in md and "h2c: 5.00×" in md and "not HTTP/2" in md
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
+def test_h2load_against_a_server():
+    """The harness's h2load invocation and parser on this h2load, against fastasgi --http2."""
+    pytest.importorskip("h2")
+    from tests.conftest import run_server
+
+    with run_server(apps.plaintext, "py", http2=True) as srv:
+        url = f"{srv.url}/"
+        assert h2_run.check(url, 10) is None
+        res = h2_run.run_h2load(h2_run.h2load_argv(url, 2, 5, requests=40), 20, None)
+    assert res["protocol"] == "h2c" and res["requests"]["succeeded"] == 40 and res["status"]["2xx"] == 40

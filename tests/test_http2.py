@@ -14,9 +14,12 @@ compiled set was built without libnghttp2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -46,7 +49,7 @@ from tests.apps import basic, h2app
 from tests.conftest import raw_request, read_response, run_server
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0, 1, 7, 8, 11
+NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0, 1, 3, 7, 8, 11
 
 
 def _distinct_http2_sets() -> list:
@@ -316,6 +319,38 @@ def test_http11_on_the_same_port(server):
     assert answer.startswith(b"HTTP/1.1 400 ")
 
 
+def test_client_settings_and_hpack_tables_across_streams(server):
+    """The client's SETTINGS take effect, also when changed later (its stream window: 5 bytes,
+    then 64 KiB), and both HPACK dynamic tables carry over from one stream to the next."""
+    with RawH2(server.port, preface=False) as h:
+        settings = {SettingsFrame.INITIAL_WINDOW_SIZE: 5, SettingsFrame.MAX_HEADER_LIST_SIZE: 1 << 16}
+        h.send(PREFACE, SettingsFrame(0, settings=settings), h.headers(1, "/", extra=(("x-custom", "one"),)))
+        frames, _ = h.read_until(lambda f: isinstance(f, DataFrame) and f.stream_id == 1)
+        assert frames[-1].data == b"Hello"
+        head = next(f for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 1)
+        assert dict(head.decoded)[b":status"] == b"200"  # type: ignore[attr-defined]
+        h.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 65535}))  # RFC 9113 §6.9.2
+        _, body, _ = h.response(1)
+        assert body == b", world!"
+        # the same field again: sent as an index into the server's decoding table; the
+        # response's fields likewise come as indexes into the client's
+        h.send(h.headers(3, "/scope", extra=(("x-custom", "one"),)))
+        status, body, frames = h.response(3)
+    assert status == 200 and ["x-custom", "one"] in json.loads(body)["headers"]
+    head = next(f for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 3)
+    assert dict(head.decoded)[b"content-type"].startswith(b"application/json")  # type: ignore[attr-defined]
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_invalid_client_setting_is_a_connection_error(server):
+    """RFC 9113 §6.5.2: an initial window above 2^31-1 is a FLOW_CONTROL_ERROR for the connection."""
+    with RawH2(server.port, preface=False) as h:
+        h.send(PREFACE, SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 31}))
+        frames, _ = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    assert frames[-1].error_code == FLOW_CONTROL_ERROR
+    still_serving(server)
+
+
 def test_preface_in_pieces(server):
     with RawH2(server.port, preface=False) as h:
         h.send(PREFACE[:5])
@@ -519,6 +554,57 @@ def test_h2c_upgrade_without_http2_or_over_tls_is_http11(impl, tls_server, tls):
     for answer in (first, first_tls):
         assert answer[0] == 200 and answer[2] == b"Hello, world!" and b"connection" not in answer[1]
     assert second[:1] == second_tls[:1] == (200,)
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
+def test_h2load(server, tls_server):
+    """nghttp2's load generator, in cleartext (prior knowledge) and over TLS (ALPN): every
+    request of 4 connections x 10 concurrent streams answered 2xx."""
+    for url, protocol in ((f"{server.url}/", "h2c"), (f"{tls_server.url}/", "h2")):
+        out = subprocess.run(
+            ["h2load", "-n", "200", "-c", "4", "-m", "10", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"Application protocol: {protocol}\n" in out.stdout
+        assert "requests: 200 total, 200 started, 200 done, 200 succeeded, 0 failed, 0 errored" in out.stdout
+        assert "status codes: 200 2xx, 0 3xx, 0 4xx, 0 5xx" in out.stdout
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@PER_HTTP2_IMPLEMENTATION
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_browser_loads_a_page_over_h2(tls_server, tmp_path):
+    """Headless Chromium loads a page and its script over TLS: both over HTTP/2 (ALPN h2),
+    and the DOM it dumps shows the page and what the script did."""
+    key = f"browser-{tls_server.port}"
+    argv = [
+        CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+        f"--user-data-dir={tmp_path / 'profile'}", "--no-first-run", "--disable-extensions",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--dump-dom", f"{tls_server.url}/page?{key}",
+    ]  # fmt: skip
+    # its own session, so that on a timeout the browser and its helpers (one process group) go
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        dom, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("chromium did not finish within 30 s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # helpers of the browser we started, if any are left
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    text = dom.decode()
+    assert '<p id="static">served by fastasgi</p>' in text
+    assert '<p id="dynamic">script ran</p>' in text  # the script came, and ran
+    assert h2app.SEEN[key] == [("/page", "2", "https"), ("/page.js", "2", "https")]
 
 
 # -- shutdown and timeouts -----------------------------------------------------------------

@@ -84,6 +84,129 @@ access_logger = logging.getLogger("uvicorn.access")
 _EVENTS = h2.events
 
 
+class _Pending(list):
+    """A setting's current value (None: none yet), then the values proposed after it, while
+    some are unacknowledged: h2 keeps this stack in a deque (512 bytes) for every setting."""
+
+    __slots__ = ()
+
+
+_ABSENT = object()
+
+
+class CompactSettings(h2.settings.Settings):
+    """``h2.settings.Settings`` that holds a settled setting as its plain value (a connection
+    has a dozen), and the stack h2 works on only while a proposed value is unacknowledged.
+    Validation and everything else stay h2's."""
+
+    def __init__(self, client=True, initial_values=None):
+        super().__init__(client, initial_values)
+        self._settings = {key: values[0] for key, values in self._settings.items()}
+
+    def acknowledge(self):
+        changed = {}
+        settings = self._settings
+        for key, values in settings.items():
+            if type(values) is _Pending and len(values) > 1:
+                old = values.pop(0)
+                changed[key] = h2.settings.ChangedSetting(key, old, values[0])
+                if len(values) == 1:
+                    settings[key] = values[0]  # settled (the dict's size does not change)
+        return changed
+
+    def __getitem__(self, key):
+        value = self._settings[key]
+        if type(value) is _Pending:
+            value = value[0]
+        if value is None:  # proposed, not acknowledged yet: h2 raises KeyError too
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key, value):
+        settings = self._settings
+        current = settings.get(key, _ABSENT)
+        if type(current) is not _Pending:  # h2 appends the value to this stack
+            settings[key] = _Pending((None if current is _ABSENT else current,))
+        try:
+            super().__setitem__(key, value)
+        except h2.exceptions.InvalidSettingsValueError:
+            if current is _ABSENT:
+                del settings[key]
+            else:
+                settings[key] = current
+            raise
+
+
+class _Entries(list):
+    """An HPACK dynamic table's entries: hpack's deque of them (512 bytes before the first
+    entry) as a list; the table holds a few dozen entries at most (4 KiB of headers)."""
+
+    __slots__ = ()
+
+    def appendleft(self, entry):
+        self.insert(0, entry)
+
+
+class _Dispatch:
+    """h2's per-connection table of frame class -> bound method (a dict and a dozen bound
+    methods per connection), looked up per frame instead."""
+
+    __slots__ = ("conn",)
+    names = None  # frame class -> method name, from the first connection's table
+
+    def __init__(self, conn):
+        if _Dispatch.names is None:
+            _Dispatch.names = {cls: method.__name__ for cls, method in conn._frame_dispatch_table.items()}
+        self.conn = conn
+
+    def __getitem__(self, frame_class):
+        return getattr(self.conn, self.names[frame_class])
+
+    def get(self, frame_class, default=None):
+        try:
+            return self[frame_class]
+        except KeyError:
+            return default
+
+
+def _compact(conn):
+    """Trims what an h2 connection holds while idle (bench/idle_memory.py): its settings,
+    HPACK tables and frame dispatch table, with the same behaviour.  These are h2's and
+    hpack's own structures: an h2 release that changes them keeps its defaults (the
+    connection works the same, it holds more)."""
+    if not (
+        isinstance(getattr(conn, "_frame_dispatch_table", None), dict)
+        and type(conn.remote_settings) is h2.settings.Settings
+        and isinstance(getattr(conn.remote_settings, "_settings", None), dict)
+        and hasattr(conn.encoder.header_table, "dynamic_entries")
+        and hasattr(conn.decoder.header_table, "dynamic_entries")
+    ):
+        return
+    conn.remote_settings = CompactSettings(client=True)  # h2's defaults for a client's settings
+    conn.encoder.header_table.dynamic_entries = _Entries()
+    conn.decoder.header_table.dynamic_entries = _Entries()
+    conn._frame_dispatch_table = _Dispatch(conn)
+
+
+_H2_CONFIG = None  # one h2.config.H2Configuration for all connections (h2 only reads it)
+
+
+def _h2_config():
+    global _H2_CONFIG
+    if _H2_CONFIG is None:
+        _H2_CONFIG = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_inbound_headers=True,
+            # the response head is checked and normalized once, by start_response (lowercase
+            # tokens, values without CR/LF/NUL and surrounding blanks, no connection-specific
+            # field): h2's second pass over it cost 5% of a request (callgrind, bench/h2_inproc.py)
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    return _H2_CONFIG
+
+
 class Http2Protocol(StreamProtocol, asyncio.Protocol):
     """asyncio protocol for one HTTP/2 connection (``transport`` -> h2 -> stream cycles)."""
 
@@ -116,20 +239,9 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         now = self.loop.time()
         self.reset_budget = Budget(RESET_BURST, RESET_RATE, now)
         self.control_budget = Budget(CONTROL_BURST, CONTROL_RATE, now)
-        conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                validate_inbound_headers=True,
-                # the response head is checked and normalized once, by start_response (lowercase
-                # tokens, values without CR/LF/NUL and surrounding blanks, no connection-specific
-                # field): h2's second pass over it cost 5% of a request (callgrind, bench/h2_inproc.py)
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        conn = h2.connection.H2Connection(_h2_config())
         # in force at once (h2 applies initial values before the client acknowledges them)
-        conn.local_settings = h2.settings.Settings(
+        conn.local_settings = CompactSettings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
@@ -137,6 +249,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             },
         )
+        _compact(conn)
         # HPACK bombs: the decoded size of a header block is bounded while decoding
         conn.decoder.max_header_list_size = self.max_header_list_size
         conn.initiate_connection()

@@ -10,6 +10,15 @@ from tests.apps import basic
 _BARRIERS: dict = {}
 # /lazy?<key> waits for /open?<key> before it reads its body
 _GATES: dict = {}
+# /page?<key> and the script it loads, /page.js?<key>: key -> [(path, http_version, scheme)]
+SEEN: dict = {}
+
+PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>h2 page</title></head>
+<body><p id="static">served by fastasgi</p><p id="dynamic">script not run</p>
+<script src="/page.js?%s"></script></body></html>
+"""
+PAGE_JS = b"document.getElementById('dynamic').textContent = 'script ran';\n"
 
 
 def _gate(key: bytes) -> asyncio.Event:
@@ -48,6 +57,14 @@ async def app(scope, receive, send):
             size += len(message.get("body", b""))
             more = message.get("more_body", False)
         await send({"type": "http.response.body", "body": b"%d" % size})
+    elif path in ("/page", "/page.js"):
+        # for a browser: an HTML page and its script; who asked what, over which protocol
+        key = scope["query_string"]
+        SEEN.setdefault(key.decode(), []).append((path, scope["http_version"], scope["scheme"]))
+        if path == "/page":
+            await basic.respond(send, body=PAGE % key, content_type=b"text/html; charset=utf-8")
+        else:
+            await basic.respond(send, body=PAGE_JS, content_type=b"text/javascript")
     elif path == "/open":
         _gate(scope["query_string"]).set()
         await basic.respond(send, body=b"opened")
