@@ -149,6 +149,16 @@ cdef extern from "nghttp2/nghttp2.h":
     int nghttp2_session_server_new2(
         nghttp2_session **session_ptr, const nghttp2_session_callbacks *callbacks, void *user_data,
         const nghttp2_option *option)
+    ctypedef struct nghttp2_mem:
+        void *mem_user_data
+        void *(*malloc)(size_t size, void *mem_user_data)
+        void (*free)(void *ptr, void *mem_user_data)
+        void *(*calloc)(size_t nmemb, size_t size, void *mem_user_data)
+        void *(*realloc)(void *ptr, size_t size, void *mem_user_data)
+
+    int nghttp2_session_server_new3(
+        nghttp2_session **session_ptr, const nghttp2_session_callbacks *callbacks, void *user_data,
+        const nghttp2_option *option, nghttp2_mem *mem)
     void nghttp2_session_del(nghttp2_session *session)
 
     ssize_t nghttp2_session_mem_recv(nghttp2_session *session, const uint8_t *data, size_t inlen)

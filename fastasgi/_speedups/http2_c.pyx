@@ -63,6 +63,134 @@ from fastasgi.metrics import (
 )
 
 NGHTTP2_VERSION = nghttp2_version(0).version_str.decode("ascii")
+
+
+# -- the session's allocator: malloc, with the outbound frame buffer's pages given back when idle --
+#
+# nghttp2 keeps one outbound frame buffer per session for its whole life (16 KiB + 10:
+# the largest frame, never shrunk); most of a session's memory, written up to the size
+# of the largest frame sent.  Between two ``nghttp2_session_mem_send`` loops what it
+# holds is dead (each frame returned is copied out, and the loop's last call, which
+# returns 0, resets the buffer), so when the connection is idle its whole pages go
+# back to the kernel (``madvise(MADV_DONTNEED)``: the memory stays allocated and reads
+# as zeros; a page is faulted in again when a frame reaches it).  The buffer is told
+# apart as the session's first ``realloc(NULL, FRAMEBUF_SIZE)`` (nghttp2_bufs_init3 at
+# session creation; its head chunk is kept until the session ends).
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <stdlib.h>
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <sys/mman.h>
+    #include <unistd.h>
+    #endif
+    #define FA_H2_FRAMEBUF_SIZE (9 + 1 + 16384)  /* NGHTTP2_FRAMEBUF_CHUNKLEN (nghttp2_frame.h) */
+
+    typedef struct {
+        unsigned char *framebuf;  /* the session's outbound frame buffer, or NULL */
+        size_t framebuf_size;
+        size_t written;  /* bytes of it possibly in memory since its pages were last given back */
+    } fa_h2_mem;
+
+    static void *fa_h2_malloc(size_t size, void *ud) { (void)ud; return malloc(size); }
+    static void *fa_h2_calloc(size_t n, size_t size, void *ud) { (void)ud; return calloc(n, size); }
+
+    static void fa_h2_free(void *ptr, void *ud) {
+        fa_h2_mem *m = (fa_h2_mem *)ud;
+        if (ptr != NULL && ptr == (void *)m->framebuf) {
+            m->framebuf = NULL;
+            m->framebuf_size = 0;
+        }
+        free(ptr);
+    }
+
+    static uintptr_t fa_page_size(void) {
+        static uintptr_t page = 0;
+        if (page == 0) {
+    #if defined(__unix__) || defined(__APPLE__)
+            long ps = sysconf(_SC_PAGESIZE);
+            page = ps > 0 ? (uintptr_t)ps : 4096;
+    #else
+            page = 4096;
+    #endif
+        }
+        return page;
+    }
+
+    static void *fa_h2_realloc(void *ptr, size_t size, void *ud) {
+        fa_h2_mem *m = (fa_h2_mem *)ud;
+        void *p;
+    #if defined(__unix__) || defined(__APPLE__)
+        if (ptr == NULL && m->framebuf == NULL && m->written == 0 && size == FA_H2_FRAMEBUF_SIZE) {
+            /* the first one: the frame buffer, on whole pages of its own (all of it can go back) */
+            uintptr_t page = fa_page_size();
+            size_t whole = (size + page - 1) & ~(page - 1);
+            if (posix_memalign(&p, page, whole) != 0) {
+                return NULL;
+            }
+            m->framebuf = (unsigned char *)p;
+            m->framebuf_size = whole;
+            m->written = whole;  /* recycled heap memory: maybe all in memory */
+            return p;
+        }
+    #endif
+        p = realloc(ptr, size);
+        if (p == NULL) {
+            return NULL;
+        }
+        if (ptr == NULL) {
+            if (m->framebuf == NULL && m->written == 0 && size == FA_H2_FRAMEBUF_SIZE) {
+                m->framebuf = (unsigned char *)p;  /* the first one: the frame buffer */
+                m->framebuf_size = size;
+                m->written = size;
+            }
+        } else if (ptr == (void *)m->framebuf) {
+            m->framebuf = (unsigned char *)p;
+            m->framebuf_size = size;
+            m->written = size;
+        }
+        return p;
+    }
+
+    /* A frame at [chunk, chunk + n) was returned by nghttp2_session_mem_send. */
+    static inline void fa_h2_wrote(fa_h2_mem *m, const uint8_t *chunk, size_t n) {
+        uintptr_t begin = (uintptr_t)m->framebuf, at = (uintptr_t)chunk;
+        if (at >= begin && at - begin < m->framebuf_size && at - begin + n > m->written) {
+            m->written = at - begin + n;
+        }
+    }
+
+    /* Give the frame buffer's whole pages back if a frame may have reached them. */
+    static int fa_h2_release(fa_h2_mem *m) {
+    #if (defined(__unix__) || defined(__APPLE__)) && defined(MADV_DONTNEED)
+        uintptr_t page = fa_page_size(), lo, hi;
+        if (m->framebuf == NULL) {
+            return 0;
+        }
+        lo = ((uintptr_t)m->framebuf + page - 1) & ~(page - 1);
+        hi = ((uintptr_t)m->framebuf + m->framebuf_size) & ~(page - 1);
+        if (hi <= lo || (uintptr_t)m->framebuf + m->written <= lo) {
+            m->written = 0;
+            return 0;  /* nothing written to its whole pages */
+        }
+        m->written = 0;
+        return madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0;
+    #else
+        (void)m;
+        return 0;
+    #endif
+    }
+    """
+    ctypedef struct fa_h2_mem:
+        unsigned char *framebuf
+        size_t framebuf_size
+        size_t written
+    void *fa_h2_malloc(size_t size, void *ud) noexcept nogil
+    void *fa_h2_calloc(size_t n, size_t size, void *ud) noexcept nogil
+    void fa_h2_free(void *ptr, void *ud) noexcept nogil
+    void *fa_h2_realloc(void *ptr, size_t size, void *ud) noexcept nogil
+    int fa_h2_release(fa_h2_mem *m) noexcept nogil
+    void fa_h2_wrote(fa_h2_mem *m, const uint8_t *chunk, size_t n) noexcept nogil
 DESCRIPTION = f"compiled: nghttp2 {NGHTTP2_VERSION}"
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -89,6 +217,8 @@ cdef class Outbox:
 
 
 cdef bytes EMPTY = b""
+# s: an idle connection (no stream open) gives its frame buffer's pages back after this long
+cdef double IDLE_RELEASE = 1.0
 
 
 cdef class Http2Protocol(StreamProtocol):
@@ -116,9 +246,13 @@ cdef class Http2Protocol(StreamProtocol):
     cdef object linger_handle
     cdef Budget reset_budget
     cdef Budget control_budget
+    cdef fa_h2_mem mem  # the session's allocator state (its mem_user_data): see fa_h2_release
 
     def __cinit__(self):
         self.session = NULL
+        self.mem.framebuf = NULL
+        self.mem.framebuf_size = 0
+        self.mem.written = 0
 
     def __init__(self, config, server_state, app_state, _loop=None):
         StreamProtocol.__init__(self, config, server_state, app_state, _loop)
@@ -136,6 +270,7 @@ cdef class Http2Protocol(StreamProtocol):
 
     def connection_made(self, transport):
         cdef nghttp2_settings_entry iv[3]
+        cdef nghttp2_mem mem  # nghttp2 keeps a copy; its mem_user_data is this connection's
         self.connections.add(self)
         self.transport = transport
         self.client = get_remote_addr(transport)
@@ -150,8 +285,13 @@ cdef class Http2Protocol(StreamProtocol):
         now = self.loop.time()
         self.reset_budget = Budget(RESET_BURST, RESET_RATE, now)
         self.control_budget = Budget(CONTROL_BURST, CONTROL_RATE, now)
-        if nghttp2_session_server_new2(&self.session, CALLBACKS, <void *>self, OPTION) != 0:
-            raise MemoryError("nghttp2_session_server_new2")
+        mem.mem_user_data = <void *>&self.mem
+        mem.malloc = fa_h2_malloc
+        mem.free = fa_h2_free
+        mem.calloc = fa_h2_calloc
+        mem.realloc = fa_h2_realloc
+        if nghttp2_session_server_new3(&self.session, CALLBACKS, <void *>self, OPTION, &mem) != 0:
+            raise MemoryError("nghttp2_session_server_new3")
         iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS
         iv[0].value = MAX_CONCURRENT_STREAMS
         iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE
@@ -613,6 +753,7 @@ cdef class Http2Protocol(StreamProtocol):
                     buf = grown
                 memcpy(buf + size, chunk, n)
                 size += n
+                fa_h2_wrote(&self.mem, chunk, n)
             if size:
                 data = PyBytes_FromStringAndSize(buf, size)
         finally:
@@ -758,15 +899,21 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef arm_timer(self):
         if self.timer is None and not self.closed:
-            self.timer = self.loop.call_later(self.timeout_keep_alive, self.on_timer)
+            delay = self.timeout_keep_alive
+            if self.mem.written and delay > IDLE_RELEASE:
+                delay = IDLE_RELEASE
+            self.timer = self.loop.call_later(delay, self.on_timer)
 
     def on_timer(self):
         """Keep-alive (no stream open) and header-read timeouts, one lazy timer as HTTP/1.1 has
-        (see ``http2_py.Http2Protocol.on_timer``)."""
+        (see ``http2_py.Http2Protocol.on_timer``); and, idle for ``IDLE_RELEASE`` seconds,
+        the frame buffer's pages go back (``fa_h2_release``)."""
         self.timer = None
         if self.closed or self.idle_since < 0 or self.streams or self.outboxes:
             return
         now = self.loop.time()
+        if self.mem.written and now - self.idle_since >= IDLE_RELEASE - 0.001 and not self.in_session:
+            fa_h2_release(&self.mem)
         if self.in_block and self.timeout_request_header > 0:
             deadline = self.idle_since + max(self.timeout_request_header, self.timeout_keep_alive)
             kind = TIMEOUT_HEADER
@@ -780,7 +927,9 @@ cdef class Http2Protocol(StreamProtocol):
             self.closing = True
             self.close_gracefully()
             return
-        self.timer = self.loop.call_later(deadline - now, self.on_timer)
+        if self.mem.written and self.idle_since + IDLE_RELEASE < deadline:
+            deadline = self.idle_since + IDLE_RELEASE
+        self.timer = self.loop.call_later(max(deadline - now, 0.0), self.on_timer)
 
 
 # -- C trampolines: nghttp2 calls these; an exception never crosses nghttp2 ------------
