@@ -7,7 +7,8 @@ For each server and protocol, a fresh server (``--http2``, keep-alive timeout lo
 enough to outlive the measurement) serves ``bench.apps:plaintext``; this script
 warms it with a few connections of that protocol (closed again), reads the
 server's resident set (VmRSS summed over its process tree), opens N connections
-and leaves each idle after one request, reads the RSS again and reports the
+and leaves each idle after one request, waits ``--settle`` seconds (2; an idle
+HTTP/2 connection on nghttp2 gives its frame buffer back after 1 s), reads the RSS again and reports the
 difference per connection (KiB), then the ratio HTTP/2 ÷ HTTP/1.1.
 
 - HTTP/1.1: a keep-alive ``GET /`` answered in full, then nothing.
@@ -30,6 +31,7 @@ import socket
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -43,6 +45,7 @@ from bench import run  # server processes and /proc
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 WARMUP = 20  # connections opened and closed before the baseline reading
+SETTLE = 2.0  # s idle before the second reading: the compiled HTTP/2 path trims an idle connection after 1 s
 KEEP_ALIVE = "600"  # s: no idle connection is closed by the server while we measure
 _ARGS = ("{app}", "--host", "{host}", "--port", "{port}", "--http2",
          "--timeout-keep-alive", KEEP_ALIVE, *run.COMMON)  # fmt: skip
@@ -134,7 +137,7 @@ def open_h2(host: str, port: int) -> socket.socket:
 OPENERS = {"http/1.1": open_http11, "h2": open_h2}
 
 
-def measure(spec: run.ServerSpec, protocol: str, n: int, host: str, logdir: Path) -> dict:
+def measure(spec: run.ServerSpec, protocol: str, n: int, host: str, logdir: Path, settle: float) -> dict:
     opener = OPENERS[protocol]
     server = run.RunningServer(spec, "plaintext", host, None, logdir)
     socks: list[socket.socket] = []
@@ -145,6 +148,7 @@ def measure(spec: run.ServerSpec, protocol: str, n: int, host: str, logdir: Path
         before = tree_rss_kib(server.proc.pid)
         for _ in range(n):
             socks.append(opener(host, server.port))
+        time.sleep(settle)  # idle for a while (the compiled HTTP/2 path gives memory back after 1 s)
         after = tree_rss_kib(server.proc.pid)
         if server.proc.poll() is not None:
             raise RuntimeError(f"server exited: {server.log_tail()}")
@@ -171,8 +175,14 @@ def main(argv=None) -> int:
     p.add_argument(
         "--repeat", type=int, default=3, help="measurements per server and protocol, median shown (default 3)"
     )
+    p.add_argument(
+        "--settle", type=float, default=SETTLE,
+        help=f"seconds the connections stay idle before the second reading (default {SETTLE})",
+    )
     p.add_argument("--host", default="127.0.0.1")
     opts = p.parse_args(argv)
+    if opts.settle < 0:
+        p.error("--settle must be >= 0")
     if opts.connections < 1 or opts.repeat < 1:
         p.error("--connections and --repeat must be >= 1")
     # our sockets and the server's (it inherits the limit)
@@ -194,7 +204,7 @@ def main(argv=None) -> int:
             res: dict = {proto: [] for proto in PROTOCOLS}
             for _ in range(opts.repeat):  # interleaved: drift hits both protocols alike
                 for proto in PROTOCOLS:
-                    res[proto].append(measure(spec, proto, opts.connections, opts.host, Path(tmp)))
+                    res[proto].append(measure(spec, proto, opts.connections, opts.host, Path(tmp), opts.settle))
 
             (h1, h1_text), (h2, h2_text) = _cell(res["http/1.1"]), _cell(res["h2"])
             before = ", ".join(f"{statistics.median(r['before_kib'] for r in res[p]) / 1024:.1f}" for p in PROTOCOLS)
