@@ -217,7 +217,7 @@ cdef class Outbox:
 
 
 cdef bytes EMPTY = b""
-# s: an idle connection (no stream open) gives its frame buffer's pages back after this long
+# s: an idle connection (no stream open) is trimmed after this long (Http2Protocol.trim)
 cdef double IDLE_RELEASE = 1.0
 
 
@@ -226,7 +226,7 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef nghttp2_session *session
     cdef dict outboxes  # stream id -> Outbox, until nghttp2 closes the stream
-    cdef set reset_after  # streams to reset (NO_ERROR) once their response's last frame is sent
+    cdef set reset_after  # streams to reset (NO_ERROR) once their response's last frame is sent (or None)
     cdef list starting  # streams whose app starts once the bytes received are handled
     cdef bint in_session  # inside nghttp2 (mem_recv / mem_send): no reentry
     cdef bint in_receive
@@ -247,6 +247,7 @@ cdef class Http2Protocol(StreamProtocol):
     cdef Budget reset_budget
     cdef Budget control_budget
     cdef fa_h2_mem mem  # the session's allocator state (its mem_user_data): see fa_h2_release
+    cdef bint trimmed  # idle since trim()
 
     def __cinit__(self):
         self.session = NULL
@@ -257,7 +258,6 @@ cdef class Http2Protocol(StreamProtocol):
     def __init__(self, config, server_state, app_state, _loop=None):
         StreamProtocol.__init__(self, config, server_state, app_state, _loop)
         self.outboxes = {}
-        self.reset_after = set()
         self.starting = []
         self.goaway_last_id = -1
 
@@ -671,6 +671,8 @@ cdef class Http2Protocol(StreamProtocol):
             # wanted -- but the RST_STREAM must follow the response's last frame, which
             # nghttp2 may still hold (DATA waits for windows, RST_STREAM would not)
             if nghttp2_session_get_stream_local_close(self.session, stream_id) == 0:
+                if self.reset_after is None:
+                    self.reset_after = set()
                 self.reset_after.add(stream_id)
                 return
         nghttp2_submit_rst_stream(self.session, NGHTTP2_FLAG_NONE, stream_id, code)
@@ -803,7 +805,19 @@ cdef class Http2Protocol(StreamProtocol):
             self.close_gracefully()
             return
         self.idle_since = self.loop.time()
+        self.trimmed = False
         self.arm_timer()
+
+    cdef trim(self):
+        """Idle for ``IDLE_RELEASE`` seconds (no stream open, nothing to send): what the
+        connection can do without until its next stream goes: the frame buffer's pages, the
+        emptied dicts' tables, the scope template (made again by the next request)."""
+        self.trimmed = True
+        if self.session != NULL and not self.in_session:
+            fa_h2_release(&self.mem)
+        self.streams.clear()  # (empty already: clear() also frees the table they grew)
+        self.outboxes.clear()
+        self.scope_template = None
 
     # -- closing ------------------------------------------------------------------------
 
@@ -900,20 +914,20 @@ cdef class Http2Protocol(StreamProtocol):
     cdef arm_timer(self):
         if self.timer is None and not self.closed:
             delay = self.timeout_keep_alive
-            if self.mem.written and delay > IDLE_RELEASE:
+            if not self.trimmed and delay > IDLE_RELEASE:
                 delay = IDLE_RELEASE
             self.timer = self.loop.call_later(delay, self.on_timer)
 
     def on_timer(self):
         """Keep-alive (no stream open) and header-read timeouts, one lazy timer as HTTP/1.1 has
         (see ``http2_py.Http2Protocol.on_timer``); and, idle for ``IDLE_RELEASE`` seconds,
-        the frame buffer's pages go back (``fa_h2_release``)."""
+        the connection is trimmed (``trim``)."""
         self.timer = None
         if self.closed or self.idle_since < 0 or self.streams or self.outboxes:
             return
         now = self.loop.time()
-        if self.mem.written and now - self.idle_since >= IDLE_RELEASE - 0.001 and not self.in_session:
-            fa_h2_release(&self.mem)
+        if not self.trimmed and now - self.idle_since >= IDLE_RELEASE - 0.001:
+            self.trim()
         if self.in_block and self.timeout_request_header > 0:
             deadline = self.idle_since + max(self.timeout_request_header, self.timeout_keep_alive)
             kind = TIMEOUT_HEADER
@@ -927,7 +941,7 @@ cdef class Http2Protocol(StreamProtocol):
             self.closing = True
             self.close_gracefully()
             return
-        if self.mem.written and self.idle_since + IDLE_RELEASE < deadline:
+        if not self.trimmed and self.idle_since + IDLE_RELEASE < deadline:
             deadline = self.idle_since + IDLE_RELEASE
         self.timer = self.loop.call_later(max(deadline - now, 0.0), self.on_timer)
 
