@@ -1028,3 +1028,65 @@ def test_compiled_protocol_sends_trailers_after_the_body():
     assert body == b"abc"
     assert trailers and dict(trailers[0].headers) == {b"x-checksum": b"900150983cd24fb0"}
     assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+
+
+def test_compiled_protocol_serves_after_an_idle_trim():
+    """An idle connection on nghttp2 is trimmed (``on_timer`` once idle for
+    ``IDLE_RELEASE``: the frame buffer's pages go back to the kernel, emptied tables
+    go): its next streams' responses, large enough to fill every frame the buffer
+    holds, arrive intact, before and after the trim."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    from fastasgi.config import Config
+    from fastasgi.server import ServerState
+
+    try:
+        from fastasgi._speedups import http2_c
+    except ImportError:
+        pytest.skip("built without libnghttp2")
+
+    body = bytes(range(256)) * 160  # 40 KiB: full 16 KiB DATA frames
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-path", scope["path"].encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def main() -> list:
+        config = Config(app, http2=True, lifespan="off", log_config=None, access_log=False)
+        config.load()
+        proto = http2_c.Http2Protocol(config=config, server_state=ServerState(), app_state={})
+        wire = _Wire()
+        proto.connection_made(wire)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        client.increment_flow_control_window(2**20)
+        client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**20})
+        answers = []
+        for sid in (1, 3, 5):
+            client.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":path", f"/{sid}"),
+                                      (":authority", "a")], end_stream=True)  # fmt: skip
+            proto.data_received(client.data_to_send())
+            events: list = []
+            for _ in range(200):  # bounded: the answer takes a few loop iterations
+                await asyncio.sleep(0)
+                if wire.out:
+                    events += client.receive_data(bytes(wire.out))
+                    wire.out.clear()
+                    proto.data_received(client.data_to_send())
+                    if any(isinstance(e, h2.events.StreamEnded) and e.stream_id == sid for e in events):
+                        break
+            answers.append((sid, events))
+            assert proto.streams == {}
+            proto.idle_since -= 2.0  # idle long enough: the timer trims the connection
+            proto.on_timer()
+        proto.connection_lost(None)
+        return answers
+
+    for sid, events in asyncio.run(main()):
+        response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+        assert dict(response.headers)[b"x-path"] == f"/{sid}".encode()
+        got = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == sid)
+        assert got == body
