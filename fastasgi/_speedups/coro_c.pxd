@@ -8,6 +8,10 @@ cdef class AppRun:
     cdef _raised(self, exc)
 
 
+cpdef AppRun new_app_run(object cycle, object app)
+cpdef object new_task(object task_type, object run, dict kwargs, object base_context)
+
+
 # Base of http_c's RequestCycle (see coro_c.pyx): the fields send needs, and send_message.
 cdef class Sender:
     cdef public bint disconnected

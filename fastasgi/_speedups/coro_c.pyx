@@ -93,7 +93,7 @@ cdef inline object _take(PyObject *result):
 cdef class AppRun:
     """See coro_py.AppRun: the same contract, compiled (attributes in coro_c.pxd)."""
 
-    def __cinit__(self, object cycle, object app):
+    def __init__(self, object cycle, object app):  # (new_app_run makes them without the call)
         self.cycle = cycle
         self.app = app
 
@@ -189,6 +189,57 @@ cdef object _apprun_step(object self, int *finished):
 
 
 fastasgi_install_iternext(<PyTypeObject *>AppRun, <fastasgi_step_t>_apprun_step, 0)
+
+
+cpdef AppRun new_app_run(object cycle, object app):
+    """``AppRun(cycle, app)`` without the type call (no argument tuple to parse)."""
+    cdef AppRun run = AppRun.__new__(AppRun)
+    run.cycle = cycle
+    run.app = app
+    return run
+
+
+# -- a request's Task ----------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    /* type(*args, **kwargs) as type_call makes it (tp_new, then tp_init on an instance
+       of the type), with kwargs a dict the caller keeps between calls: a vectorcall of
+       a type without vectorcall (asyncio's C Task on 3.11) builds one dict per call. */
+    static PyObject *fastasgi_construct(PyObject *type, PyObject *args, PyObject *kwargs) {
+        PyTypeObject *t = (PyTypeObject *)type;
+        PyObject *obj;
+        if (t->tp_new == NULL) {
+            PyErr_Format(PyExc_TypeError, "cannot create '%s' instances", t->tp_name);
+            return NULL;
+        }
+        obj = t->tp_new(t, args, kwargs);
+        if (obj == NULL || !PyObject_TypeCheck(obj, t)) return obj;
+        if (Py_TYPE(obj)->tp_init != NULL && Py_TYPE(obj)->tp_init(obj, args, kwargs) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        return obj;
+    }
+    """
+    object fastasgi_construct(object type, object args, object kwargs)
+
+cdef extern from "Python.h":
+    object PyContext_Copy(object ctx)
+
+
+cpdef object new_task(object task_type, object run, dict kwargs, object base_context):
+    """``task_type(run, context=base_context.copy(), **kwargs)``: a request's Task.
+
+    ``kwargs`` (``loop``, and ``eager_start`` on 3.12+) is the caller's own dict, kept
+    from one request to the next; its ``context`` is set for the call and cleared
+    after it, so no request's context stays reachable from it.
+    """
+    kwargs["context"] = PyContext_Copy(base_context)
+    try:
+        return fastasgi_construct(task_type, (run,), kwargs)
+    finally:
+        kwargs["context"] = None
 
 
 # -- send -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 import cython
 
 from fastasgi._speedups.clock_c cimport monotonic_ns
-from fastasgi._speedups.coro_c cimport AppRun, Sender
+from fastasgi._speedups.coro_c cimport AppRun, Sender, new_app_run, new_task
 from fastasgi._speedups.framing_c cimport encode_head
 from fastasgi._speedups.parser_c cimport RequestParser
 
@@ -70,6 +70,7 @@ cdef class HttpProtocol:
     cdef object keepalive_handle
     cdef public bint head_partial
     cdef object base_context
+    cdef dict task_kwargs
     cdef double timeout_request_header
     cdef double timeout_request_body
     cdef object body_mark

@@ -25,8 +25,7 @@ from time import perf_counter
 
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.clock_c import monotonic_ns
-    from fastasgi._speedups.coro_c import AppRun as new_app_run
-    from fastasgi._speedups.coro_c import Sender, speed_up_task_registry
+    from fastasgi._speedups.coro_c import Sender, new_app_run, new_task, speed_up_task_registry
     from fastasgi._speedups.framing_c import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -43,8 +42,8 @@ if __name__.endswith("_c"):  # compiled: the compiled set
 else:
     from time import monotonic_ns
 
-    from fastasgi._speedups.coro_py import AppRun as new_app_run
     from fastasgi._speedups.coro_py import Sender as _PySender
+    from fastasgi._speedups.coro_py import new_app_run, new_task
 
     # (http_c.pxd declares Sender as the compiled base type, so Cython refuses a
     # plain import of that name even in this branch, which only runs uncompiled)
@@ -223,6 +222,8 @@ class HttpProtocol:
         self.head_partial = False
         # what each request's context is a fresh copy of (set in connection_made)
         self.base_context = None
+        # the keyword arguments of each request's Task (3.11+; new_task sets its context)
+        self.task_kwargs = {"loop": self.loop, "eager_start": True} if _PY312 else {"loop": self.loop}
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -479,19 +480,22 @@ class HttpProtocol:
         else:
             app = self.app
         loop = self.loop
-        ctx = self.base_context.copy()
         run = new_app_run(cycle, app)
         # Tasks keep asyncio's default "Task-N" names, as under uvicorn.
         if loop.get_task_factory() is not None:
             # the user's task factory decides how the Task is made and started
-            task = ctx.run(loop.create_task, run_in_task(run))
-        elif _PY312:
-            task = Task(run, loop=loop, context=ctx, eager_start=True)
+            task = self.base_context.copy().run(loop.create_task, run_in_task(run))
         elif _PY311:
-            task = Task(run, loop=loop, context=ctx)
+            # Task(run, loop=loop, context=<a copy of base_context>), eager on 3.12+
+            task = new_task(Task, run, self.task_kwargs, self.base_context)
+            if not _PY312:
+                # (not started yet: its first step runs from the loop's queue)
+                cycle.task = task
+                self.tasks.add(task)
+                return
         else:
             # 3.9/3.10 (and PyPy): Task copies the current context, so create it in ctx
-            task = ctx.run(Task, run, loop=loop)
+            task = self.base_context.copy().run(Task, run, loop=loop)
         if not task.done():
             # AppRun tells the cycle when the app ends, which removes the task from
             # the server's set (no done-callback: one loop callback less per request)
