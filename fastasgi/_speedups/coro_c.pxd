@@ -18,6 +18,7 @@ cdef class Sender:
     cdef public dict scope
 
     cpdef object send_message(self, dict message)
+    cpdef app_returned(self, object result)
 
 
 cdef class SendOp:

@@ -129,7 +129,10 @@ cdef class AppRun:
         if not returned:
             return value
         self.coro = None
-        cycle.app_returned(value)
+        if isinstance(cycle, Sender):
+            (<Sender>cycle).app_returned(value)  # a C call (http_c's RequestCycle)
+        else:
+            cycle.app_returned(value)
         finished[0] = 1
         return None
 
@@ -271,6 +274,10 @@ cdef class Sender:
 
     cpdef object send_message(self, dict message):
         """Handle ``message``; None when done, else an awaitable to wait on (drain)."""
+        raise NotImplementedError
+
+    cpdef app_returned(self, object result):
+        """The app returned ``result`` (AppRun calls it; see coro_py.AppRun)."""
         raise NotImplementedError
 
     def __call__(self, message):

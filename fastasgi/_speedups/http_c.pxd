@@ -42,6 +42,7 @@ cdef class HttpProtocol:
     cdef object proxy_trust
     cdef bint reset_contextvars
     cdef str asgi_version
+    cdef dict asgi
     cdef public RequestParser parser
 
     cdef public object transport

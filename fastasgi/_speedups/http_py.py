@@ -183,6 +183,7 @@ class HttpProtocol:
         self.proxy_trust = server_state.proxy_trust
         self.reset_contextvars = bool(config.reset_contextvars)
         self.asgi_version = config.asgi_version
+        self.asgi = {"version": self.asgi_version, "spec_version": "2.4"}  # scope["asgi"] (copied per request)
         self.parser = new_parser(**config.parser_limits())  # (http_c.pxd types it: C calls to feed())
         # slow-client timeouts (checked by the one lazy per-connection timer, on_keepalive_timer)
         self.timeout_request_header = float(config.timeout_request_header)
@@ -432,7 +433,7 @@ class HttpProtocol:
                 error_logger.warning("Unsupported upgrade request.")
         root_path = self.root_path
         scope = self.scope_template.copy()
-        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
+        scope["asgi"] = self.asgi.copy()
         scope["http_version"] = http_version
         scope["method"] = method
         scope["path"] = root_path + path if root_path else path
