@@ -11,6 +11,7 @@ ends without an exception.
 
 from collections.abc import Coroutine
 
+cimport cython
 from cpython.ref cimport PyObject, Py_XDECREF
 
 from fastasgi._speedups.coro_py import awaitable_iter
@@ -90,6 +91,7 @@ cdef inline object _take(PyObject *result):
     return value
 
 
+@cython.freelist(16)  # one per request: its memory is reused
 cdef class AppRun:
     """See coro_py.AppRun: the same contract, compiled (attributes in coro_c.pxd)."""
 
@@ -293,6 +295,7 @@ cdef class Sender:
         return op
 
 
+@cython.freelist(16)  # one per send()
 cdef class SendOp:
     """What ``send(message)`` returns: a coroutine-like object, done in one step
     unless the transport asked the server to stop writing (then it waits for the
