@@ -16,6 +16,7 @@ cpdef object new_task(object task_type, object run, dict kwargs, object base_con
 cdef class Sender:
     cdef public bint disconnected
     cdef public dict scope
+    cdef void *_vectorcall  # the vectorcallfunc of send(message) (set by __cinit__)
 
     cpdef object send_message(self, dict message)
     cpdef app_returned(self, object result)

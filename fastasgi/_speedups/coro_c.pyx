@@ -12,7 +12,7 @@ ends without an exception.
 from collections.abc import Coroutine
 
 cimport cython
-from cpython.ref cimport PyObject, Py_XDECREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
 from fastasgi._speedups.coro_py import awaitable_iter
 
@@ -254,6 +254,52 @@ async def _send_signature(message):
     """(What ``inspect`` reads of ``send``: a coroutine function of one message.)"""
 
 
+cdef extern from *:
+    """
+    /* send(message) by vectorcall: one message, no argument tuple.  Any other call
+       goes to the type's tp_call (Sender.__call__), which raises its TypeError. */
+    static PyObject *(*fastasgi_make_sendop)(PyObject *, PyObject *) = NULL;
+    static PyObject *fastasgi_sender_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                                PyObject *kwnames) {
+        Py_ssize_t n = PyVectorcall_NARGS(nargsf), nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
+        PyObject *tuple, *kwargs = NULL, *r;
+        if (n == 1 && nk == 0) return fastasgi_make_sendop(self, args[0]);
+        tuple = PyTuple_New(n);
+        if (tuple == NULL) return NULL;
+        for (i = 0; i < n; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(tuple, i, args[i]);
+        }
+        if (nk) {
+            kwargs = PyDict_New();
+            for (i = 0; kwargs != NULL && i < nk; i++) {
+                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0) Py_CLEAR(kwargs);
+            }
+            if (kwargs == NULL) {
+                Py_DECREF(tuple);
+                return NULL;
+            }
+        }
+        r = Py_TYPE(self)->tp_call(self, tuple, kwargs);
+        Py_DECREF(tuple);
+        Py_XDECREF(kwargs);
+        return r;
+    }
+    static void *fastasgi_sender_vectorcall_ptr(void) { return (void *)fastasgi_sender_vectorcall; }
+    static void fastasgi_enable_vectorcall(PyTypeObject *t, Py_ssize_t offset,
+                                           PyObject *(*make)(PyObject *, PyObject *)) {
+    #if defined(Py_TPFLAGS_HAVE_VECTORCALL) && !defined(PYPY_VERSION)
+        fastasgi_make_sendop = make;
+        t->tp_vectorcall_offset = offset;
+        t->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+        PyType_Modified(t);
+    #endif
+    }
+    """
+    void *fastasgi_sender_vectorcall_ptr()
+    void fastasgi_enable_vectorcall(PyTypeObject *t, Py_ssize_t offset, PyObject *(*make)(PyObject *, PyObject *) except NULL)
+
+
 cdef class Sender:
     """Base of http_c's RequestCycle: the ``send`` an app is given is the cycle itself.
 
@@ -281,6 +327,10 @@ cdef class Sender:
     cpdef app_returned(self, object result):
         """The app returned ``result`` (AppRun calls it; see coro_py.AppRun)."""
         raise NotImplementedError
+
+    def __cinit__(self):
+        # a call of the cycle (``send(message)``) is a vectorcall (see _make_sendop)
+        self._vectorcall = fastasgi_sender_vectorcall_ptr()
 
     def __call__(self, message):
         cdef SendOp op = SendOp.__new__(SendOp)
@@ -375,6 +425,22 @@ cdef class SendOp:
 
 
 Coroutine.register(SendOp)
+
+
+cdef PyObject *_make_sendop(PyObject *sender, PyObject *message) except NULL:
+    cdef SendOp op = SendOp.__new__(SendOp)
+    op.sender = <Sender>sender
+    op.message = <object>message
+    Py_INCREF(op)
+    return <PyObject *>op
+
+
+cdef Py_ssize_t _vectorcall_offset():
+    cdef Sender probe = Sender.__new__(Sender)
+    return <Py_ssize_t>(<char *>&probe._vectorcall - <char *><PyObject *>probe)
+
+
+fastasgi_enable_vectorcall(<PyTypeObject *>Sender, _vectorcall_offset(), _make_sendop)
 
 
 cdef object _sendop_step(object self, int *finished):
