@@ -31,6 +31,7 @@ cdef class HttpProtocol:
     cdef public object config
     cdef object app
     cdef public object loop
+    cdef bint monotonic_clock
     cdef public object server_state
     cdef dict app_state
     cdef set connections
@@ -97,6 +98,7 @@ cdef class HttpProtocol:
     @cython.locals(pending=list)
     cpdef on_response_complete(self, RequestCycle cycle)
 
+    cpdef double clock(self) except? -1.0
     cpdef _arm_keepalive(self)
     cpdef count(self, Py_ssize_t slot)
     cpdef resume_reading_if_drained(self, RequestCycle cycle)

@@ -144,6 +144,16 @@ def method_index(method):
     return 7
 
 
+def clock_is_monotonic(loop):
+    """Whether ``loop.time()`` reads CLOCK_MONOTONIC in seconds (asyncio's loops, uvloop's):
+    then the protocol's keep-alive clock reads it directly (see HttpProtocol.clock)."""
+    time = getattr(type(loop), "time", None)
+    if time is asyncio.BaseEventLoop.time:
+        return True
+    uvloop = sys.modules.get("uvloop.loop")
+    return uvloop is not None and time is getattr(uvloop.Loop, "time", None)
+
+
 def has_proxy_headers(headers):
     """Whether a request from a trusted peer carries a header ``apply_forwarded`` reads.
 
@@ -172,6 +182,7 @@ class HttpProtocol:
         self.config = config
         self.app = config.loaded_app
         self.loop = _loop or asyncio.get_event_loop()
+        self.monotonic_clock = clock_is_monotonic(self.loop)
         self.server_state = server_state
         self.app_state = app_state
         self.connections = server_state.connections
@@ -271,7 +282,7 @@ class HttpProtocol:
         self.base_context = Context() if self.reset_contextvars else copy_context()
         if self.proxy_trust is not None:
             self.trusted = trust_key(transport, self.client) in self.proxy_trust
-        self.idle_since = self.loop.time()
+        self.idle_since = self.clock()
         self._arm_keepalive()
         if self.metrics_on:
             self.metrics[CONNECTIONS] += 1
@@ -599,12 +610,19 @@ class HttpProtocol:
     def became_idle(self):
         """No request in progress any more: start the keep-alive clock (or close)."""
         if self.active is None and self.receiving is None and not self.closed:
-            self.idle_since = self.loop.time()
+            self.idle_since = self.clock()
             if self.closing:
                 if not self.lingering:
                     self.transport.close()
             else:
                 self._arm_keepalive()
+
+    def clock(self):
+        """``loop.time()``, read without calling it where that is the monotonic clock
+        (the keep-alive clock starts at the end of every response)."""
+        if self.monotonic_clock:
+            return monotonic_ns() * 1e-9
+        return self.loop.time()
 
     def _arm_keepalive(self):
         if self.keepalive_handle is None:
@@ -619,7 +637,7 @@ class HttpProtocol:
         self.keepalive_handle = None
         if self.closed:
             return
-        now = self.loop.time()
+        now = self.clock()
         if self.idle_since < 0:
             # busy: only a request body being received needs watching (the app's own
             # time is not limited); re-armed when the connection becomes idle again
