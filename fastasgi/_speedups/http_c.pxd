@@ -17,6 +17,7 @@ cdef long long[::1] BUCKET_BOUNDS
 
 # scope["extensions"] of every request: a C-typed global, so the per-request copy is one PyDict_Copy
 cdef dict EXTENSIONS
+cdef str HTTP11
 
 cpdef Py_ssize_t method_index(str method)
 
@@ -86,7 +87,7 @@ cdef class HttpProtocol:
 
     @cython.locals(
         cycle=RequestCycle, keep_alive=bint, expect_continue=bint, trailers=bint, root_path=str, scope=dict,
-        extensions=dict,
+        extensions=dict, method=str, http_version=str,
     )
     cpdef RequestCycle start_request(self, tuple head)
 
@@ -141,7 +142,10 @@ cdef class RequestCycle(Sender):
     cdef bint trailers
     cdef bint trailers_pending
 
-    cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue, bint trailers_ok)
+    cpdef setup(
+        self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue, bint trailers_ok, bint is_head,
+        bint http11,
+    )
     cpdef app_returned(self, object result)
     cpdef bint app_raised(self, object exc)
     cpdef on_body(self, bytes data)

@@ -101,6 +101,7 @@ HIGH_WATER = 65536  # buffered request body (or pipelined bytes) above which rea
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LINGER = 2.0  # s an error response waits for the client to close before the server does
 INFO = logging.INFO
+HTTP11 = sys.intern("1.1")  # the parsers' (interned) "1.1": compiled, equal at the identity test
 _PY312 = sys.version_info >= (3, 12)
 _PY311 = sys.version_info >= (3, 11)  # Task(..., context=)
 
@@ -461,7 +462,15 @@ class HttpProtocol:
         if self.close_after_response:
             keep_alive = False
         cycle = RequestCycle.__new__(RequestCycle)
-        cycle.setup(self, scope, keep_alive, expect_continue, trailers)
+        cycle.setup(
+            self,
+            scope,
+            keep_alive,
+            expect_continue,
+            trailers,
+            len(method) == 4 and method == "HEAD",  # (compiled: most methods fail at the length)
+            http_version == HTTP11,
+        )
         self.active = cycle
         self.receiving = cycle
         self.server_state.total_requests += 1
@@ -741,7 +750,7 @@ class RequestCycle(Sender):
     """One request and its response: the ``receive``/``send`` pair an app sees
     (``send`` comes from :class:`Sender`, and calls ``send_message``)."""
 
-    def setup(self, protocol, scope, keep_alive, expect_continue, trailers_ok):
+    def setup(self, protocol, scope, keep_alive, expect_continue, trailers_ok, is_head, http11):
         # Called on RequestCycle.__new__(RequestCycle): compiled, that is a direct
         # tp_new plus a C call, with no argument parsing of a Python __init__.
         self.protocol = protocol
@@ -749,8 +758,8 @@ class RequestCycle(Sender):
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
-        self.is_head = scope["method"] == "HEAD"
-        self.http11 = scope["http_version"] == "1.1"
+        self.is_head = is_head
+        self.http11 = http11
 
         self.body_chunks = None  # a list once body bytes arrive
         self.body_size = 0
