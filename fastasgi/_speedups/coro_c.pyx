@@ -364,8 +364,9 @@ cdef class Sender:
         """The app returned ``result`` (AppRun calls it; see coro_py.AppRun)."""
         raise NotImplementedError
 
-    def __cinit__(self):
-        # a call of the cycle (``send(message)``) is a vectorcall (see _make_sendop)
+    def __cinit__(self, *args, **kwargs):
+        # a call of the cycle (``send(message)``) is a vectorcall (see _make_sendop);
+        # (any arguments: a subclass's constructor arguments reach this __cinit__ too)
         self._vectorcall = fastasgi_sender_vectorcall_ptr()
 
     def __call__(self, message):
