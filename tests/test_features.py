@@ -191,6 +191,35 @@ def test_keep_alive_timeout_closes_idle(impl):
             assert sock.recv(10) == b""  # closed by the server once idle
 
 
+def test_keep_alive_clock_follows_the_loop(impl):
+    # The idle clock reads CLOCK_MONOTONIC directly only where loop.time() is that
+    # clock (asyncio's loops, uvloop's); a loop with a clock of its own is asked.
+    from fastasgi import _speedups
+    from fastasgi.config import Config
+    from fastasgi.server import ServerState
+
+    http = _speedups.load(impl).http
+
+    class OwnClockLoop(asyncio.SelectorEventLoop):
+        def time(self):
+            return 1_000_000.0
+
+    uvloop = pytest.importorskip("uvloop")
+    loops = [asyncio.SelectorEventLoop(), uvloop.new_event_loop(), OwnClockLoop()]
+    try:
+        assert [http.clock_is_monotonic(loop) for loop in loops] == [True, True, False]
+        config = Config(basic_app, lifespan="off", log_config=None)
+        config.load()
+        for loop in loops:
+            proto = http.HttpProtocol(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+            # (exactly the fake clock's value only when the fake clock was asked)
+            assert (proto.clock() == 1_000_000.0) is (type(loop) is OwnClockLoop)
+            assert abs(proto.clock() - loop.time()) < 60
+    finally:
+        for loop in loops:
+            loop.close()
+
+
 # -- TLS --------------------------------------------------------------------------------
 
 

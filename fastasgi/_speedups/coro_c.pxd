@@ -8,12 +8,18 @@ cdef class AppRun:
     cdef _raised(self, exc)
 
 
+cpdef AppRun new_app_run(object cycle, object app)
+cpdef object new_task(object task_type, object run, dict kwargs, object base_context)
+
+
 # Base of http_c's RequestCycle (see coro_c.pyx): the fields send needs, and send_message.
 cdef class Sender:
     cdef public bint disconnected
     cdef public dict scope
+    cdef void *_vectorcall  # the vectorcallfunc of send(message) (set by __cinit__)
 
     cpdef object send_message(self, dict message)
+    cpdef app_returned(self, object result)
 
 
 cdef class SendOp:

@@ -11,7 +11,8 @@ ends without an exception.
 
 from collections.abc import Coroutine
 
-from cpython.ref cimport PyObject, Py_XDECREF
+cimport cython
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 
 from fastasgi._speedups.coro_py import awaitable_iter
 
@@ -90,10 +91,11 @@ cdef inline object _take(PyObject *result):
     return value
 
 
+@cython.freelist(16)  # one per request: its memory is reused
 cdef class AppRun:
     """See coro_py.AppRun: the same contract, compiled (attributes in coro_c.pxd)."""
 
-    def __cinit__(self, object cycle, object app):
+    def __init__(self, object cycle, object app):  # (new_app_run makes them without the call)
         self.cycle = cycle
         self.app = app
 
@@ -129,7 +131,10 @@ cdef class AppRun:
         if not returned:
             return value
         self.coro = None
-        cycle.app_returned(value)
+        if isinstance(cycle, Sender):
+            (<Sender>cycle).app_returned(value)  # a C call (http_c's RequestCycle)
+        else:
+            cycle.app_returned(value)
         finished[0] = 1
         return None
 
@@ -191,11 +196,144 @@ cdef object _apprun_step(object self, int *finished):
 fastasgi_install_iternext(<PyTypeObject *>AppRun, <fastasgi_step_t>_apprun_step, 0)
 
 
+cpdef AppRun new_app_run(object cycle, object app):
+    """``AppRun(cycle, app)`` without the type call (no argument tuple to parse)."""
+    cdef AppRun run = AppRun.__new__(AppRun)
+    run.cycle = cycle
+    run.app = app
+    return run
+
+
+# -- a request's Task ----------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    /* type(*args, **kwargs) as type_call makes it (tp_new, then tp_init on an instance
+       of the type), with kwargs a dict the caller keeps between calls: a vectorcall of
+       a type without vectorcall (asyncio's C Task on 3.11) builds one dict per call. */
+    static PyObject *fastasgi_construct(PyObject *type, PyObject *args, PyObject *kwargs) {
+        PyTypeObject *t = (PyTypeObject *)type;
+        PyObject *obj;
+        if (t->tp_new == NULL) {
+            PyErr_Format(PyExc_TypeError, "cannot create '%s' instances", t->tp_name);
+            return NULL;
+        }
+        obj = t->tp_new(t, args, kwargs);
+        if (obj == NULL || !PyObject_TypeCheck(obj, t)) return obj;
+        if (Py_TYPE(obj)->tp_init != NULL && Py_TYPE(obj)->tp_init(obj, args, kwargs) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+        return obj;
+    }
+    """
+    object fastasgi_construct(object type, object args, object kwargs)
+
+cdef extern from "Python.h":
+    object PyContext_Copy(object ctx)
+
+cdef extern from *:
+    """
+    /* "Task-<n>" without PyUnicode_FromFormat, which costs over 1,400 instructions */
+    static PyObject *fastasgi_task_name(unsigned long long n) {
+        char digits[24];
+        int len = 0, i;
+        PyObject *s;
+        Py_UCS1 *out;
+        do {
+            digits[len++] = (char)('0' + n % 10);
+            n /= 10;
+        } while (n);
+        s = PyUnicode_New(5 + len, 127);
+        if (s == NULL) return NULL;
+        out = PyUnicode_1BYTE_DATA(s);
+        memcpy(out, "Task-", 5);
+        for (i = 0; i < len; i++) out[5 + i] = (Py_UCS1)digits[len - 1 - i];
+        return s;
+    }
+    """
+    object fastasgi_task_name(unsigned long long n)
+
+import sys as _sys
+
+# CPython < 3.12 formats an unnamed Task's "Task-<n>" name as it is made, from a counter
+# of its own that nothing outside _asyncio reads; 3.12+ formats it only when asked.
+cdef bint _name_tasks = _sys.version_info < (3, 12)
+cdef unsigned long long _task_number = 0
+
+
+cpdef object new_task(object task_type, object run, dict kwargs, object base_context):
+    """``task_type(run, context=base_context.copy(), **kwargs)``: a request's Task.
+
+    ``kwargs`` (``loop``, and ``eager_start`` on 3.12+) is the caller's own dict, kept
+    from one request to the next; its ``context`` is set for the call and cleared
+    after it, so no request's context stays reachable from it.  Before 3.12 the Task
+    is named ``Task-<n>`` from a counter of this module (asyncio's is not readable),
+    which costs a fraction of asyncio's own formatting of that name.
+    """
+    global _task_number
+    if _name_tasks:
+        # before 3.12: the default-looking "Task-<n>" from fastasgi's own counter
+        _task_number += 1
+        kwargs["name"] = fastasgi_task_name(_task_number)
+    kwargs["context"] = PyContext_Copy(base_context)
+    try:
+        return fastasgi_construct(task_type, (run,), kwargs)
+    finally:
+        kwargs["context"] = None
+
+
 # -- send -------------------------------------------------------------------------------
 
 
 async def _send_signature(message):
     """(What ``inspect`` reads of ``send``: a coroutine function of one message.)"""
+
+
+cdef extern from *:
+    """
+    /* send(message) by vectorcall: one message, no argument tuple.  Any other call
+       goes to the type's tp_call (Sender.__call__), which raises its TypeError. */
+    static PyObject *(*fastasgi_make_sendop)(PyObject *, PyObject *) = NULL;
+    static PyObject *fastasgi_sender_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                                PyObject *kwnames) {
+        Py_ssize_t n = PyVectorcall_NARGS(nargsf), nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
+        PyObject *tuple, *kwargs = NULL, *r;
+        if (n == 1 && nk == 0) return fastasgi_make_sendop(self, args[0]);
+        tuple = PyTuple_New(n);
+        if (tuple == NULL) return NULL;
+        for (i = 0; i < n; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(tuple, i, args[i]);
+        }
+        if (nk) {
+            kwargs = PyDict_New();
+            for (i = 0; kwargs != NULL && i < nk; i++) {
+                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0) Py_CLEAR(kwargs);
+            }
+            if (kwargs == NULL) {
+                Py_DECREF(tuple);
+                return NULL;
+            }
+        }
+        r = Py_TYPE(self)->tp_call(self, tuple, kwargs);
+        Py_DECREF(tuple);
+        Py_XDECREF(kwargs);
+        return r;
+    }
+    static void *fastasgi_sender_vectorcall_ptr(void) { return (void *)fastasgi_sender_vectorcall; }
+    static void fastasgi_enable_vectorcall(PyTypeObject *t, Py_ssize_t offset,
+                                           PyObject *(*make)(PyObject *, PyObject *)) {
+    #if defined(Py_TPFLAGS_HAVE_VECTORCALL) && !defined(PYPY_VERSION)
+        fastasgi_make_sendop = make;
+        t->tp_vectorcall_offset = offset;
+        t->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+        PyType_Modified(t);
+    #endif
+    }
+    """
+    void *fastasgi_sender_vectorcall_ptr()
+    void fastasgi_enable_vectorcall(PyTypeObject *t, Py_ssize_t offset, PyObject *(*make)(PyObject *, PyObject *) except NULL)
 
 
 cdef class Sender:
@@ -222,6 +360,15 @@ cdef class Sender:
         """Handle ``message``; None when done, else an awaitable to wait on (drain)."""
         raise NotImplementedError
 
+    cpdef app_returned(self, object result):
+        """The app returned ``result`` (AppRun calls it; see coro_py.AppRun)."""
+        raise NotImplementedError
+
+    def __cinit__(self, *args, **kwargs):
+        # a call of the cycle (``send(message)``) is a vectorcall (see _make_sendop);
+        # (any arguments: a subclass's constructor arguments reach this __cinit__ too)
+        self._vectorcall = fastasgi_sender_vectorcall_ptr()
+
     def __call__(self, message):
         cdef SendOp op = SendOp.__new__(SendOp)
         op.sender = self
@@ -235,6 +382,7 @@ cdef class Sender:
         return op
 
 
+@cython.freelist(16)  # one per send()
 cdef class SendOp:
     """What ``send(message)`` returns: a coroutine-like object, done in one step
     unless the transport asked the server to stop writing (then it waits for the
@@ -314,6 +462,22 @@ cdef class SendOp:
 
 
 Coroutine.register(SendOp)
+
+
+cdef PyObject *_make_sendop(PyObject *sender, PyObject *message) except NULL:
+    cdef SendOp op = SendOp.__new__(SendOp)
+    op.sender = <Sender>sender
+    op.message = <object>message
+    Py_INCREF(op)
+    return <PyObject *>op
+
+
+cdef Py_ssize_t _vectorcall_offset():
+    cdef Sender probe = Sender.__new__(Sender)
+    return <Py_ssize_t>(<char *>&probe._vectorcall - <char *><PyObject *>probe)
+
+
+fastasgi_enable_vectorcall(<PyTypeObject *>Sender, _vectorcall_offset(), _make_sendop)
 
 
 cdef object _sendop_step(object self, int *finished):

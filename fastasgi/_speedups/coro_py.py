@@ -116,6 +116,13 @@ class AppRun:
 # asyncio.Task accepts what is a Coroutine (asyncio.iscoroutine)
 Coroutine.register(AppRun)
 
+new_app_run = AppRun
+
+
+def new_task(task_type: Any, run: Any, kwargs: dict, base_context: Any) -> Any:
+    """``task_type(run, context=base_context.copy(), **kwargs)``: a request's Task (Python 3.11+)."""
+    return task_type(run, context=base_context.copy(), **kwargs)
+
 
 class Sender:
     """Base of the HTTP request cycle: its ``send``, a coroutine function.

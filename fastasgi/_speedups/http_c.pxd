@@ -4,7 +4,7 @@
 import cython
 
 from fastasgi._speedups.clock_c cimport monotonic_ns
-from fastasgi._speedups.coro_c cimport AppRun, Sender
+from fastasgi._speedups.coro_c cimport AppRun, Sender, new_app_run, new_task
 from fastasgi._speedups.framing_c cimport encode_head
 from fastasgi._speedups.parser_c cimport RequestParser
 
@@ -17,6 +17,7 @@ cdef long long[::1] BUCKET_BOUNDS
 
 # scope["extensions"] of every request: a C-typed global, so the per-request copy is one PyDict_Copy
 cdef dict EXTENSIONS
+cdef str HTTP11
 
 cpdef Py_ssize_t method_index(str method)
 
@@ -31,6 +32,7 @@ cdef class HttpProtocol:
     cdef public object config
     cdef object app
     cdef public object loop
+    cdef bint monotonic_clock
     cdef public object server_state
     cdef dict app_state
     cdef set connections
@@ -42,6 +44,7 @@ cdef class HttpProtocol:
     cdef object proxy_trust
     cdef bint reset_contextvars
     cdef str asgi_version
+    cdef dict asgi
     cdef public RequestParser parser
 
     cdef public object transport
@@ -70,6 +73,7 @@ cdef class HttpProtocol:
     cdef object keepalive_handle
     cdef public bint head_partial
     cdef object base_context
+    cdef dict task_kwargs
     cdef double timeout_request_header
     cdef double timeout_request_body
     cdef object body_mark
@@ -83,7 +87,7 @@ cdef class HttpProtocol:
 
     @cython.locals(
         cycle=RequestCycle, keep_alive=bint, expect_continue=bint, trailers=bint, root_path=str, scope=dict,
-        extensions=dict,
+        extensions=dict, method=str, http_version=str,
     )
     cpdef RequestCycle start_request(self, tuple head)
 
@@ -95,6 +99,7 @@ cdef class HttpProtocol:
     @cython.locals(pending=list)
     cpdef on_response_complete(self, RequestCycle cycle)
 
+    cpdef double clock(self) except? -1.0
     cpdef _arm_keepalive(self)
     cpdef count(self, Py_ssize_t slot)
     cpdef resume_reading_if_drained(self, RequestCycle cycle)
@@ -137,7 +142,10 @@ cdef class RequestCycle(Sender):
     cdef bint trailers
     cdef bint trailers_pending
 
-    cpdef setup(self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue, bint trailers_ok)
+    cpdef setup(
+        self, HttpProtocol protocol, dict scope, bint keep_alive, bint expect_continue, bint trailers_ok, bint is_head,
+        bint http11,
+    )
     cpdef app_returned(self, object result)
     cpdef bint app_raised(self, object exc)
     cpdef on_body(self, bytes data)

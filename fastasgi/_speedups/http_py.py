@@ -25,8 +25,7 @@ from time import perf_counter
 
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.clock_c import monotonic_ns
-    from fastasgi._speedups.coro_c import AppRun as new_app_run
-    from fastasgi._speedups.coro_c import Sender, speed_up_task_registry
+    from fastasgi._speedups.coro_c import Sender, new_app_run, new_task, speed_up_task_registry
     from fastasgi._speedups.framing_c import (
         CHUNKED,
         CLOSE_DELIMITED,
@@ -43,8 +42,8 @@ if __name__.endswith("_c"):  # compiled: the compiled set
 else:
     from time import monotonic_ns
 
-    from fastasgi._speedups.coro_py import AppRun as new_app_run
     from fastasgi._speedups.coro_py import Sender as _PySender
+    from fastasgi._speedups.coro_py import new_app_run, new_task
 
     # (http_c.pxd declares Sender as the compiled base type, so Cython refuses a
     # plain import of that name even in this branch, which only runs uncompiled)
@@ -105,6 +104,7 @@ CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
 H2C_RESPONSE = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 LINGER = 2.0  # s an error response waits for the client to close before the server does
 INFO = logging.INFO
+HTTP11 = sys.intern("1.1")  # the parsers' (interned) "1.1": compiled, equal at the identity test
 _PY312 = sys.version_info >= (3, 12)
 _PY311 = sys.version_info >= (3, 11)  # Task(..., context=)
 
@@ -148,6 +148,16 @@ def method_index(method):
     return 7
 
 
+def clock_is_monotonic(loop):
+    """Whether ``loop.time()`` reads CLOCK_MONOTONIC in seconds (asyncio's loops, uvloop's):
+    then the protocol's keep-alive clock reads it directly (see HttpProtocol.clock)."""
+    time = getattr(type(loop), "time", None)
+    if time is asyncio.BaseEventLoop.time:
+        return True
+    uvloop = sys.modules.get("uvloop.loop")
+    return uvloop is not None and time is getattr(uvloop.Loop, "time", None)
+
+
 def has_proxy_headers(headers):
     """Whether a request from a trusted peer carries a header ``apply_forwarded`` reads.
 
@@ -176,6 +186,7 @@ class HttpProtocol:
         self.config = config
         self.app = config.loaded_app
         self.loop = _loop or asyncio.get_event_loop()
+        self.monotonic_clock = clock_is_monotonic(self.loop)
         self.server_state = server_state
         self.app_state = app_state
         self.connections = server_state.connections
@@ -187,6 +198,7 @@ class HttpProtocol:
         self.proxy_trust = server_state.proxy_trust
         self.reset_contextvars = bool(config.reset_contextvars)
         self.asgi_version = config.asgi_version
+        self.asgi = {"version": self.asgi_version, "spec_version": "2.4"}  # scope["asgi"] (copied per request)
         self.parser = new_parser(**config.parser_limits())  # (http_c.pxd types it: C calls to feed())
         # slow-client timeouts (checked by the one lazy per-connection timer, on_keepalive_timer)
         self.timeout_request_header = float(config.timeout_request_header)
@@ -226,6 +238,8 @@ class HttpProtocol:
         self.head_partial = False
         # what each request's context is a fresh copy of (set in connection_made)
         self.base_context = None
+        # the keyword arguments of each request's Task (3.11+; new_task sets its context)
+        self.task_kwargs = {"loop": self.loop, "eager_start": True} if _PY312 else {"loop": self.loop}
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -272,7 +286,7 @@ class HttpProtocol:
         self.base_context = Context() if self.reset_contextvars else copy_context()
         if self.proxy_trust is not None:
             self.trusted = trust_key(transport, self.client) in self.proxy_trust
-        self.idle_since = self.loop.time()
+        self.idle_since = self.clock()
         self._arm_keepalive()
         if self.metrics_on:
             self.metrics[CONNECTIONS] += 1
@@ -438,7 +452,7 @@ class HttpProtocol:
                 error_logger.warning("Unsupported upgrade request.")
         root_path = self.root_path
         scope = self.scope_template.copy()
-        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
+        scope["asgi"] = self.asgi.copy()
         scope["http_version"] = http_version
         scope["method"] = method
         scope["path"] = root_path + path if root_path else path
@@ -457,7 +471,15 @@ class HttpProtocol:
         if upgrade is not None and upgrade == b"h2c" and self.upgrade_to_http2(scope):
             return None
         cycle = RequestCycle.__new__(RequestCycle)
-        cycle.setup(self, scope, keep_alive, expect_continue, trailers)
+        cycle.setup(
+            self,
+            scope,
+            keep_alive,
+            expect_continue,
+            trailers,
+            len(method) == 4 and method == "HEAD",  # (compiled: most methods fail at the length)
+            http_version == HTTP11,
+        )
         self.active = cycle
         self.receiving = cycle
         self.server_state.total_requests += 1
@@ -488,19 +510,23 @@ class HttpProtocol:
         else:
             app = self.app
         loop = self.loop
-        ctx = self.base_context.copy()
         run = new_app_run(cycle, app)
-        # Tasks keep asyncio's default "Task-N" names, as under uvicorn.
+        # Tasks have asyncio's default "Task-N" names, as under uvicorn (compiled, before
+        # 3.12: from coro_c's own counter, see new_task).
         if loop.get_task_factory() is not None:
             # the user's task factory decides how the Task is made and started
-            task = ctx.run(loop.create_task, run_in_task(run))
-        elif _PY312:
-            task = Task(run, loop=loop, context=ctx, eager_start=True)
+            task = self.base_context.copy().run(loop.create_task, run_in_task(run))
         elif _PY311:
-            task = Task(run, loop=loop, context=ctx)
+            # Task(run, loop=loop, context=<a copy of base_context>), eager on 3.12+
+            task = new_task(Task, run, self.task_kwargs, self.base_context)
+            if not _PY312:
+                # (not started yet: its first step runs from the loop's queue)
+                cycle.task = task
+                self.tasks.add(task)
+                return
         else:
             # 3.9/3.10 (and PyPy): Task copies the current context, so create it in ctx
-            task = ctx.run(Task, run, loop=loop)
+            task = self.base_context.copy().run(Task, run, loop=loop)
         if not task.done():
             # AppRun tells the cycle when the app ends, which removes the task from
             # the server's set (no done-callback: one loop callback less per request)
@@ -647,12 +673,19 @@ class HttpProtocol:
     def became_idle(self):
         """No request in progress any more: start the keep-alive clock (or close)."""
         if self.active is None and self.receiving is None and not self.closed:
-            self.idle_since = self.loop.time()
+            self.idle_since = self.clock()
             if self.closing:
                 if not self.lingering:
                     self.transport.close()
             else:
                 self._arm_keepalive()
+
+    def clock(self):
+        """``loop.time()``, read without calling it where that is the monotonic clock
+        (the keep-alive clock starts at the end of every response)."""
+        if self.monotonic_clock:
+            return monotonic_ns() * 1e-9
+        return self.loop.time()
 
     def _arm_keepalive(self):
         if self.keepalive_handle is None:
@@ -667,7 +700,7 @@ class HttpProtocol:
         self.keepalive_handle = None
         if self.closed:
             return
-        now = self.loop.time()
+        now = self.clock()
         if self.idle_since < 0:
             # busy: only a request body being received needs watching (the app's own
             # time is not limited); re-armed when the connection becomes idle again
@@ -770,7 +803,7 @@ class RequestCycle(Sender):
     """One request and its response: the ``receive``/``send`` pair an app sees
     (``send`` comes from :class:`Sender`, and calls ``send_message``)."""
 
-    def setup(self, protocol, scope, keep_alive, expect_continue, trailers_ok):
+    def setup(self, protocol, scope, keep_alive, expect_continue, trailers_ok, is_head, http11):
         # Called on RequestCycle.__new__(RequestCycle): compiled, that is a direct
         # tp_new plus a C call, with no argument parsing of a Python __init__.
         self.protocol = protocol
@@ -778,8 +811,8 @@ class RequestCycle(Sender):
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
-        self.is_head = scope["method"] == "HEAD"
-        self.http11 = scope["http_version"] == "1.1"
+        self.is_head = is_head
+        self.http11 = http11
 
         self.body_chunks = None  # a list once body bytes arrive
         self.body_size = 0

@@ -91,7 +91,7 @@ cdef enum:
 cdef list _METHODS = [
     sys.intern(ll.llhttp_method_name(<ll.llhttp_method_t>i).decode("ascii")) for i in range(47)
 ]
-cdef str _V11 = "1.1"
+cdef str _V11 = sys.intern("1.1")  # interned: the protocol compares by identity first
 cdef str _V10 = "1.0"
 cdef bytes _EMPTY = b""
 cdef bytes _SLASH = b"/"
