@@ -232,50 +232,14 @@ cdef extern from *:
 cdef extern from "Python.h":
     object PyContext_Copy(object ctx)
 
-cdef extern from *:
-    """
-    /* "Task-<n>" without PyUnicode_FromFormat, which costs over 1,400 instructions */
-    static PyObject *fastasgi_task_name(unsigned long long n) {
-        char digits[24];
-        int len = 0, i;
-        PyObject *s;
-        Py_UCS1 *out;
-        do {
-            digits[len++] = (char)('0' + n % 10);
-            n /= 10;
-        } while (n);
-        s = PyUnicode_New(5 + len, 127);
-        if (s == NULL) return NULL;
-        out = PyUnicode_1BYTE_DATA(s);
-        memcpy(out, "Task-", 5);
-        for (i = 0; i < len; i++) out[5 + i] = (Py_UCS1)digits[len - 1 - i];
-        return s;
-    }
-    """
-    object fastasgi_task_name(unsigned long long n)
-
-import sys as _sys
-
-# CPython < 3.12 formats an unnamed Task's "Task-<n>" name as it is made, from a counter
-# of its own that nothing outside _asyncio reads; 3.12+ formats it only when asked.
-cdef bint _name_tasks = _sys.version_info < (3, 12)
-cdef unsigned long long _task_number = 0
-
 
 cpdef object new_task(object task_type, object run, dict kwargs, object base_context):
     """``task_type(run, context=base_context.copy(), **kwargs)``: a request's Task.
 
     ``kwargs`` (``loop``, and ``eager_start`` on 3.12+) is the caller's own dict, kept
     from one request to the next; its ``context`` is set for the call and cleared
-    after it, so no request's context stays reachable from it.  Before 3.12 the Task
-    is named ``Task-<n>`` from a counter of this module (asyncio's is not readable),
-    which costs a fraction of asyncio's own formatting of that name.
+    after it, so no request's context stays reachable from it.
     """
-    global _task_number
-    if _name_tasks:
-        # before 3.12: the default-looking "Task-<n>" from fastasgi's own counter
-        _task_number += 1
-        kwargs["name"] = fastasgi_task_name(_task_number)
     kwargs["context"] = PyContext_Copy(base_context)
     try:
         return fastasgi_construct(task_type, (run,), kwargs)

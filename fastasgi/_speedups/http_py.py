@@ -511,8 +511,7 @@ class HttpProtocol:
             app = self.app
         loop = self.loop
         run = new_app_run(cycle, app)
-        # Tasks have asyncio's default "Task-N" names, as under uvicorn (compiled, before
-        # 3.12: from coro_c's own counter, see new_task).
+        # Tasks keep asyncio's default "Task-N" names, as under uvicorn.
         if loop.get_task_factory() is not None:
             # the user's task factory decides how the Task is made and started
             task = self.base_context.copy().run(loop.create_task, run_in_task(run))
