@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import re
 import socket
 import sys
 from typing import Any
@@ -47,6 +48,9 @@ class TaskApp:
         info: dict[str, Any] = {
             "n": n,
             "distinct": all(t is not task for t in self.tasks),
+            # asyncio's default name, one per request (fastasgi's own counter on 3.11, compiled)
+            "default_name": re.fullmatch(r"Task-[1-9][0-9]*", task.get_name()) is not None,
+            "name_distinct": all(t.get_name() != task.get_name() for t in self.tasks),
             "var": REQUEST_VAR.get(),
             "prev_done": prev.done() if prev is not None else None,
             "cancelling": task.cancelling() if sys.version_info >= (3, 11) else 0,
@@ -95,6 +99,7 @@ def test_each_request_runs_in_its_own_task(impl: str, first: str) -> None:
     for i, info in enumerate(seen):
         assert info["n"] == i
         assert info["distinct"], info
+        assert info["default_name"] and info["name_distinct"], info
         assert info["var"] is None, info  # no ContextVar of request i-1 in request i
         assert info["in_task_context"] is False, info
         assert info["cancelling"] == 0, info
@@ -129,6 +134,7 @@ def test_pipelined_request_gets_a_fresh_context(impl: str) -> None:
         assert info["var"] is None, info
         assert info["in_task_context"] is False, info
         assert info["distinct"], info
+        assert info["default_name"] and info["name_distinct"], info
 
 
 def test_request_task_is_one_of_asyncios_tasks(impl: str) -> None:
