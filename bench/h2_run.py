@@ -164,7 +164,7 @@ def h2load_argv(url: str, conns: int, streams: int, *, duration: int = 0, reques
     return [*argv, url]
 
 
-_FINISHED = re.compile(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s")
+_FINISHED = re.compile(r"finished in ([\d.]+)(us|ms|s), ([\d.]+) req/s")
 _REQUESTS = re.compile(
     r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout"
 )
@@ -178,7 +178,7 @@ def parse_h2load(text: str) -> dict:
     """The numbers of h2load's summary (a missing line leaves its keys out)."""
     out: dict = {}
     if m := _FINISHED.search(text):
-        out["seconds"] = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+        out["seconds"] = float(m.group(1)) * _UNIT_MS[m.group(2)] / 1000.0
         out["rps"] = float(m.group(3))
     if m := _REQUESTS.search(text):
         keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")

@@ -162,6 +162,13 @@ def test_h2load_summary_is_parsed():
     assert res["protocol"] == "h2c"
 
 
+def test_h2load_summary_in_microseconds_is_parsed():
+    """A one-request check finishes in microseconds: h2load then says "us"."""
+    res = h2_run.parse_h2load(H2LOAD_OUTPUT.replace("finished in 59.42ms", "finished in 776.50us"))
+    assert res["seconds"] == pytest.approx(776.5e-6)
+    assert res["rps"] == 841.45
+
+
 def test_h2load_log_percentiles(tmp_path):
     log = tmp_path / "h2load.log"
     # start (us since epoch), status (-1: failed stream, left out), request time (us)
