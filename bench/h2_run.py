@@ -442,7 +442,7 @@ def collect_meta(opts) -> dict:
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs (nproc), {run._cpu_model()}, {platform.system()} {platform.release()}",
-        "python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
         "h2load": version,
         "packages": packages,
         "command": " ".join(shlex.quote(a) for a in ["python3", *sys.argv]),

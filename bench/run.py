@@ -701,7 +701,7 @@ def collect_meta(opts, servers, scenarios) -> dict:
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs (nproc), {_cpu_model()}, {platform.system()} {platform.release()}",
-        "python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": {
             "fastasgi": _fastasgi_info(),
             **{d: _version(d) for d in ("uvicorn", "granian", "uvloop", "httptools", "h11")},
