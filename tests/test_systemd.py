@@ -175,7 +175,8 @@ def test_socket_activation_and_notify_single_process(tmp_path: Path) -> None:
         # by the process systemd-socket-activate became (LISTEN_PID is its own pid)
         assert activated.first_response()["pid"] == server.pid
         assert unix_get(path)["server"][0] == str(path)
-        assert server.find(rf"running on http://127\.0\.0\.1:{port} ")
+        # (the log comes through a pipe, READY=1 through the notify socket: either may be first)
+        wait_for(lambda: server.find(rf"running on http://127\.0\.0\.1:{port} "), 10, "the startup line")
         # WATCHDOG_USEC=200000: a keep-alive every 0.1 s
         notify.wait("WATCHDOG", 10, count=2)
         server.signal(signal.SIGTERM)
