@@ -29,7 +29,7 @@ here, and ``nghttp2_session_mem_send`` frames what the windows allow into one
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from fastasgi._speedups._nghttp2 cimport *
 from fastasgi._speedups.stream_c cimport Budget, StreamCycle, StreamProtocol
@@ -65,49 +65,53 @@ from fastasgi.metrics import (
 NGHTTP2_VERSION = nghttp2_version(0).version_str.decode("ascii")
 
 
-# -- the session's allocator: malloc, with the outbound frame buffer's pages given back when idle --
+# -- the session's allocator: malloc, with whole pages given back while the connection is idle --
 #
-# nghttp2 keeps one outbound frame buffer per session for its whole life (16 KiB + 10:
-# the largest frame, never shrunk); most of a session's memory, written up to the size
-# of the largest frame sent.  Between two ``nghttp2_session_mem_send`` loops what it
-# holds is dead (each frame returned is copied out, and the loop's last call, which
-# returns 0, resets the buffer), so when the connection is idle its whole pages go
-# back to the kernel (``madvise(MADV_DONTNEED)``: the memory stays allocated and reads
-# as zeros; a page is faulted in again when a frame reaches it).  The buffer is told
-# apart as the session's first ``realloc(NULL, FRAMEBUF_SIZE)`` (nghttp2_bufs_init3 at
-# session creation; its head chunk is kept until the session ends).
+# An idle nghttp2 session keeps memory it does not use until its next stream:
+#
+# * its outbound frame buffer (16 KiB + 10, the largest frame, never shrunk), written up
+#   to the size of the largest frame sent.  Between two ``nghttp2_session_mem_send``
+#   loops what it holds is dead (each frame returned is copied out, and the loop's last
+#   call, which returns 0, resets the buffer).  It is told apart as the session's first
+#   ``realloc(NULL, FRAMEBUF_SIZE)`` (nghttp2_bufs_init3 at session creation; its head
+#   chunk is kept until the session ends);
+# * blocks of a page or more that hold nothing at the moment: nghttp2 < 1.53 makes its
+#   stream map a 4 KiB table at session creation (256 buckets, all zero bytes once the
+#   last stream is gone); later versions grow it from 16 buckets when a stream opens.
+#
+# So every block of a page or more is placed on whole pages of its own (at most
+# FA_H2_BLOCKS of them per session, the frame buffer one; the rest come from malloc as
+# usual), and when the connection has been idle a while (Http2Protocol.trim) their pages go
+# back to the kernel (``madvise(MADV_DONTNEED)``): the frame buffer's whole pages, and the
+# other blocks' pages that read all zeros.  The memory stays allocated and reads as zeros
+# afterwards -- what those pages held -- and a page is faulted in again when written.
 cdef extern from *:
     """
     #include <stdint.h>
     #include <stdlib.h>
-    #if defined(__unix__) || defined(__APPLE__)
+    #include <string.h>
+    #if (defined(__unix__) || defined(__APPLE__)) && !defined(FA_H2_NO_PAGES)
     #include <sys/mman.h>
     #include <unistd.h>
+    #ifdef MADV_DONTNEED
+    #define FA_H2_PAGES 1
+    #endif
     #endif
     #define FA_H2_FRAMEBUF_SIZE (9 + 1 + 16384)  /* NGHTTP2_FRAMEBUF_CHUNKLEN (nghttp2_frame.h) */
+    #define FA_H2_BLOCKS 4
 
     typedef struct {
-        unsigned char *framebuf;  /* the session's outbound frame buffer, or NULL */
-        size_t framebuf_size;
+        void *block[FA_H2_BLOCKS];  /* blocks on whole pages of their own (NULL: a free slot) */
+        size_t block_size[FA_H2_BLOCKS];  /* their size: whole pages */
+        unsigned char *framebuf;  /* the session's outbound frame buffer (one of the blocks), or NULL */
         size_t written;  /* bytes of it possibly in memory since its pages were last given back */
+        int framebuf_seen;  /* its allocation happened (the session's first block of that size) */
     } fa_h2_mem;
-
-    static void *fa_h2_malloc(size_t size, void *ud) { (void)ud; return malloc(size); }
-    static void *fa_h2_calloc(size_t n, size_t size, void *ud) { (void)ud; return calloc(n, size); }
-
-    static void fa_h2_free(void *ptr, void *ud) {
-        fa_h2_mem *m = (fa_h2_mem *)ud;
-        if (ptr != NULL && ptr == (void *)m->framebuf) {
-            m->framebuf = NULL;
-            m->framebuf_size = 0;
-        }
-        free(ptr);
-    }
 
     static uintptr_t fa_page_size(void) {
         static uintptr_t page = 0;
         if (page == 0) {
-    #if defined(__unix__) || defined(__APPLE__)
+    #ifdef FA_H2_PAGES
             long ps = sysconf(_SC_PAGESIZE);
             page = ps > 0 ? (uintptr_t)ps : 4096;
     #else
@@ -117,64 +121,173 @@ cdef extern from *:
         return page;
     }
 
-    static void *fa_h2_realloc(void *ptr, size_t size, void *ud) {
-        fa_h2_mem *m = (fa_h2_mem *)ud;
-        void *p;
-    #if defined(__unix__) || defined(__APPLE__)
-        if (ptr == NULL && m->framebuf == NULL && m->written == 0 && size == FA_H2_FRAMEBUF_SIZE) {
-            /* the first one: the frame buffer, on whole pages of its own (all of it can go back) */
-            uintptr_t page = fa_page_size();
-            size_t whole = (size + page - 1) & ~(page - 1);
-            if (posix_memalign(&p, page, whole) != 0) {
-                return NULL;
+    static int fa_h2_slot(fa_h2_mem *m, void *ptr) {
+        int i;
+        for (i = 0; i < FA_H2_BLOCKS; i++) {
+            if (m->block[i] == ptr) {
+                return i;
             }
-            m->framebuf = (unsigned char *)p;
-            m->framebuf_size = whole;
-            m->written = whole;  /* recycled heap memory: maybe all in memory */
-            return p;
         }
-    #endif
-        p = realloc(ptr, size);
-        if (p == NULL) {
+        return -1;
+    }
+
+    /* A block of `size` bytes (>= a page) on whole pages of its own, or NULL when none can be
+       had (no free slot: the caller uses malloc).  Its bytes past `size` are zero. */
+    static void *fa_h2_pages(fa_h2_mem *m, size_t size, int zero, int *failed) {
+    #ifdef FA_H2_PAGES
+        uintptr_t page = fa_page_size();
+        size_t whole;
+        void *p;
+        int i = fa_h2_slot(m, NULL);
+        *failed = 0;
+        if (size < page || i < 0 || size > SIZE_MAX - page) {
             return NULL;
         }
-        if (ptr == NULL) {
-            if (m->framebuf == NULL && m->written == 0 && size == FA_H2_FRAMEBUF_SIZE) {
-                m->framebuf = (unsigned char *)p;  /* the first one: the frame buffer */
-                m->framebuf_size = size;
-                m->written = size;
-            }
-        } else if (ptr == (void *)m->framebuf) {
+        whole = (size + page - 1) & ~(page - 1);
+        if (posix_memalign(&p, page, whole) != 0) {
+            *failed = 1;
+            return NULL;
+        }
+        if (zero) {
+            memset(p, 0, whole);
+        } else if (whole > size) {
+            memset((unsigned char *)p + size, 0, whole - size);
+        }
+        m->block[i] = p;
+        m->block_size[i] = whole;
+        if (!m->framebuf_seen && size == FA_H2_FRAMEBUF_SIZE) {
+            /* the first one of that size: the frame buffer (recycled heap memory: maybe all in memory) */
+            m->framebuf_seen = 1;
             m->framebuf = (unsigned char *)p;
-            m->framebuf_size = size;
-            m->written = size;
+            m->written = whole;
         }
         return p;
+    #else
+        (void)m; (void)size; (void)zero;
+        *failed = 0;
+        return NULL;
+    #endif
+    }
+
+    static void fa_h2_forget(fa_h2_mem *m, void *ptr) {
+        int i = fa_h2_slot(m, ptr);
+        if (i >= 0) {
+            m->block[i] = NULL;
+            m->block_size[i] = 0;
+            if (ptr == (void *)m->framebuf) {
+                m->framebuf = NULL;
+                m->written = 0;
+            }
+        }
+    }
+
+    static void *fa_h2_malloc(size_t size, void *ud) {
+        int failed;
+        void *p = fa_h2_pages((fa_h2_mem *)ud, size, 0, &failed);
+        return p != NULL || failed ? p : malloc(size);
+    }
+
+    static void *fa_h2_calloc(size_t n, size_t size, void *ud) {
+        int failed;
+        void *p = NULL;
+        if (size == 0 || n <= SIZE_MAX / size) {
+            p = fa_h2_pages((fa_h2_mem *)ud, n * size, 1, &failed);
+            if (p != NULL || failed) {
+                return p;
+            }
+        }
+        return calloc(n, size);
+    }
+
+    static void fa_h2_free(void *ptr, void *ud) {
+        if (ptr != NULL) {
+            fa_h2_forget((fa_h2_mem *)ud, ptr);
+        }
+        free(ptr);
+    }
+
+    static void *fa_h2_realloc(void *ptr, size_t size, void *ud) {
+        fa_h2_mem *m = (fa_h2_mem *)ud;
+        int i, failed;
+        void *p;
+        if (ptr == NULL) {
+            return fa_h2_malloc(size, ud);
+        }
+        i = fa_h2_slot(m, ptr);
+        if (i < 0) {
+            return realloc(ptr, size);
+        }
+        /* a block on pages of its own: moved (its slot is free for the new one) */
+        {
+            size_t old = m->block_size[i];
+            int was_framebuf = ptr == (void *)m->framebuf;
+            m->block[i] = NULL;
+            m->block_size[i] = 0;
+            p = fa_h2_pages(m, size, 0, &failed);
+            if (p == NULL && !failed) {
+                p = malloc(size);
+            }
+            if (p == NULL) {
+                m->block[i] = ptr;  /* the old block stays as it was */
+                m->block_size[i] = old;
+                return NULL;
+            }
+            memcpy(p, ptr, size < old ? size : old);
+            if (was_framebuf) {
+                m->framebuf = fa_h2_slot(m, p) >= 0 ? (unsigned char *)p : NULL;
+                m->written = m->framebuf != NULL ? size : 0;
+            }
+            free(ptr);
+            return p;
+        }
     }
 
     /* A frame at [chunk, chunk + n) was returned by nghttp2_session_mem_send. */
     static inline void fa_h2_wrote(fa_h2_mem *m, const uint8_t *chunk, size_t n) {
         uintptr_t begin = (uintptr_t)m->framebuf, at = (uintptr_t)chunk;
-        if (at >= begin && at - begin < m->framebuf_size && at - begin + n > m->written) {
+        if (m->framebuf != NULL && at >= begin && at - begin < FA_H2_FRAMEBUF_SIZE && at - begin + n > m->written) {
             m->written = at - begin + n;
         }
     }
 
-    /* Give the frame buffer's whole pages back if a frame may have reached them. */
+    static int fa_h2_zero_page(const unsigned char *page, uintptr_t size) {
+        const uint64_t *w = (const uint64_t *)page, *end = (const uint64_t *)(page + size);
+        uint64_t acc = 0;
+        for (; w < end; w += 8) {
+            acc |= w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7];
+            if (acc) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+
+    /* The connection is idle: the frame buffer's pages if a frame may have reached them, and
+       the pages of the other blocks that read all zeros, go back; the number of pages. */
     static int fa_h2_release(fa_h2_mem *m) {
-    #if (defined(__unix__) || defined(__APPLE__)) && defined(MADV_DONTNEED)
-        uintptr_t page = fa_page_size(), lo, hi;
-        if (m->framebuf == NULL) {
-            return 0;
+    #ifdef FA_H2_PAGES
+        uintptr_t page = fa_page_size(), at;
+        unsigned char *p;
+        int i, pages = 0;
+        for (i = 0; i < FA_H2_BLOCKS; i++) {
+            p = (unsigned char *)m->block[i];
+            if (p == NULL) {
+                continue;
+            }
+            if (p == m->framebuf) {
+                if (m->written > 0 && madvise(p, m->block_size[i], MADV_DONTNEED) == 0) {
+                    pages += (int)(m->block_size[i] / page);
+                }
+                m->written = 0;
+                continue;
+            }
+            for (at = 0; at < m->block_size[i]; at += page) {
+                if (fa_h2_zero_page(p + at, page) && madvise(p + at, page, MADV_DONTNEED) == 0) {
+                    pages++;
+                }
+            }
         }
-        lo = ((uintptr_t)m->framebuf + page - 1) & ~(page - 1);
-        hi = ((uintptr_t)m->framebuf + m->framebuf_size) & ~(page - 1);
-        if (hi <= lo || (uintptr_t)m->framebuf + m->written <= lo) {
-            m->written = 0;
-            return 0;  /* nothing written to its whole pages */
-        }
-        m->written = 0;
-        return madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0;
+        return pages;
     #else
         (void)m;
         return 0;
@@ -182,9 +295,7 @@ cdef extern from *:
     }
     """
     ctypedef struct fa_h2_mem:
-        unsigned char *framebuf
-        size_t framebuf_size
-        size_t written
+        pass
     void *fa_h2_malloc(size_t size, void *ud) noexcept nogil
     void *fa_h2_calloc(size_t n, size_t size, void *ud) noexcept nogil
     void fa_h2_free(void *ptr, void *ud) noexcept nogil
@@ -251,9 +362,7 @@ cdef class Http2Protocol(StreamProtocol):
 
     def __cinit__(self):
         self.session = NULL
-        self.mem.framebuf = NULL
-        self.mem.framebuf_size = 0
-        self.mem.written = 0
+        memset(&self.mem, 0, sizeof(fa_h2_mem))
 
     def __init__(self, config, server_state, app_state, _loop=None):
         StreamProtocol.__init__(self, config, server_state, app_state, _loop)
@@ -810,7 +919,8 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef trim(self):
         """Idle for ``IDLE_RELEASE`` seconds (no stream open, nothing to send): what the
-        connection can do without until its next stream goes: the frame buffer's pages, the
+        connection can do without until its next stream goes: nghttp2's pages that hold
+        nothing (the frame buffer's, an empty stream map's: see ``fa_h2_release``), the
         emptied dicts' tables, the scope template (made again by the next request)."""
         self.trimmed = True
         if self.session != NULL and not self.in_session:
@@ -1059,6 +1169,10 @@ cdef int _setup() except -1:
     nghttp2_session_callbacks_set_on_frame_send_callback(CALLBACKS, cb_frame_send)
     # the app's reading hands the windows back (nghttp2_session_consume), as on the pure path
     nghttp2_option_set_no_auto_window_update(OPTION, 1)
+    # a closed stream is forgotten at once (nghttp2 < 1.65 keeps up to 100 of them on a server,
+    # as nodes of the RFC 7540 priority tree that RFC 9113 deprecates: 240 bytes each, and an
+    # idle connection's stream map would never be empty)
+    nghttp2_option_set_no_closed_streams(OPTION, 1)
     return 0
 
 
