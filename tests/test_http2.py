@@ -1090,3 +1090,79 @@ def test_compiled_protocol_serves_after_an_idle_trim():
         assert dict(response.headers)[b"x-path"] == f"/{sid}".encode()
         got = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived) and e.stream_id == sid)
         assert got == body
+
+
+@pytest.mark.parametrize("impl", [pytest.param("c", marks=pytest.mark.c_extension)], indirect=True)
+def test_compiled_connection_serves_after_idle_release(server):
+    """A real connection on nghttp2, its HPACK tables filled both ways (the client's fields
+    and the server's indexed), released while idle (``trim``: nghttp2's pages that hold
+    nothing go back to the kernel, the first response after it indexes none of the server's
+    own fields): its next requests, HPACK-indexed as before, are answered in full, and the
+    client's decoder follows every response.  Twice, so that released pages are used again."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    if _speedups.load_http2("c") is _speedups.load_http2("py"):
+        pytest.skip("built without libnghttp2")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    sock.sendall(client.data_to_send())
+    fields = [(":method", "GET"), (":scheme", "http"), (":path", "/scope"), (":authority", "a"),
+              ("x-token", "t" * 40), ("user-agent", "idle-release-test")]  # fmt: skip
+
+    def get(stream_id: int) -> tuple:
+        client.send_headers(stream_id, fields, end_stream=True)
+        sock.sendall(client.data_to_send())
+        headers: dict = {}
+        body = b""
+        for _ in range(100):  # bounded: a few reads per response
+            data = sock.recv(65536)
+            assert data, "the server closed the connection"
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    client.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream_id:
+                    sock.sendall(client.data_to_send())
+                    return headers, body
+            sock.sendall(client.data_to_send())
+        raise AssertionError("no complete response")
+
+    def release() -> None:
+        """The server-side trim, now: the connection's timer as if it had been idle long enough."""
+        local = sock.getsockname()
+        (proto,) = [
+            c for c in list(server.server_state.connections)
+            if getattr(c, "client", None) and tuple(c.client) == local[:2]
+        ]  # fmt: skip
+        done = threading.Event()
+
+        def trim() -> None:
+            assert not proto.streams
+            proto.idle_since -= 2.0  # (IDLE_RELEASE is 1 s; the keep-alive timeout, 5 s, not reached)
+            proto.on_timer()
+            done.set()
+
+        proto.loop.call_soon_threadsafe(trim)
+        assert done.wait(10)
+
+    try:
+        stream_id = 1
+        for _ in range(3):  # release twice, with requests before, between and after
+            for _ in range(3):
+                headers, body = get(stream_id)
+                stream_id += 2
+                assert headers[b":status"] == b"200"
+                assert headers[b"content-type"] == b"application/json"
+                assert b"server" in headers and b"date" in headers
+                assert int(headers[b"content-length"]) == len(body)
+                scope = json.loads(body)
+                assert ["x-token", "t" * 40] in scope["headers"]
+                assert ["user-agent", "idle-release-test"] in scope["headers"]
+            release()
+    finally:
+        sock.close()

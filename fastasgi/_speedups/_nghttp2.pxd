@@ -26,6 +26,7 @@ cdef extern from "nghttp2/nghttp2.h":
 
     enum:
         NGHTTP2_NV_FLAG_NONE
+        NGHTTP2_NV_FLAG_NO_INDEX
 
     ctypedef struct nghttp2_nv:
         uint8_t *name

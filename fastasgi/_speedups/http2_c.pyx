@@ -29,7 +29,7 @@ here, and ``nghttp2_session_mem_send`` frames what the windows allow into one
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 from fastasgi._speedups._nghttp2 cimport *
 from fastasgi._speedups.stream_c cimport Budget, StreamCycle, StreamProtocol
@@ -98,30 +98,36 @@ cdef extern from *:
     #endif
     #endif
     #define FA_H2_FRAMEBUF_SIZE (9 + 1 + 16384)  /* NGHTTP2_FRAMEBUF_CHUNKLEN (nghttp2_frame.h) */
-    #define FA_H2_BLOCKS 4
+    #define FA_H2_BLOCKS 2
 
     typedef struct {
         void *block[FA_H2_BLOCKS];  /* blocks on whole pages of their own (NULL: a free slot) */
-        size_t block_size[FA_H2_BLOCKS];  /* their size: whole pages */
-        unsigned char *framebuf;  /* the session's outbound frame buffer (one of the blocks), or NULL */
-        size_t written;  /* bytes of it possibly in memory since its pages were last given back */
-        int framebuf_seen;  /* its allocation happened (the session's first block of that size) */
+        uint32_t block_size[FA_H2_BLOCKS];  /* their size: whole pages */
+        uint32_t written;  /* bytes of the frame buffer possibly in memory since its pages were last given back */
+        uint8_t framebuf;  /* 1 + the slot of the session's outbound frame buffer, or 0 */
+        uint8_t framebuf_seen;  /* it was allocated (the session's first block of that size) */
     } fa_h2_mem;
 
-    static uintptr_t fa_page_size(void) {
-        static uintptr_t page = 0;
-        if (page == 0) {
+    /* the page size (set by fa_h2_setup, before any session), 0 where pages are not given back;
+       the smallest block put on pages of its own (SIZE_MAX: none), and the mask of a page offset
+       (all ones: none) */
+    static uintptr_t fa_page = 0;
+    static size_t fa_big = SIZE_MAX;
+    static uintptr_t fa_mask = UINTPTR_MAX;
+
+    static void fa_h2_setup(void) {
     #ifdef FA_H2_PAGES
-            long ps = sysconf(_SC_PAGESIZE);
-            page = ps > 0 ? (uintptr_t)ps : 4096;
-    #else
-            page = 4096;
-    #endif
+        long ps = sysconf(_SC_PAGESIZE);
+        /* (a block's size is kept in 32 bits: a page size past that is not one to work with) */
+        fa_page = ps >= 1024 && ps <= (1L << 20) && (ps & (ps - 1)) == 0 ? (uintptr_t)ps : 0;
+        if (fa_page != 0) {
+            fa_big = fa_page;
+            fa_mask = fa_page - 1;
         }
-        return page;
+    #endif
     }
 
-    static int fa_h2_slot(fa_h2_mem *m, void *ptr) {
+    static inline int fa_h2_slot(fa_h2_mem *m, void *ptr) {
         int i;
         for (i = 0; i < FA_H2_BLOCKS; i++) {
             if (m->block[i] == ptr) {
@@ -132,19 +138,19 @@ cdef extern from *:
     }
 
     /* A block of `size` bytes (>= a page) on whole pages of its own, or NULL when none can be
-       had (no free slot: the caller uses malloc).  Its bytes past `size` are zero. */
+       had (no free slot: the caller uses malloc) or when out of memory (*failed).  Its bytes
+       past `size` are zero. */
     static void *fa_h2_pages(fa_h2_mem *m, size_t size, int zero, int *failed) {
     #ifdef FA_H2_PAGES
-        uintptr_t page = fa_page_size();
-        size_t whole;
         void *p;
+        size_t whole;
         int i = fa_h2_slot(m, NULL);
         *failed = 0;
-        if (size < page || i < 0 || size > SIZE_MAX - page) {
+        if (i < 0 || size > UINT32_MAX - fa_page) {
             return NULL;
         }
-        whole = (size + page - 1) & ~(page - 1);
-        if (posix_memalign(&p, page, whole) != 0) {
+        whole = (size + fa_page - 1) & ~(fa_page - 1);
+        if (posix_memalign(&p, fa_page, whole) != 0) {
             *failed = 1;
             return NULL;
         }
@@ -154,12 +160,12 @@ cdef extern from *:
             memset((unsigned char *)p + size, 0, whole - size);
         }
         m->block[i] = p;
-        m->block_size[i] = whole;
+        m->block_size[i] = (uint32_t)whole;
         if (!m->framebuf_seen && size == FA_H2_FRAMEBUF_SIZE) {
             /* the first one of that size: the frame buffer (recycled heap memory: maybe all in memory) */
             m->framebuf_seen = 1;
-            m->framebuf = (unsigned char *)p;
-            m->written = whole;
+            m->framebuf = (uint8_t)(i + 1);
+            m->written = (uint32_t)whole;
         }
         return p;
     #else
@@ -169,29 +175,21 @@ cdef extern from *:
     #endif
     }
 
-    static void fa_h2_forget(fa_h2_mem *m, void *ptr) {
-        int i = fa_h2_slot(m, ptr);
-        if (i >= 0) {
-            m->block[i] = NULL;
-            m->block_size[i] = 0;
-            if (ptr == (void *)m->framebuf) {
-                m->framebuf = NULL;
-                m->written = 0;
+    static void *fa_h2_malloc(size_t size, void *ud) {
+        if (size >= fa_big) {
+            int failed;
+            void *p = fa_h2_pages((fa_h2_mem *)ud, size, 0, &failed);
+            if (p != NULL || failed) {
+                return p;
             }
         }
-    }
-
-    static void *fa_h2_malloc(size_t size, void *ud) {
-        int failed;
-        void *p = fa_h2_pages((fa_h2_mem *)ud, size, 0, &failed);
-        return p != NULL || failed ? p : malloc(size);
+        return malloc(size);
     }
 
     static void *fa_h2_calloc(size_t n, size_t size, void *ud) {
-        int failed;
-        void *p = NULL;
-        if (size == 0 || n <= SIZE_MAX / size) {
-            p = fa_h2_pages((fa_h2_mem *)ud, n * size, 1, &failed);
+        if (size != 0 && n <= SIZE_MAX / size && n * size >= fa_big) {
+            int failed;
+            void *p = fa_h2_pages((fa_h2_mem *)ud, n * size, 1, &failed);
             if (p != NULL || failed) {
                 return p;
             }
@@ -200,8 +198,18 @@ cdef extern from *:
     }
 
     static void fa_h2_free(void *ptr, void *ud) {
-        if (ptr != NULL) {
-            fa_h2_forget((fa_h2_mem *)ud, ptr);
+        /* (the blocks start on a page; malloc's blocks seldom do) */
+        if (((uintptr_t)ptr & fa_mask) == 0 && ptr != NULL) {
+            fa_h2_mem *m = (fa_h2_mem *)ud;
+            int i = fa_h2_slot(m, ptr);
+            if (i >= 0) {
+                m->block[i] = NULL;
+                m->block_size[i] = 0;
+                if (m->framebuf == i + 1) {
+                    m->framebuf = 0;
+                    m->written = 0;
+                }
+            }
         }
         free(ptr);
     }
@@ -209,53 +217,51 @@ cdef extern from *:
     static void *fa_h2_realloc(void *ptr, size_t size, void *ud) {
         fa_h2_mem *m = (fa_h2_mem *)ud;
         int i, failed;
+        uint32_t old;
         void *p;
         if (ptr == NULL) {
             return fa_h2_malloc(size, ud);
         }
-        i = fa_h2_slot(m, ptr);
-        if (i < 0) {
+        if (((uintptr_t)ptr & fa_mask) != 0 || (i = fa_h2_slot(m, ptr)) < 0) {
             return realloc(ptr, size);
         }
         /* a block on pages of its own: moved (its slot is free for the new one) */
-        {
-            size_t old = m->block_size[i];
-            int was_framebuf = ptr == (void *)m->framebuf;
-            m->block[i] = NULL;
-            m->block_size[i] = 0;
-            p = fa_h2_pages(m, size, 0, &failed);
-            if (p == NULL && !failed) {
-                p = malloc(size);
-            }
-            if (p == NULL) {
-                m->block[i] = ptr;  /* the old block stays as it was */
-                m->block_size[i] = old;
-                return NULL;
-            }
-            memcpy(p, ptr, size < old ? size : old);
-            if (was_framebuf) {
-                m->framebuf = fa_h2_slot(m, p) >= 0 ? (unsigned char *)p : NULL;
-                m->written = m->framebuf != NULL ? size : 0;
-            }
-            free(ptr);
-            return p;
+        old = m->block_size[i];
+        m->block[i] = NULL;
+        m->block_size[i] = 0;
+        p = size >= fa_page ? fa_h2_pages(m, size, 0, &failed) : NULL;
+        if (p == NULL && !failed) {
+            p = malloc(size);
         }
+        if (p == NULL) {
+            m->block[i] = ptr;  /* the old block stays as it was */
+            m->block_size[i] = old;
+            return NULL;
+        }
+        memcpy(p, ptr, size < old ? size : old);
+        if (m->framebuf == i + 1) {
+            i = fa_h2_slot(m, p);
+            m->framebuf = (uint8_t)(i + 1);  /* (0 when it is not on pages of its own any more) */
+            m->written = i >= 0 ? m->block_size[i] : 0;
+        }
+        free(ptr);
+        return p;
     }
 
     /* A frame at [chunk, chunk + n) was returned by nghttp2_session_mem_send. */
     static inline void fa_h2_wrote(fa_h2_mem *m, const uint8_t *chunk, size_t n) {
-        uintptr_t begin = (uintptr_t)m->framebuf, at = (uintptr_t)chunk;
-        if (m->framebuf != NULL && at >= begin && at - begin < FA_H2_FRAMEBUF_SIZE && at - begin + n > m->written) {
-            m->written = at - begin + n;
+        if (m->framebuf != 0) {
+            uintptr_t begin = (uintptr_t)m->block[m->framebuf - 1], at = (uintptr_t)chunk;
+            if (at >= begin && at - begin < FA_H2_FRAMEBUF_SIZE && at - begin + n > m->written) {
+                m->written = (uint32_t)(at - begin + n);
+            }
         }
     }
 
-    static int fa_h2_zero_page(const unsigned char *page, uintptr_t size) {
-        const uint64_t *w = (const uint64_t *)page, *end = (const uint64_t *)(page + size);
-        uint64_t acc = 0;
+    static int fa_h2_zero_page(const unsigned char *page) {
+        const uint64_t *w = (const uint64_t *)page, *end = (const uint64_t *)(page + fa_page);
         for (; w < end; w += 8) {
-            acc |= w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7];
-            if (acc) {
+            if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) {
                 return 0;
             }
         }
@@ -266,23 +272,23 @@ cdef extern from *:
        the pages of the other blocks that read all zeros, go back; the number of pages. */
     static int fa_h2_release(fa_h2_mem *m) {
     #ifdef FA_H2_PAGES
-        uintptr_t page = fa_page_size(), at;
         unsigned char *p;
+        uint32_t at;
         int i, pages = 0;
         for (i = 0; i < FA_H2_BLOCKS; i++) {
             p = (unsigned char *)m->block[i];
             if (p == NULL) {
                 continue;
             }
-            if (p == m->framebuf) {
+            if (m->framebuf == i + 1) {
                 if (m->written > 0 && madvise(p, m->block_size[i], MADV_DONTNEED) == 0) {
-                    pages += (int)(m->block_size[i] / page);
+                    pages += (int)(m->block_size[i] / fa_page);
                 }
                 m->written = 0;
                 continue;
             }
-            for (at = 0; at < m->block_size[i]; at += page) {
-                if (fa_h2_zero_page(p + at, page) && madvise(p + at, page, MADV_DONTNEED) == 0) {
+            for (at = 0; at < m->block_size[i]; at += (uint32_t)fa_page) {
+                if (fa_h2_zero_page(p + at) && madvise(p + at, fa_page, MADV_DONTNEED) == 0) {
                     pages++;
                 }
             }
@@ -296,6 +302,7 @@ cdef extern from *:
     """
     ctypedef struct fa_h2_mem:
         pass
+    void fa_h2_setup() noexcept nogil
     void *fa_h2_malloc(size_t size, void *ud) noexcept nogil
     void *fa_h2_calloc(size_t n, size_t size, void *ud) noexcept nogil
     void fa_h2_free(void *ptr, void *ud) noexcept nogil
@@ -338,7 +345,7 @@ cdef class Http2Protocol(StreamProtocol):
     cdef nghttp2_session *session
     cdef dict outboxes  # stream id -> Outbox, until nghttp2 closes the stream
     cdef set reset_after  # streams to reset (NO_ERROR) once their response's last frame is sent (or None)
-    cdef list starting  # streams whose app starts once the bytes received are handled
+    cdef list starting  # streams whose app starts once the bytes received are handled (or None)
     cdef bint in_session  # inside nghttp2 (mem_recv / mem_send): no reentry
     cdef bint in_receive
     cdef bint check_idle  # a stream closed inside nghttp2: became_idle() afterwards
@@ -359,6 +366,7 @@ cdef class Http2Protocol(StreamProtocol):
     cdef Budget control_budget
     cdef fa_h2_mem mem  # the session's allocator state (its mem_user_data): see fa_h2_release
     cdef bint trimmed  # idle since trim()
+    cdef bint sparse  # no response since the connection opened or was trimmed (see submit)
 
     def __cinit__(self):
         self.session = NULL
@@ -367,7 +375,6 @@ cdef class Http2Protocol(StreamProtocol):
     def __init__(self, config, server_state, app_state, _loop=None):
         StreamProtocol.__init__(self, config, server_state, app_state, _loop)
         self.outboxes = {}
-        self.starting = []
         self.goaway_last_id = -1
 
     def __dealloc__(self):
@@ -414,6 +421,7 @@ cdef class Http2Protocol(StreamProtocol):
             self.metrics[CONNECTIONS_OPEN] += 1
         self.flush()
         self.idle_since = now
+        self.sparse = True
         self.arm_timer()
 
     def connection_lost(self, exc):
@@ -424,7 +432,7 @@ cdef class Http2Protocol(StreamProtocol):
         streams = list(self.streams.values())
         self.streams.clear()
         self.outboxes.clear()
-        self.starting = []
+        self.starting = None
         for stream in streams:
             (<StreamCycle>stream).on_disconnect()
         self.wake_drain()
@@ -473,8 +481,8 @@ cdef class Http2Protocol(StreamProtocol):
         if self.after_session(rv):
             return
         starting = self.starting
-        if starting:
-            self.starting = []
+        if starting is not None:
+            self.starting = None
             for stream in starting:
                 if not (<StreamCycle>stream).disconnected and not self.shut:
                     self.start_app(<StreamCycle>stream)
@@ -577,7 +585,10 @@ cdef class Http2Protocol(StreamProtocol):
                     return 0
                 cycle = self.start_stream(stream_id, headers, flags & NGHTTP2_FLAG_END_STREAM)
                 if cycle is not None:
-                    self.starting.append(cycle)
+                    if self.starting is None:
+                        self.starting = [cycle]
+                    else:
+                        self.starting.append(cycle)
             elif flags & NGHTTP2_FLAG_END_STREAM:  # request trailers end the body
                 cycle = self.streams.get(stream_id)
                 if cycle is not None:
@@ -688,6 +699,21 @@ cdef class Http2Protocol(StreamProtocol):
                 nva[i].value = <uint8_t *>PyBytes_AS_STRING(value)
                 nva[i].valuelen = PyBytes_GET_SIZE(value)
                 nva[i].flags = NGHTTP2_NV_FLAG_NONE
+            if kind == 0 and self.sparse:
+                # The first response since the connection opened or was last idle: the fields
+                # the server adds to every response are not indexed (HPACK, RFC 7541 §6.2.3).
+                # An idle connection keeps its encoder's table as long as it stays open (some
+                # 170 bytes of memory per entry), and those entries would seldom be used again:
+                # date takes a new value every second (indexed, each value would stay in the
+                # table, up to 4 KiB of it, and push out the fields that do repeat), server is
+                # a few bytes.  A busy connection's next responses index them as usual.
+                self.sparse = False
+                for i in range(n):
+                    if (
+                        (nva[i].namelen == 4 and memcmp(nva[i].name, b"date", 4) == 0)
+                        or (nva[i].namelen == 6 and memcmp(nva[i].name, b"server", 6) == 0)
+                    ):
+                        nva[i].flags = NGHTTP2_NV_FLAG_NO_INDEX
             if kind == 1:
                 rv = nghttp2_submit_trailer(self.session, stream_id, nva, n)
             elif kind == 2:
@@ -923,6 +949,7 @@ cdef class Http2Protocol(StreamProtocol):
         nothing (the frame buffer's, an empty stream map's: see ``fa_h2_release``), the
         emptied dicts' tables, the scope template (made again by the next request)."""
         self.trimmed = True
+        self.sparse = True
         if self.session != NULL and not self.in_session:
             fa_h2_release(&self.mem)
         self.streams.clear()  # (empty already: clear() also frees the table they grew)
@@ -940,7 +967,7 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef terminate(self, uint32_t code):
         """GOAWAY with ``code`` and the last stream processed, then close."""
-        self.starting = []
+        self.starting = None
         if self.session != NULL and not self.shut:
             nghttp2_session_terminate_session(self.session, code)
         self.close_now()
@@ -1157,6 +1184,7 @@ cdef nghttp2_option *OPTION = NULL
 
 cdef int _setup() except -1:
     global CALLBACKS, OPTION
+    fa_h2_setup()
     if nghttp2_session_callbacks_new(&CALLBACKS) != 0 or nghttp2_option_new(&OPTION) != 0:
         raise MemoryError("nghttp2")
     nghttp2_session_callbacks_set_on_begin_frame_callback(CALLBACKS, cb_begin_frame)
