@@ -32,7 +32,7 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 from fastasgi._speedups._nghttp2 cimport *
-from fastasgi._speedups.stream_c cimport Budget, StreamCycle, StreamProtocol
+from fastasgi._speedups.stream_c cimport StreamCycle, StreamProtocol
 
 import logging
 from contextvars import Context, copy_context
@@ -137,49 +137,98 @@ cdef extern from *:
         return -1;
     }
 
-    /* A block of `size` bytes (>= a page) on whole pages of its own, or NULL when none can be
-       had (no free slot: the caller uses malloc) or when out of memory (*failed).  Its bytes
-       past `size` are zero. */
-    static void *fa_h2_pages(fa_h2_mem *m, size_t size, int zero, int *failed) {
+    #ifdef FA_H2_PAGES
+    #include <pthread.h>
+    #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+    #define MAP_ANONYMOUS MAP_ANON
+    #endif
+    /* The blocks' pages come from a pool of runs of 1 to FA_POOL_PAGES pages, carved from
+       anonymous mappings of FA_POOL_CHUNK pages (so they leave no holes in malloc's heap); a
+       freed run goes back to the kernel (madvise) and is kept, empty, for the next block of its
+       size.  A run of the pool reads as zeros when handed out. */
+    #define FA_POOL_PAGES 8
+    #define FA_POOL_CHUNK 256
+    typedef struct {
+        void **runs;
+        size_t n, cap;
+    } fa_pool_list;
+    static fa_pool_list fa_pool_free[FA_POOL_PAGES + 1];
+    static unsigned char *fa_pool_next = NULL, *fa_pool_end = NULL;
+    static pthread_mutex_t fa_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+    static void *fa_pool_get(size_t pages) {
+        fa_pool_list *l = &fa_pool_free[pages];
+        void *p = NULL;
+        size_t bytes = pages * fa_page;
+        pthread_mutex_lock(&fa_pool_lock);
+        if (l->n > 0) {
+            p = l->runs[--l->n];
+        } else {
+            if (fa_pool_next == NULL || (size_t)(fa_pool_end - fa_pool_next) < bytes) {
+                /* (the rest of the last mapping, under FA_POOL_PAGES pages, is never used) */
+                void *c = mmap(NULL, FA_POOL_CHUNK * fa_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (c != MAP_FAILED) {
+                    fa_pool_next = (unsigned char *)c;
+                    fa_pool_end = fa_pool_next + FA_POOL_CHUNK * fa_page;
+                }
+            }
+            if (fa_pool_next != NULL && (size_t)(fa_pool_end - fa_pool_next) >= bytes) {
+                p = fa_pool_next;
+                fa_pool_next += bytes;
+            }
+        }
+        pthread_mutex_unlock(&fa_pool_lock);
+        return p;
+    }
+
+    static void fa_pool_put(void *p, size_t pages) {
+        fa_pool_list *l = &fa_pool_free[pages];
+        madvise(p, pages * fa_page, MADV_DONTNEED);  /* (zeros from now on) */
+        pthread_mutex_lock(&fa_pool_lock);
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? 2 * l->cap : 64;
+            void **runs = (void **)realloc(l->runs, cap * sizeof(void *));
+            if (runs != NULL) {
+                l->runs = runs;
+                l->cap = cap;
+            }
+        }
+        if (l->n < l->cap) {
+            l->runs[l->n++] = p;
+        }  /* (else the run is lost: address space only, its pages were given back) */
+        pthread_mutex_unlock(&fa_pool_lock);
+    }
+    #endif
+
+    /* A block of `size` bytes (>= a page) on whole pages of its own, all zeros, or NULL when
+       none can be had (no free slot, too large for the pool, out of memory): then malloc's. */
+    static void *fa_h2_pages(fa_h2_mem *m, size_t size) {
     #ifdef FA_H2_PAGES
         void *p;
-        size_t whole;
+        size_t pages = (size + fa_page - 1) / fa_page;
         int i = fa_h2_slot(m, NULL);
-        *failed = 0;
-        if (i < 0 || size > UINT32_MAX - fa_page) {
+        if (i < 0 || pages > FA_POOL_PAGES || (p = fa_pool_get(pages)) == NULL) {
             return NULL;
-        }
-        whole = (size + fa_page - 1) & ~(fa_page - 1);
-        if (posix_memalign(&p, fa_page, whole) != 0) {
-            *failed = 1;
-            return NULL;
-        }
-        if (zero) {
-            memset(p, 0, whole);
-        } else if (whole > size) {
-            memset((unsigned char *)p + size, 0, whole - size);
         }
         m->block[i] = p;
-        m->block_size[i] = (uint32_t)whole;
+        m->block_size[i] = (uint32_t)(pages * fa_page);
         if (!m->framebuf_seen && size == FA_H2_FRAMEBUF_SIZE) {
-            /* the first one of that size: the frame buffer (recycled heap memory: maybe all in memory) */
+            /* the first one of that size: the frame buffer */
             m->framebuf_seen = 1;
             m->framebuf = (uint8_t)(i + 1);
-            m->written = (uint32_t)whole;
+            m->written = 0;
         }
         return p;
     #else
-        (void)m; (void)size; (void)zero;
-        *failed = 0;
+        (void)m; (void)size;
         return NULL;
     #endif
     }
 
     static void *fa_h2_malloc(size_t size, void *ud) {
         if (size >= fa_big) {
-            int failed;
-            void *p = fa_h2_pages((fa_h2_mem *)ud, size, 0, &failed);
-            if (p != NULL || failed) {
+            void *p = fa_h2_pages((fa_h2_mem *)ud, size);
+            if (p != NULL) {
                 return p;
             }
         }
@@ -188,27 +237,35 @@ cdef extern from *:
 
     static void *fa_h2_calloc(size_t n, size_t size, void *ud) {
         if (size != 0 && n <= SIZE_MAX / size && n * size >= fa_big) {
-            int failed;
-            void *p = fa_h2_pages((fa_h2_mem *)ud, n * size, 1, &failed);
-            if (p != NULL || failed) {
+            void *p = fa_h2_pages((fa_h2_mem *)ud, n * size);  /* (zeros) */
+            if (p != NULL) {
                 return p;
             }
         }
         return calloc(n, size);
     }
 
+    /* `ptr` is the block in slot i: its slot is free again, its pages go back to the pool. */
+    static void fa_h2_drop(fa_h2_mem *m, int i) {
+    #ifdef FA_H2_PAGES
+        fa_pool_put(m->block[i], m->block_size[i] / fa_page);
+    #endif
+        m->block[i] = NULL;
+        m->block_size[i] = 0;
+        if (m->framebuf == i + 1) {
+            m->framebuf = 0;
+            m->written = 0;
+        }
+    }
+
     static void fa_h2_free(void *ptr, void *ud) {
-        /* (the blocks start on a page; malloc's blocks seldom do) */
+        /* (a block starts on a page; malloc's blocks seldom do) */
         if (((uintptr_t)ptr & fa_mask) == 0 && ptr != NULL) {
             fa_h2_mem *m = (fa_h2_mem *)ud;
             int i = fa_h2_slot(m, ptr);
             if (i >= 0) {
-                m->block[i] = NULL;
-                m->block_size[i] = 0;
-                if (m->framebuf == i + 1) {
-                    m->framebuf = 0;
-                    m->written = 0;
-                }
+                fa_h2_drop(m, i);
+                return;
             }
         }
         free(ptr);
@@ -216,7 +273,7 @@ cdef extern from *:
 
     static void *fa_h2_realloc(void *ptr, size_t size, void *ud) {
         fa_h2_mem *m = (fa_h2_mem *)ud;
-        int i, failed;
+        int i, j, framebuf;
         uint32_t old;
         void *p;
         if (ptr == NULL) {
@@ -225,26 +282,19 @@ cdef extern from *:
         if (((uintptr_t)ptr & fa_mask) != 0 || (i = fa_h2_slot(m, ptr)) < 0) {
             return realloc(ptr, size);
         }
-        /* a block on pages of its own: moved (its slot is free for the new one) */
+        /* a block on pages of its own: moved (to another block, or to malloc's) */
         old = m->block_size[i];
-        m->block[i] = NULL;
-        m->block_size[i] = 0;
-        p = size >= fa_page ? fa_h2_pages(m, size, 0, &failed) : NULL;
-        if (p == NULL && !failed) {
-            p = malloc(size);
-        }
-        if (p == NULL) {
-            m->block[i] = ptr;  /* the old block stays as it was */
-            m->block_size[i] = old;
-            return NULL;
+        framebuf = m->framebuf == i + 1;
+        p = size >= fa_big ? fa_h2_pages(m, size) : NULL;
+        if (p == NULL && (p = malloc(size)) == NULL) {
+            return NULL;  /* the old block stays as it was */
         }
         memcpy(p, ptr, size < old ? size : old);
-        if (m->framebuf == i + 1) {
-            i = fa_h2_slot(m, p);
-            m->framebuf = (uint8_t)(i + 1);  /* (0 when it is not on pages of its own any more) */
-            m->written = i >= 0 ? m->block_size[i] : 0;
+        fa_h2_drop(m, i);
+        if (framebuf && (j = fa_h2_slot(m, p)) >= 0) {
+            m->framebuf = (uint8_t)(j + 1);
+            m->written = m->block_size[j];
         }
-        free(ptr);
         return p;
     }
 
@@ -337,6 +387,33 @@ cdef class Outbox:
 cdef bytes EMPTY = b""
 # s: an idle connection (no stream open) is trimmed after this long (Http2Protocol.trim)
 cdef double IDLE_RELEASE = 1.0
+cdef double D_RESET_BURST = RESET_BURST, D_RESET_RATE = RESET_RATE
+cdef double D_CONTROL_BURST = CONTROL_BURST, D_CONTROL_RATE = CONTROL_RATE
+
+# The local address of the last connection made, and the host of its peer: the next
+# connection's, when equal, are these objects (the connections of one listener share them).
+cdef object LAST_SERVER = None
+cdef object LAST_HOST = None
+# The context the connections' timer runs in (on_timer reads and sets no context variable):
+# one for all, not a copy per timer armed (``call_later`` makes one by default).
+cdef object TIMER_CONTEXT = Context()
+
+
+ctypedef struct Bucket:
+    # stream_py.Budget's token bucket, as two fields of the protocol (no object per connection)
+    double tokens
+    double last
+
+
+cdef inline bint spend(Bucket *b, double burst, double rate, double now) noexcept:
+    """False once more than ``burst`` events came faster than ``rate`` per second (``Budget.spend``)."""
+    cdef double tokens = b.tokens + (now - b.last) * rate
+    b.last = now
+    if tokens > burst:
+        tokens = burst
+    tokens -= 1.0
+    b.tokens = tokens
+    return tokens >= 0.0
 
 
 cdef class Http2Protocol(StreamProtocol):
@@ -362,8 +439,8 @@ cdef class Http2Protocol(StreamProtocol):
     cdef bint read_paused
     cdef object timer
     cdef object linger_handle
-    cdef Budget reset_budget
-    cdef Budget control_budget
+    cdef Bucket reset_budget  # streams the client reset (Rapid Reset)
+    cdef Bucket control_budget  # control frames
     cdef fa_h2_mem mem  # the session's allocator state (its mem_user_data): see fa_h2_release
     cdef bint trimmed  # idle since trim()
     cdef bint sparse  # no response since the connection opened or was trimmed (see submit)
@@ -389,8 +466,20 @@ cdef class Http2Protocol(StreamProtocol):
         cdef nghttp2_mem mem  # nghttp2 keeps a copy; its mem_user_data is this connection's
         self.connections.add(self)
         self.transport = transport
-        self.client = get_remote_addr(transport)
-        self.server = get_local_addr(transport)
+        global LAST_SERVER, LAST_HOST
+        client = get_remote_addr(transport)
+        if type(client) is tuple and len(client) == 2 and type(client[0]) is str:
+            if client[0] == LAST_HOST:
+                client = (LAST_HOST, client[1])
+            else:
+                LAST_HOST = client[0]
+        self.client = client
+        server = get_local_addr(transport)
+        if server == LAST_SERVER:
+            server = LAST_SERVER
+        else:
+            LAST_SERVER = server
+        self.server = server
         self.scheme = "https" if is_ssl(transport) else "http"
         self.access_log = bool(self.config.access_log) and access_logger.isEnabledFor(INFO)
         if self.access_log:
@@ -399,8 +488,10 @@ cdef class Http2Protocol(StreamProtocol):
         if self.proxy_trust is not None:
             self.trusted = trust_key(transport, self.client) in self.proxy_trust
         now = self.loop.time()
-        self.reset_budget = Budget(RESET_BURST, RESET_RATE, now)
-        self.control_budget = Budget(CONTROL_BURST, CONTROL_RATE, now)
+        self.reset_budget.tokens = D_RESET_BURST
+        self.reset_budget.last = now
+        self.control_budget.tokens = D_CONTROL_BURST
+        self.control_budget.last = now
         mem.mem_user_data = <void *>&self.mem
         mem.malloc = fa_h2_malloc
         mem.free = fa_h2_free
@@ -595,7 +686,9 @@ cdef class Http2Protocol(StreamProtocol):
                     cycle.on_body_end()
         elif kind == NGHTTP2_RST_STREAM:
             cycle = self.streams.get(stream_id)
-            if cycle is not None and not cycle.response_complete and not self.reset_budget.spend(self.loop.time()):
+            if cycle is not None and not cycle.response_complete and not spend(
+                &self.reset_budget, D_RESET_BURST, D_RESET_RATE, self.loop.time()
+            ):
                 self.abuse = "too many streams reset by the client (Rapid Reset)"
                 return NGHTTP2_ERR_CALLBACK_FAILURE
         elif kind == NGHTTP2_WINDOW_UPDATE:
@@ -925,7 +1018,7 @@ cdef class Http2Protocol(StreamProtocol):
         return False
 
     cdef bint spend_control(self) except -1:
-        if self.control_budget.spend(self.loop.time()):
+        if spend(&self.control_budget, D_CONTROL_BURST, D_CONTROL_RATE, self.loop.time()):
             return True
         self.abuse = "too many control frames (PING, SETTINGS, PRIORITY, empty DATA, WINDOW_UPDATE)"
         return False
@@ -1053,7 +1146,7 @@ cdef class Http2Protocol(StreamProtocol):
             delay = self.timeout_keep_alive
             if not self.trimmed and delay > IDLE_RELEASE:
                 delay = IDLE_RELEASE
-            self.timer = self.loop.call_later(delay, self.on_timer)
+            self.timer = self.loop.call_later(delay, self.on_timer, context=TIMER_CONTEXT)
 
     def on_timer(self):
         """Keep-alive (no stream open) and header-read timeouts, one lazy timer as HTTP/1.1 has
@@ -1080,7 +1173,7 @@ cdef class Http2Protocol(StreamProtocol):
             return
         if not self.trimmed and self.idle_since + IDLE_RELEASE < deadline:
             deadline = self.idle_since + IDLE_RELEASE
-        self.timer = self.loop.call_later(max(deadline - now, 0.0), self.on_timer)
+        self.timer = self.loop.call_later(max(deadline - now, 0.0), self.on_timer, context=TIMER_CONTEXT)
 
 
 # -- C trampolines: nghttp2 calls these; an exception never crosses nghttp2 ------------
