@@ -99,6 +99,11 @@ cdef extern from *:
     #endif
     #define FA_H2_FRAMEBUF_SIZE (9 + 1 + 16384)  /* NGHTTP2_FRAMEBUF_CHUNKLEN (nghttp2_frame.h) */
     #define FA_H2_BLOCKS 2
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FA_H2_COLD __attribute__((noinline, cold))
+    #else
+    #define FA_H2_COLD
+    #endif
 
     typedef struct {
         void *block[FA_H2_BLOCKS];  /* blocks on whole pages of their own (NULL: a free slot) */
@@ -202,7 +207,7 @@ cdef extern from *:
 
     /* A block of `size` bytes (>= a page) on whole pages of its own, all zeros, or NULL when
        none can be had (no free slot, too large for the pool, out of memory): then malloc's. */
-    static void *fa_h2_pages(fa_h2_mem *m, size_t size) {
+    static FA_H2_COLD void *fa_h2_pages(fa_h2_mem *m, size_t size) {
     #ifdef FA_H2_PAGES
         void *p;
         size_t pages = (size + fa_page - 1) / fa_page;
@@ -246,7 +251,7 @@ cdef extern from *:
     }
 
     /* `ptr` is the block in slot i: its slot is free again, its pages go back to the pool. */
-    static void fa_h2_drop(fa_h2_mem *m, int i) {
+    static FA_H2_COLD void fa_h2_drop(fa_h2_mem *m, int i) {
     #ifdef FA_H2_PAGES
         fa_pool_put(m->block[i], m->block_size[i] / fa_page);
     #endif
