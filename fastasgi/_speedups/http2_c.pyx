@@ -77,14 +77,17 @@ NGHTTP2_VERSION = nghttp2_version(0).version_str.decode("ascii")
 #   chunk is kept until the session ends);
 # * blocks of a page or more that hold nothing at the moment: nghttp2 < 1.53 makes its
 #   stream map a 4 KiB table at session creation (256 buckets, all zero bytes once the
-#   last stream is gone); later versions grow it from 16 buckets when a stream opens.
+#   last stream is gone, with closed streams not kept); later versions grow it from 16
+#   buckets when a stream opens.
 #
 # So every block of a page or more is placed on whole pages of its own (at most
-# FA_H2_BLOCKS of them per session, the frame buffer one; the rest come from malloc as
-# usual), and when the connection has been idle a while (Http2Protocol.trim) their pages go
-# back to the kernel (``madvise(MADV_DONTNEED)``): the frame buffer's whole pages, and the
-# other blocks' pages that read all zeros.  The memory stays allocated and reads as zeros
-# afterwards -- what those pages held -- and a page is faulted in again when written.
+# FA_H2_BLOCKS of them per session, the frame buffer one, from a pool of page runs outside
+# malloc's heap, where aligned blocks would leave holes; the rest come from malloc as usual),
+# and when the connection has been idle a while (Http2Protocol.trim) their pages go back to
+# the kernel (``madvise(MADV_DONTNEED)``): the frame buffer's whole pages, and the other
+# blocks' pages that read all zeros.  The memory stays mapped and reads as zeros afterwards
+# -- what those pages held -- and a page is faulted in again when written.  (nghttp2 is
+# only called with the GIL held; the pool has a lock all the same.)
 cdef extern from *:
     """
     #include <stdint.h>
