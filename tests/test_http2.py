@@ -645,6 +645,24 @@ def test_preface_then_silence_is_closed(impl):
     assert goaway is not None and goaway.error_code == NO_ERROR
 
 
+@PER_HTTP2_IMPLEMENTATION
+def test_half_sent_header_block_is_timed_out(impl, caplog):
+    """A HEADERS frame without END_HEADERS and then silence: the header-read timeout closes
+    the connection (GOAWAY), said as such in the log; it is not an open stream that waits."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    with run_server(h2app.app, impl, http2=True, timeout_keep_alive=1, timeout_request_header=1) as srv:
+        with RawH2(srv.port) as h:
+            block = h.block("/", extra=[("x-a", "b" * 100)])
+            h.send(HeadersFrame(1, data=block[:20]))  # no END_HEADERS: the block goes on ...
+            frames, closed = h.read_until(lambda f: False)  # ... never
+        assert closed
+        goaway = goaway_of(frames)
+        assert goaway is not None and goaway.error_code == NO_ERROR
+        assert not [f for f in frames if isinstance(f, HeadersFrame)]  # the app was never called
+        still_serving(srv)
+    assert "Request timed out: no complete header block" in caplog.text
+
+
 # -- hostile clients --------------------------------------------------------------------------
 
 
