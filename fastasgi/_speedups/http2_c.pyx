@@ -241,7 +241,6 @@ cdef class Http2Protocol(StreamProtocol):
     cdef public bint in_block  # a header block is incomplete (header-read timeout)
     cdef public int goaway_last_id
     cdef object flush_handle
-    cdef bint read_paused
     cdef object timer
     cdef object linger_handle
     cdef Budget reset_budget
@@ -330,22 +329,6 @@ cdef class Http2Protocol(StreamProtocol):
 
     def eof_received(self):
         pass
-
-    def pause_writing(self):
-        # The client does not read what we send: stop reading what it sends too, so that
-        # frames we must answer (PING, SETTINGS) cannot pile up answers in our buffers.
-        self.write_paused = True
-        if not self.read_paused and not self.shut:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def resume_writing(self):
-        self.write_paused = False
-        if self.read_paused and not self.shut:
-            self.read_paused = False
-            self.transport.resume_reading()
-        self.wake_drain()
-        self.flush()
 
     def data_received(self, data):
         cdef ssize_t rv

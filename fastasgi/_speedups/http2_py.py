@@ -216,7 +216,6 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         self.goaway_last_id = -1  # graceful shutdown: streams above this id are refused
         self.in_receive = False  # inside data_received: flushed once at its end
         self.flush_handle = None
-        self.read_paused = False
         self.timer = None
         self.linger_handle = None
         self.reset_budget = None
@@ -299,21 +298,6 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
 
     def eof_received(self):
         pass
-
-    def pause_writing(self):
-        # The client does not read what we send: stop reading what it sends too, so that
-        # frames we must answer (PING, SETTINGS) cannot pile up answers in our buffers.
-        self.write_paused = True
-        if not self.read_paused and not self.shut:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def resume_writing(self):
-        self.write_paused = False
-        if self.read_paused and not self.shut:
-            self.read_paused = False
-            self.transport.resume_reading()
-        self.wake_drain()
 
     def data_received(self, data):
         if self.metrics_on:

@@ -72,6 +72,7 @@ cdef class StreamProtocol:
     cdef public bint shut
     cdef public bint closing
     cdef public bint write_paused
+    cdef public bint read_paused
     cdef object drain_waiter
     cdef public double idle_since
     cdef public double timeout_request_body

@@ -198,6 +198,7 @@ class StreamProtocol:
         self.shut = False  # transport.close() called: nothing more is written
         self.closing = False  # GOAWAY sent (shutdown, timeout, error): no new stream starts
         self.write_paused = False
+        self.read_paused = False
         self.drain_waiter = None
         self.idle_since = 0.0
         self.extensions = None  # scope["extensions"] of this connection's streams (copied per stream)
@@ -249,6 +250,22 @@ class StreamProtocol:
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------
+
+    def pause_writing(self):
+        # The client does not read what we send: stop reading what it sends too, so that
+        # frames we must answer (PING, SETTINGS) cannot pile up answers in our buffers.
+        self.write_paused = True
+        if not self.read_paused and not self.shut:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.read_paused and not self.shut:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.wake_drain()
+        self.flush()  # what waited for the transport's buffer to drain
 
     def start_stream(self, stream_id, headers, ended):
         """Build the scope and the cycle of a new stream (its app starts in start_app), or refuse it."""
