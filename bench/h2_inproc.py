@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import fake_transport
 from hpack import Encoder
 from hyperframe.frame import HeadersFrame, SettingsFrame, WindowUpdateFrame
 
@@ -35,10 +36,10 @@ HEADERS = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority
            ("user-agent", "bench"), ("accept", "*/*")]  # fmt: skip
 
 
-class FakeTransport:
+class FakeTransport(fake_transport.FakeTransport):
     def __init__(self, proto_ref: list) -> None:
+        super().__init__()
         self.proto_ref = proto_ref
-        self.closed = False
         self.target = 0
         self.waiter: asyncio.Future | None = None
 
@@ -48,24 +49,6 @@ class FakeTransport:
         if waiter is not None and proto.requests >= self.target and not proto.streams:
             self.waiter = None
             waiter.set_result(None)
-
-    def get_extra_info(self, name: str, default=None):
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def encode(n: int, batch: int) -> tuple[bytes, list[tuple[bytes, int]]]:

@@ -44,6 +44,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from bench.fake_transport import FakeTransport
 from fastasgi import _speedups
 from tests.apps import basic, h2app
 from tests.conftest import raw_request, read_response, run_server
@@ -904,33 +905,15 @@ def test_compiled_set_runs_nghttp2_where_built(impl):
     assert _speedups.describe_http2("c") == module.DESCRIPTION
 
 
-class _Wire:
+class _Wire(FakeTransport):
     """A transport that keeps what the protocol writes (the in-process tests below)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.out = bytearray()
-        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.out += data
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def test_h2c_upgrade_entry_point_of_the_compiled_protocol():
