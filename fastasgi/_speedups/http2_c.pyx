@@ -490,7 +490,12 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef int on_stream_close(self, int32_t stream_id, uint32_t error_code) except -1:
         cdef StreamCycle cycle
-        self.outboxes.pop(stream_id, None)
+        cdef Outbox box = self.outboxes.pop(stream_id, None)
+        if box is not None:
+            # the cycle and its outbox refer to each other: undone here, so that both
+            # (and the stream's scope) go as soon as the app lets go of them, not at
+            # the garbage collector's next pass
+            box.cycle = None
         if self.reset_after:
             self.reset_after.discard(stream_id)
         cycle = self.streams.pop(stream_id, None)
