@@ -39,6 +39,7 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
     WindowUpdateFrame,
@@ -701,6 +702,51 @@ def test_ping_flood_is_bounded(server):
     still_serving(server)
 
 
+def _flood_frames(h: RawH2, kind: str) -> list:
+    """1200 frames of ``kind`` (the control budget is 1000 at once), each costing the server
+    work but carrying no request; the empty DATA ones on stream 1, a POST whose body never
+    ends, whose app waits for it."""
+    n = 1200
+    if kind == "settings":
+        return [SettingsFrame(0, settings={SettingsFrame.MAX_FRAME_SIZE: 16384}) for _ in range(n)]
+    if kind == "empty DATA":
+        return [h.headers(1, "/wait-disconnect", end_stream=False, method="POST")] + [DataFrame(1) for _ in range(n)]
+    if kind == "WINDOW_UPDATE":  # no response in progress: nothing for them to unblock
+        return [WindowUpdateFrame(0, window_increment=1) for _ in range(n)]
+    if kind == "PRIORITY":  # for idle streams, each a different one (RFC 9113 §5.3.2)
+        return [PriorityFrame(1 + 2 * i, depends_on=0, stream_weight=16) for i in range(n)]
+    if kind == "ALTSVC":  # RFC 7838 §4: a server ignores it
+        return [b"\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00" for _ in range(n)]
+    assert kind == "unknown type"  # RFC 9113 §5.5: ignored, but read and counted
+    # (by hand: hyperframe's ExtensionFrame.serialize() writes its length as 0)
+    return [b"\x00\x00\x08\xfa\x00\x00\x00\x00\x00" + b"x" * 8 for _ in range(n)]
+
+
+FLOODS = ("settings", "empty DATA", "WINDOW_UPDATE", "PRIORITY", "ALTSVC", "unknown type")
+
+
+def run_flood(port: int, kind: str) -> None:
+    """One flood of ``kind`` on a fresh connection: it must end with GOAWAY ENHANCE_YOUR_CALM."""
+    with RawH2(port) as h:
+        try:
+            h.send(*_flood_frames(h, kind))
+        except OSError:
+            pass  # closed while sending: fine
+        frames, closed = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    assert not closed, kind
+    assert frames[-1].error_code == ENHANCE_YOUR_CALM, (kind, frames[-1])
+
+
+@pytest.mark.parametrize("kind", FLOODS)
+@PER_HTTP2_IMPLEMENTATION
+def test_control_frame_flood_is_bounded(server, kind):
+    """SETTINGS, empty DATA (on an open stream whose body is not ended), WINDOW_UPDATE
+    while no response is being sent, PRIORITY, ALTSVC, unknown frame types: beyond the control
+    budget, GOAWAY ENHANCE_YOUR_CALM; the server goes on serving."""
+    run_flood(server.port, kind)
+    still_serving(server)
+
+
 @PER_HTTP2_IMPLEMENTATION
 def test_continuation_flood_is_bounded(server):
     with RawH2(server.port) as h:
@@ -731,6 +777,8 @@ BAD_REQUESTS = {
     "uppercase name": dict(extra=[("X-Upper", "1")]),
     "CR LF in value": dict(extra=[("x-a", "1\r\nx-b: 2")]),
     "NUL in value": dict(extra=[("x-a", "1\x002")]),
+    "CR LF in name": dict(extra=[("x-a\r\nx-b", "1")]),
+    "NUL in name": dict(extra=[("x-a\x00b", "1")]),
     "second host": dict(extra=[("host", "a"), ("host", "b")]),
     "second :authority": dict(extra=[(":authority", "b")]),
     "host differs from :authority": dict(extra=[("host", "evil")]),
@@ -753,15 +801,19 @@ def test_bad_request_never_reaches_the_app(server, name):
     still_serving(server)
 
 
+@pytest.mark.parametrize("length, body", [("3", b"abcdef"), ("10", b"abc")], ids=["longer", "shorter"])
 @PER_HTTP2_IMPLEMENTATION
-def test_body_longer_than_content_length_is_refused(server):
+def test_body_other_than_content_length_is_refused(server, length, body):
+    """RFC 9113 §8.1.1: DATA that add up to more, or end at less, than ``content-length``
+    make the request malformed: the stream is reset (nghttp2) or the connection ends
+    (h2); the app never answers it."""
     with RawH2(server.port) as h:
         h.send(
-            h.headers(1, "/echo", end_stream=False, method="POST", extra=[("content-length", "3")]),
-            DataFrame(1, data=b"abcdef", flags=["END_STREAM"]),
+            h.headers(1, "/echo", end_stream=False, method="POST", extra=[("content-length", length)]),
+            DataFrame(1, data=body, flags=["END_STREAM"]),
         )
-        _, body, frames = h.response(1)
-    assert body != b"abcdef"
+        status, echoed, frames = h.response(1)
+    assert status is None and echoed == b""
     assert goaway_of(frames) is not None or any(isinstance(f, RstStreamFrame) for f in frames)
     still_serving(server)
 

@@ -1023,6 +1023,13 @@ cdef ssize_t cb_read(
         return NGHTTP2_ERR_CALLBACK_FAILURE
 
 
+cdef int cb_unpack_extension(
+    nghttp2_session *session, void **payload, const nghttp2_frame_hd *hd, void *user_data
+) noexcept:
+    # an unknown frame type, counted by on_begin_frame: dropped (RFC 9113 §5.5)
+    return NGHTTP2_ERR_CANCEL
+
+
 # One set of callbacks and options for every session (nghttp2 copies them into each).
 cdef nghttp2_session_callbacks *CALLBACKS = NULL
 cdef nghttp2_option *OPTION = NULL
@@ -1040,6 +1047,13 @@ cdef int _setup() except -1:
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(CALLBACKS, cb_data_chunk)
     nghttp2_session_callbacks_set_on_stream_close_callback(CALLBACKS, cb_stream_close)
     nghttp2_session_callbacks_set_on_frame_send_callback(CALLBACKS, cb_frame_send)
+    # Unknown frame types: nghttp2 skips them without a callback, unless they are the
+    # application's extension types; so all are (10-255), for on_begin_frame to count
+    # them against the control budget, and cb_unpack_extension drops each.
+    nghttp2_session_callbacks_set_unpack_extension_callback(CALLBACKS, cb_unpack_extension)
+    cdef int kind
+    for kind in range(LAST_KNOWN_FRAME_TYPE + 1, 256):
+        nghttp2_option_set_user_recv_extension_type(OPTION, <uint8_t>kind)
     # the app's reading hands the windows back (nghttp2_session_consume), as on the pure path
     nghttp2_option_set_no_auto_window_update(OPTION, 1)
     return 0

@@ -188,6 +188,17 @@ def _compact(conn):
     conn._frame_dispatch_table = _Dispatch(conn)
 
 
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection, with ALTSVC frames (RFC 7838: a server ignores them, and h2 says
+    nothing) reported as an ``UnknownFrameReceived`` event: counted as every frame that
+    carries no request is (``Http2Protocol.spend_control``), as nghttp2's path counts them."""
+
+    def _receive_alt_svc_frame(self, frame):
+        frames, events = super()._receive_alt_svc_frame(frame)
+        events.append(_EVENTS.UnknownFrameReceived(frame=frame))
+        return frames, events
+
+
 _H2_CONFIG = None  # one h2.config.H2Configuration for all connections (h2 only reads it)
 
 
@@ -238,7 +249,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         now = self.loop.time()
         self.reset_budget = Budget(RESET_BURST, RESET_RATE, now)
         self.control_budget = Budget(CONTROL_BURST, CONTROL_RATE, now)
-        conn = h2.connection.H2Connection(_h2_config())
+        conn = _H2Connection(_h2_config())
         # in force at once (h2 applies initial values before the client acknowledges them)
         conn.local_settings = CompactSettings(
             client=False,
