@@ -668,6 +668,106 @@ def test_half_sent_header_block_is_timed_out(impl, caplog):
     assert "Request timed out: no complete header block" in caplog.text
 
 
+# (--timeout-response-body) key -> (what the app's send did, what receive() gave after it)
+ANSWERED: dict = {}
+ANSWERED_EVENTS: dict = {}
+
+
+def answered(key: bytes) -> threading.Event:
+    return ANSWERED_EVENTS.setdefault(key, threading.Event())
+
+
+async def stalling_app(scope, receive, send):
+    """/stalled?<key>: a 100-byte response; /firehose?<key>: 8 MiB in 64 KiB messages.  Each
+    then notes whether its sends returned or raised, and what ``receive()`` gave after."""
+    path = scope.get("path")
+    if path not in ("/stalled", "/firehose"):
+        await h2app.app(scope, receive, send)
+        return
+    key = scope["query_string"]
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if path == "/stalled":
+            await send({"type": "http.response.body", "body": b"x" * 100})
+        else:
+            for i in range(128):
+                await send({"type": "http.response.body", "body": b"f" * 65536, "more_body": i < 127})
+        sent = "returned"
+    except Exception as exc:  # noqa: BLE001 (what the test reports)
+        sent = repr(exc)
+    message = await receive()
+    ANSWERED[key] = (sent, message["type"])
+    answered(key).set()
+
+
+@pytest.fixture(scope="module")
+def stalling_server(impl):
+    with run_server(stalling_app, impl, http2=True, timeout_response_body=0.5) as srv:
+        yield srv
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_closed_window_times_out_the_response(stalling_server, caplog):
+    """--timeout-response-body: a client whose stream window stays 0 (INITIAL_WINDOW_SIZE 0)
+    gets its response's head, then RST_STREAM CANCEL on that stream; the app's send
+    returned and its receive() gave http.disconnect, as when the client resets; the
+    connection serves the next stream."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    key = b"closed-window-%d" % stalling_server.port
+    with RawH2(stalling_server.port, preface=False) as h:
+        h.send(PREFACE, SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0}))
+        h.send(h.headers(1, "/stalled?" + key.decode()))
+        frames, closed = h.read_until(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 1)
+        assert not closed
+        assert frames[-1].error_code == CANCEL
+        assert [f for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 1]
+        assert not [f for f in frames if isinstance(f, DataFrame) and f.stream_id == 1 and f.data]
+        assert answered(key).wait(10)
+        assert ANSWERED[key] == ("returned", "http.disconnect")
+        # the connection goes on, once the client opens its windows
+        h.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 65535}), h.headers(3, "/"))
+        assert h.response(3)[:2] == (200, b"Hello, world!")
+    assert "Response timed out: the client's flow-control window stayed closed" in caplog.text
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_client_that_reads_nothing_is_closed(stalling_server, caplog):
+    """--timeout-response-body: a client that opens every window and then never reads its
+    socket while an 8 MiB response streams: once the server's transport stayed paused that
+    long, the connection is closed and its buffer dropped (the app's sends return, its
+    receive() gives http.disconnect); the server serves others."""
+    caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    key = b"reads-nothing-%d" % stalling_server.port
+    encoder = Encoder()
+    block = encoder.encode([(":method", "GET"), (":scheme", "http"), (":path", "/firehose?" + key.decode()),
+                            (":authority", "a")])  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (before connect: a small window)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", stalling_server.port))
+        sock.sendall(
+            PREFACE
+            + SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 2**31 - 1}).serialize()
+            + WindowUpdateFrame(0, window_increment=2**31 - 1 - 65535).serialize()
+            + HeadersFrame(1, data=block, flags=["END_HEADERS", "END_STREAM"]).serialize()
+        )
+        # nothing is read until the app is done: it can only be, here, if the server gave up
+        assert answered(key).wait(10)
+        assert ANSWERED[key] == ("returned", "http.disconnect")
+        received = 0
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    assert received < 8 << 20  # the response was not all sent: the connection closed before
+    assert "Response timed out: the client reads nothing" in caplog.text
+    still_serving(stalling_server)
+
+
 # -- hostile clients --------------------------------------------------------------------------
 
 

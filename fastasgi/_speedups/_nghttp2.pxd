@@ -63,6 +63,7 @@ cdef extern from "nghttp2/nghttp2.h":
         NGHTTP2_NO_ERROR
         NGHTTP2_PROTOCOL_ERROR
         NGHTTP2_INTERNAL_ERROR
+        NGHTTP2_CANCEL
         NGHTTP2_ENHANCE_YOUR_CALM
 
     ctypedef struct nghttp2_frame_hd:

@@ -59,6 +59,7 @@ from fastasgi.metrics import (
     PARSE_MALFORMED,
     TIMEOUT_HEADER,
     TIMEOUT_KEEP_ALIVE,
+    TIMEOUT_RESPONSE_BODY,
     TIMEOUTS,
 )
 
@@ -214,6 +215,7 @@ cdef class Outbox:
     cdef bint deferred  # the provider said NGHTTP2_ERR_DEFERRED: resume it on new data
     cdef bint done  # EOF was given to nghttp2
     cdef list trailers
+    cdef double stalled_since  # --timeout-response-body: when seen waiting for a window (0: not)
 
 
 cdef bytes EMPTY = b""
@@ -318,11 +320,12 @@ cdef class Http2Protocol(StreamProtocol):
         for stream in streams:
             (<StreamCycle>stream).on_disconnect()
         self.wake_drain()
-        for handle in (self.timer, self.flush_handle, self.linger_handle):
+        for handle in (self.timer, self.flush_handle, self.linger_handle, self.response_timer):
             if handle is not None:
                 handle.cancel()
         self.timer = None
         self.flush_handle = None
+        self.response_timer = None
         if self.session != NULL and not self.in_session:
             nghttp2_session_del(self.session)
             self.session = NULL
@@ -513,6 +516,7 @@ cdef class Http2Protocol(StreamProtocol):
     ) except -1:
         cdef Py_ssize_t avail = PyBytes_GET_SIZE(box.data) - box.offset
         cdef Py_ssize_t n = 0
+        box.stalled_since = 0.0  # (nghttp2 asks only when the windows let something go)
         if avail > 0:
             n = avail if <size_t>avail <= length else <Py_ssize_t>length
             memcpy(buf, PyBytes_AS_STRING(box.data) + box.offset, n)
@@ -595,6 +599,8 @@ cdef class Http2Protocol(StreamProtocol):
                 self.outboxes.pop(stream_id, None)
                 cycle.outbox = None
             return False
+        if box is not None and self.response_timer is None:
+            self.arm_response_timer()  # (a body follows: it may wait for the client's windows)
         self.schedule_flush()
         return True
 
@@ -683,6 +689,8 @@ cdef class Http2Protocol(StreamProtocol):
             self.outboxes[stream_id] = box
             if not ended:
                 self.reset(stream_id, NGHTTP2_NO_ERROR)
+            if self.response_timer is None:
+                self.arm_response_timer()
         self.schedule_flush()
 
     def upgrade(self, bytes settings_payload, dict scope):
@@ -771,6 +779,30 @@ cdef class Http2Protocol(StreamProtocol):
             if stream.response_started and not stream.response_complete:
                 return True
         return False
+
+    def check_stalled_responses(self, double now, double timeout):
+        """--timeout-response-body (``StreamProtocol.check_responses``): a response waits for
+        the client's windows while its outbox holds bytes (or its end) nghttp2 has not framed;
+        ``read_body`` clears the mark whenever nghttp2 takes some.  The app may be done with
+        it (its last message queued): then the stream alone is reset."""
+        cdef Outbox box
+        cdef StreamCycle cycle
+        cdef bint paused = self.write_paused
+        for stream_id, box in list(self.outboxes.items()):
+            if paused or box.done or (box.offset >= PyBytes_GET_SIZE(box.data) and not box.eof):
+                box.stalled_since = 0.0
+            elif box.stalled_since == 0.0:
+                box.stalled_since = now
+            elif now - box.stalled_since >= timeout - 0.001:
+                box.stalled_since = 0.0
+                cycle = box.cycle
+                if cycle is not None and not cycle.disconnected and self.streams.get(stream_id) is cycle:
+                    cycle.response_timed_out()
+                else:
+                    error_logger.warning("Response timed out: %s", "the client's flow-control window stayed closed")
+                    self.count(TIMEOUTS + TIMEOUT_RESPONSE_BODY)
+                    self.reset(stream_id, NGHTTP2_CANCEL)
+        return bool(self.outboxes)
 
     cdef bint spend_control(self) except -1:
         if self.control_budget.spend(self.loop.time()):

@@ -231,6 +231,8 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         self.linger_handle = None
         self.reset_budget = None
         self.control_budget = None
+        self.unflushed = 0  # DATA bytes h2 framed since the last flush
+        self.stalled = None  # --timeout-response-body: stream id -> when it was seen waiting for a window
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -293,6 +295,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.closed = True
+        self.shut = True  # (nothing more can be written: an app's late send goes nowhere)
         self.connections.discard(self)
         if self.metrics_on:
             self.metrics[CONNECTIONS_OPEN] -= 1
@@ -301,11 +304,12 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         for stream in streams:
             stream.on_disconnect()
         self.wake_drain()
-        for handle in (self.timer, self.flush_handle, self.linger_handle):
+        for handle in (self.timer, self.flush_handle, self.linger_handle, self.response_timer):
             if handle is not None:
                 handle.cancel()
         self.timer = None
         self.flush_handle = None
+        self.response_timer = None
 
     def eof_received(self):
         pass
@@ -485,9 +489,13 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             return False
         if end_stream:
             self.schedule_flush()
+        elif self.response_timer is None:
+            self.arm_response_timer()  # (a body follows: it may wait for the client's windows)
         return True
 
     def send_data(self, cycle, data, final):
+        if self.shut:
+            return -1
         conn = self.conn
         stream_id = cycle.stream_id
         size = len(data)
@@ -508,6 +516,8 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             if window <= 0:
                 self.flush()
                 return sent
+            if not sent and self.stalled:
+                self.stalled.pop(stream_id, None)  # the response goes on: not stalled
             n = min(size - sent, window, conn.max_outbound_frame_size)
             piece = data if n == size else data[sent : sent + n]
             sent += n
@@ -515,7 +525,10 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
                 conn.send_data(stream_id, piece, end_stream=final and sent == size)
             except h2.exceptions.ProtocolError:
                 return -1
-            if n >= HIGH_WATER or self.write_paused:
+            # (an app whose sends return at once never yields to the loop: above HIGH_WATER
+            # queued bytes they go to the transport now, whose pause_writing makes it wait)
+            self.unflushed += n
+            if self.unflushed >= HIGH_WATER or self.write_paused:
                 self.flush()
             else:
                 self.schedule_flush()
@@ -544,6 +557,32 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             return
         self.schedule_flush()
 
+    def check_stalled_responses(self, now, timeout):
+        """--timeout-response-body (``StreamProtocol.check_responses``): a response waits for
+        the client's windows while its cycle waits for ``wake_sender``; ``send_data`` forgets
+        a stream once a byte of it goes out."""
+        stalled = self.stalled
+        seen = None
+        in_progress = False
+        for stream in list(self.streams.values()):
+            if not stream.response_started or stream.response_complete or stream.disconnected:
+                continue
+            in_progress = True
+            if self.write_paused or stream.send_waiter is None:
+                continue
+            stream_id = stream.stream_id
+            since = stalled.get(stream_id) if stalled else None
+            if since is None:
+                since = now
+            elif now - since >= timeout - 0.001:
+                stream.response_timed_out()
+                continue
+            if seen is None:
+                seen = {}
+            seen[stream_id] = since
+        self.stalled = seen
+        return in_progress
+
     def became_idle(self):
         if self.streams or self.closed:
             return
@@ -562,6 +601,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             handle.cancel()
         if self.shut:
             return
+        self.unflushed = 0
         data = self.conn.data_to_send()
         if data:
             self.transport.write(data)
