@@ -641,6 +641,25 @@ def test_graceful_shutdown_sends_goaway_and_finishes_streams(impl):
 
 
 @PER_HTTP2_IMPLEMENTATION
+def test_client_goaway_lets_streams_in_progress_finish(server):
+    """RFC 9113 §6.8: after the client's GOAWAY (NO_ERROR) the stream it has in progress
+    finishes (its body still arrives, its response is sent), a new one is refused; then
+    the server closes."""
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, "/echo", end_stream=False, method="POST"), DataFrame(1, data=b"abc"))
+        h.send(GoAwayFrame(0, last_stream_id=0, error_code=NO_ERROR))
+        h.send(h.headers(3, "/"))  # a new stream after it is refused (safe to retry)
+        refused, closed = h.read_until(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 3)
+        assert not closed and refused[-1].error_code == REFUSED_STREAM
+        h.send(DataFrame(1, data=b"def", flags=["END_STREAM"]))
+        status, body, _ = h.response(1)
+        assert (status, body) == (200, b"abcdef")
+        _, closed = h.read_until(lambda f: False)
+        assert closed
+    still_serving(server)
+
+
+@PER_HTTP2_IMPLEMENTATION
 def test_preface_then_silence_is_closed(impl):
     with run_server(h2app.app, impl, http2=True, timeout_keep_alive=1) as srv:
         with RawH2(srv.port) as h:

@@ -99,6 +99,10 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_frame_hd hd
         nghttp2_headers_category cat
 
+    ctypedef struct nghttp2_goaway:
+        nghttp2_frame_hd hd
+        uint32_t error_code
+
     ctypedef struct nghttp2_settings_entry:
         int32_t settings_id
         uint32_t value
@@ -106,6 +110,7 @@ cdef extern from "nghttp2/nghttp2.h":
     ctypedef union nghttp2_frame:
         nghttp2_frame_hd hd
         nghttp2_headers headers
+        nghttp2_goaway goaway
 
     ctypedef int (*nghttp2_on_begin_frame_callback)(
         nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data) noexcept

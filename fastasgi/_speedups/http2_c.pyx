@@ -234,6 +234,7 @@ cdef class Http2Protocol(StreamProtocol):
     cdef bint in_receive
     cdef bint check_idle  # a stream closed inside nghttp2: became_idle() afterwards
     cdef bint peer_goaway
+    cdef bint peer_goaway_error  # with an error code: the client ends the connection (RFC 9113 §5.4.1)
     cdef object abuse  # why the connection must end with ENHANCE_YOUR_CALM (set in a callback)
     cdef object failure  # an exception raised in a callback
     cdef list hdr_list  # the request header block being received
@@ -380,10 +381,13 @@ cdef class Http2Protocol(StreamProtocol):
             self.terminate(NGHTTP2_PROTOCOL_ERROR)
             return True
         if self.peer_goaway:
-            # The client's GOAWAY: nothing more can be answered on this connection
-            # (its streams see http.disconnect), as on the pure path.
-            self.close_now()
-            return True
+            # The client's GOAWAY (RFC 9113 §6.8): no stream starts after it; those in
+            # progress finish (nghttp2 goes on framing them), then GOAWAY and close
+            # (became_idle).  With an error code, the connection ends now.
+            self.peer_goaway = False
+            if self.peer_goaway_error or not (self.streams or self.outboxes):
+                self.close_now()
+                return True
         if self.check_idle:
             self.check_idle = False
             self.became_idle()
@@ -475,6 +479,8 @@ cdef class Http2Protocol(StreamProtocol):
                 return NGHTTP2_ERR_CALLBACK_FAILURE
         elif kind == NGHTTP2_GOAWAY:
             self.peer_goaway = True
+            self.peer_goaway_error = frame.goaway.error_code != NGHTTP2_NO_ERROR
+            self.closing = True  # (a stream after it, even in this read, is refused)
         return 0
 
     cdef int on_invalid_frame_recv(self, const nghttp2_frame *frame, int lib_error_code) except -1:
@@ -599,7 +605,7 @@ cdef class Http2Protocol(StreamProtocol):
                 self.outboxes.pop(stream_id, None)
                 cycle.outbox = None
             return False
-        if box is not None and self.response_timer is None:
+        if box is not None and self.response_timer is None and self.timeout_response_body > 0.0:
             self.arm_response_timer()  # (a body follows: it may wait for the client's windows)
         self.schedule_flush()
         return True

@@ -191,7 +191,20 @@ def _compact(conn):
 class _H2Connection(h2.connection.H2Connection):
     """h2's connection, with ALTSVC frames (RFC 7838: a server ignores them, and h2 says
     nothing) reported as an ``UnknownFrameReceived`` event: counted as every frame that
-    carries no request is (``Http2Protocol.spend_control``), as nghttp2's path counts them."""
+    carries no request is (``Http2Protocol.spend_control``), as nghttp2's path counts them;
+    and with the client's GOAWAY leaving the streams in progress to finish."""
+
+    def _receive_goaway_frame(self, frame):
+        # h2 closes the connection on the client's GOAWAY and then sends nothing, where RFC
+        # 9113 §6.8 lets the streams in progress finish: without an error code, h2's state
+        # stays open (and its queued frames stay) for them; the event is h2's
+        if frame.error_code != 0 or self.state_machine.state is h2.connection.ConnectionState.CLOSED:
+            return super()._receive_goaway_frame(frame)
+        event = _EVENTS.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
     def _receive_alt_svc_frame(self, frame):
         frames, events = super()._receive_alt_svc_frame(frame)
@@ -391,10 +404,13 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
                 if not self.spend_control():
                     return
             elif etype is _EVENTS.ConnectionTerminated:
-                # The client's GOAWAY: h2 sends nothing after it, so nothing more can be
-                # answered on this connection (its streams see http.disconnect).
-                self.close_now()
-                return
+                # The client's GOAWAY (RFC 9113 §6.8): no stream starts after it; those in
+                # progress finish (_H2Connection keeps h2 open for them), then GOAWAY and
+                # close (became_idle).  With an error code, the connection ends now.
+                self.closing = True
+                if event.error_code != ErrorCodes.NO_ERROR or not self.streams:
+                    self.close_now()
+                    return
             elif etype is _EVENTS.TrailersReceived:
                 pass  # request trailers are not passed to the app (StreamEnded follows)
             elif (
@@ -489,7 +505,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             return False
         if end_stream:
             self.schedule_flush()
-        elif self.response_timer is None:
+        elif self.response_timer is None and self.timeout_response_body > 0:
             self.arm_response_timer()  # (a body follows: it may wait for the client's windows)
         return True
 
