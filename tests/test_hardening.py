@@ -131,7 +131,12 @@ def test_limit_defaults_and_h11_option_compatible():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"limit_request_line": 0}, {"limit_request_body": -1}, {"timeout_request_header": -1}, {"timeout_response_body": -1}],
+    [
+        {"limit_request_line": 0},
+        {"limit_request_body": -1},
+        {"timeout_request_header": -1},
+        {"timeout_response_body": -1},
+    ],
 )
 def test_limit_validation(kwargs):
     from fastasgi.config import Config, ConfigError

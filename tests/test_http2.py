@@ -712,7 +712,7 @@ async def stalling_app(scope, receive, send):
             for i in range(128):
                 await send({"type": "http.response.body", "body": b"f" * 65536, "more_body": i < 127})
         sent = "returned"
-    except Exception as exc:  # noqa: BLE001 (what the test reports)
+    except Exception as exc:  # (what the test reports)
         sent = repr(exc)
     message = await receive()
     ANSWERED[key] = (sent, message["type"])

@@ -500,9 +500,9 @@ class StreamProtocol:
             self.transport.abort()  # ... so the connection and its buffer go now
             return
         # (the streams' waits are measured by each protocol: what waits for a window is its library's)
-        if self.check_stalled_responses(now, timeout) or self.write_paused:
-            if not self.closed and not self.shut:
-                self.response_timer = self.loop.call_later(timeout / 2, self.check_responses)
+        in_progress = self.check_stalled_responses(now, timeout)
+        if (in_progress or self.write_paused) and not self.closed and not self.shut:
+            self.response_timer = self.loop.call_later(timeout / 2, self.check_responses)
 
     def check_stalled_responses(self, now, timeout):
         """Reset the streams whose response waited for the client's windows ``timeout`` seconds
