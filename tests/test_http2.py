@@ -821,6 +821,7 @@ def ping_flood(port: int) -> None:
 
 
 def continuation_flood(port: int) -> None:
+    """A header block that never ends: 40 CONTINUATION frames of 16000 bytes."""
     with RawH2(port) as h:
         first = HeadersFrame(1, data=h.block("/", extra=[("x-a", "b" * 8000)]), flags=["END_STREAM"])
         try:
@@ -830,6 +831,23 @@ def continuation_flood(port: int) -> None:
         frames, _ = h.read_until(lambda f: isinstance(f, GoAwayFrame))
     goaway = goaway_of(frames)
     assert goaway is not None and goaway.error_code == ENHANCE_YOUR_CALM
+
+
+def tiny_continuation_flood(port: int) -> None:
+    """A small header block in one-byte frames (CVE-2024-27316's shape): past a count of
+    CONTINUATION frames (h2's, 64; nghttp2's own where it has one, else ours, 64), a
+    connection error; the app never runs."""
+    with RawH2(port) as h:
+        block = h.block("/", extra=[("x-a", "b" * 300)])
+        first = HeadersFrame(1, data=block[:1], flags=["END_STREAM"])
+        try:
+            h.send(first, *[ContinuationFrame(1, data=block[i : i + 1]) for i in range(1, len(block))])
+        except OSError:
+            pass
+        frames, _ = h.read_until(lambda f: isinstance(f, GoAwayFrame))
+    goaway = goaway_of(frames)
+    assert goaway is not None and goaway.error_code in (PROTOCOL_ERROR, ENHANCE_YOUR_CALM)
+    assert not [f for f in frames if isinstance(f, HeadersFrame)]
 
 
 def hpack_bomb(port: int) -> None:
@@ -854,9 +872,10 @@ def test_ping_flood_is_bounded(server):
     still_serving(server)
 
 
+@pytest.mark.parametrize("attack", [continuation_flood, tiny_continuation_flood], ids=["large", "tiny"])
 @PER_HTTP2_IMPLEMENTATION
-def test_continuation_flood_is_bounded(server):
-    continuation_flood(server.port)
+def test_continuation_flood_is_bounded(server, attack):
+    attack(server.port)
     still_serving(server)
 
 
@@ -917,7 +936,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-ATTACKS = [rapid_reset, ping_flood, continuation_flood, hpack_bomb] + [
+ATTACKS = [rapid_reset, ping_flood, continuation_flood, tiny_continuation_flood, hpack_bomb] + [
     functools.partial(run_flood, kind=kind) for kind in FLOODS
 ]
 
