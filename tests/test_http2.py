@@ -894,6 +894,10 @@ def _flood_frames(h: RawH2, kind: str) -> list:
         return [SettingsFrame(0, settings={SettingsFrame.MAX_FRAME_SIZE: 16384}) for _ in range(n)]
     if kind == "empty DATA":
         return [h.headers(1, "/wait-disconnect", end_stream=False, method="POST")] + [DataFrame(1) for _ in range(n)]
+    if kind == "padded empty DATA":  # (padding only: no byte for the app, the window handed back)
+        return [h.headers(1, "/wait-disconnect", end_stream=False, method="POST")] + [
+            DataFrame(1, pad_length=8, flags=["PADDED"]) for _ in range(n)
+        ]
     if kind == "WINDOW_UPDATE":  # no response in progress: nothing for them to unblock
         return [WindowUpdateFrame(0, window_increment=1) for _ in range(n)]
     if kind == "PRIORITY":  # for idle streams, each a different one (RFC 9113 §5.3.2)
@@ -905,7 +909,7 @@ def _flood_frames(h: RawH2, kind: str) -> list:
     return [b"\x00\x00\x08\xfa\x00\x00\x00\x00\x00" + b"x" * 8 for _ in range(n)]
 
 
-FLOODS = ("settings", "empty DATA", "WINDOW_UPDATE", "PRIORITY", "ALTSVC", "unknown type")
+FLOODS = ("settings", "empty DATA", "padded empty DATA", "WINDOW_UPDATE", "PRIORITY", "ALTSVC", "unknown type")
 
 
 def run_flood(port: int, kind: str) -> None:

@@ -99,6 +99,10 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_frame_hd hd
         nghttp2_headers_category cat
 
+    ctypedef struct nghttp2_data:
+        nghttp2_frame_hd hd
+        size_t padlen  # (with the Pad Length field)
+
     ctypedef struct nghttp2_goaway:
         nghttp2_frame_hd hd
         uint32_t error_code
@@ -111,6 +115,7 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_frame_hd hd
         nghttp2_headers headers
         nghttp2_goaway goaway
+        nghttp2_data data
 
     ctypedef int (*nghttp2_on_begin_frame_callback)(
         nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data) noexcept

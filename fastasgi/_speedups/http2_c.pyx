@@ -447,8 +447,8 @@ cdef class Http2Protocol(StreamProtocol):
                 cycle = self.streams.get(stream_id)
                 if cycle is not None:
                     cycle.on_body_end()
-            elif frame.hd.length == 0 and not self.spend_control():
-                return NGHTTP2_ERR_CALLBACK_FAILURE
+            elif frame.hd.length == frame.data.padlen and not self.spend_control():
+                return NGHTTP2_ERR_CALLBACK_FAILURE  # (no data: empty, or padding only)
         elif kind == NGHTTP2_HEADERS:
             self.in_block = False
             if frame.headers.cat == NGHTTP2_HCAT_REQUEST:
