@@ -721,7 +721,7 @@ async def stalling_app(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def stalling_server(impl):
-    with run_server(stalling_app, impl, http2=True, timeout_response_body=0.5) as srv:
+    with run_server(stalling_app, impl, http2=True, timeout_response_body=0.3) as srv:
         yield srv
 
 
@@ -730,7 +730,7 @@ def test_closed_window_times_out_the_response(stalling_server, caplog):
     """--timeout-response-body: a client whose stream window stays 0 (INITIAL_WINDOW_SIZE 0)
     gets its response's head, then RST_STREAM CANCEL on that stream; the app's send
     returned and its receive() gave http.disconnect, as when the client resets; the
-    connection serves the next stream."""
+    connection serves the next stream.  Likewise when the connection's window stays 0."""
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
     key = b"closed-window-%d" % stalling_server.port
     with RawH2(stalling_server.port, preface=False) as h:
@@ -744,9 +744,17 @@ def test_closed_window_times_out_the_response(stalling_server, caplog):
         assert answered(key).wait(10)
         assert ANSWERED[key] == ("returned", "http.disconnect")
         # the connection goes on, once the client opens its windows
-        h.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 65535}), h.headers(3, "/"))
+        h.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 20}), h.headers(3, "/"))
         assert h.response(3)[:2] == (200, b"Hello, world!")
-    assert "Response timed out: the client's flow-control window stayed closed" in caplog.text
+        # the connection's window, never handed back (65535 bytes, 13 of them taken): the
+        # rest of a larger response waits for it, and its stream is reset the same way
+        h.send(h.headers(5, "/big?70000"))
+        frames, closed = h.read_until(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 5)
+        assert not closed and frames[-1].error_code == CANCEL
+        assert sum(len(f.data) for f in frames if isinstance(f, DataFrame) and f.stream_id == 5) == 65535 - 13
+        h.send(WindowUpdateFrame(0, window_increment=1 << 20), h.headers(7, "/"))
+        assert h.response(7)[:2] == (200, b"Hello, world!")
+    assert caplog.text.count("Response timed out: the client's flow-control window stayed closed") == 2
 
 
 @PER_HTTP2_IMPLEMENTATION
