@@ -605,8 +605,6 @@ cdef class Http2Protocol(StreamProtocol):
                 self.outboxes.pop(stream_id, None)
                 cycle.outbox = None
             return False
-        if box is not None and self.response_timer is None and self.timeout_response_body > 0.0:
-            self.arm_response_timer()  # (a body follows: it may wait for the client's windows)
         self.schedule_flush()
         return True
 
@@ -695,8 +693,6 @@ cdef class Http2Protocol(StreamProtocol):
             self.outboxes[stream_id] = box
             if not ended:
                 self.reset(stream_id, NGHTTP2_NO_ERROR)
-            if self.response_timer is None:
-                self.arm_response_timer()
         self.schedule_flush()
 
     def upgrade(self, bytes settings_payload, dict scope):
@@ -766,6 +762,11 @@ cdef class Http2Protocol(StreamProtocol):
             return
         if not nghttp2_session_want_read(self.session) and not nghttp2_session_want_write(self.session):
             self.close_now()  # a GOAWAY that ends the session was sent
+        elif self.outboxes and self.response_timer is None and self.timeout_response_body > 0.0:
+            # a response not all sent (a stream closes once its last frame is): it may wait
+            # for the client's windows (--timeout-response-body); one that went out at once
+            # arms nothing
+            self.arm_response_timer()
 
     cpdef schedule_flush(self):
         """Write what nghttp2 queued at the end of this loop iteration (or of data_received):

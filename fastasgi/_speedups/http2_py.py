@@ -505,8 +505,6 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             return False
         if end_stream:
             self.schedule_flush()
-        elif self.response_timer is None and self.timeout_response_body > 0:
-            self.arm_response_timer()  # (a body follows: it may wait for the client's windows)
         return True
 
     def send_data(self, cycle, data, final):
@@ -530,6 +528,8 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             except h2.exceptions.ProtocolError:  # the stream is gone
                 return -1
             if window <= 0:
+                if self.response_timer is None:
+                    self.arm_response_timer()  # (it waits for the client: --timeout-response-body)
                 self.flush()
                 return sent
             if not sent and self.stalled:
