@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import importlib.util
 import json
 import logging
 import os
@@ -49,7 +50,7 @@ from hyperframe.frame import (
 )
 
 from bench.fake_transport import FakeTransport
-from fastasgi import _speedups
+from fastasgi import _speedups, metrics
 from tests.apps import basic, h2app
 from tests.conftest import raw_request, read_response, run_server
 
@@ -721,8 +722,15 @@ async def stalling_app(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def stalling_server(impl):
-    with run_server(stalling_app, impl, http2=True, timeout_response_body=0.3) as srv:
+    counted = {"metrics_port": 0} if importlib.util.find_spec("prometheus_client") else {}
+    with run_server(stalling_app, impl, http2=True, timeout_response_body=0.3, **counted) as srv:
         yield srv
+
+
+def response_timeouts(server) -> int:
+    """fastasgi_timeouts_total{kind="response_body"} of ``server`` (0 without --metrics-port)."""
+    block = server.server_state.metrics
+    return 0 if block is None else block[metrics.TIMEOUTS + metrics.TIMEOUT_RESPONSE_BODY]
 
 
 @PER_HTTP2_IMPLEMENTATION
@@ -732,6 +740,7 @@ def test_closed_window_times_out_the_response(stalling_server, caplog):
     returned and its receive() gave http.disconnect, as when the client resets; the
     connection serves the next stream.  Likewise when the connection's window stays 0."""
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    counted = response_timeouts(stalling_server)
     key = b"closed-window-%d" % stalling_server.port
     with RawH2(stalling_server.port, preface=False) as h:
         h.send(PREFACE, SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0}))
@@ -755,6 +764,8 @@ def test_closed_window_times_out_the_response(stalling_server, caplog):
         h.send(WindowUpdateFrame(0, window_increment=1 << 20), h.headers(7, "/"))
         assert h.response(7)[:2] == (200, b"Hello, world!")
     assert caplog.text.count("Response timed out: the client's flow-control window stayed closed") == 2
+    if stalling_server.server_state.metrics is not None:
+        assert response_timeouts(stalling_server) == counted + 2
 
 
 @PER_HTTP2_IMPLEMENTATION
@@ -764,6 +775,7 @@ def test_client_that_reads_nothing_is_closed(stalling_server, caplog):
     long, the connection is closed and its buffer dropped (the app's sends return, its
     receive() gives http.disconnect); the server serves others."""
     caplog.set_level(logging.WARNING, logger="uvicorn.error")
+    counted = response_timeouts(stalling_server)
     key = b"reads-nothing-%d" % stalling_server.port
     encoder = Encoder()
     block = encoder.encode([(":method", "GET"), (":scheme", "http"), (":path", "/firehose?" + key.decode()),
@@ -792,6 +804,8 @@ def test_client_that_reads_nothing_is_closed(stalling_server, caplog):
             pass
     assert received < 8 << 20  # the response was not all sent: the connection closed before
     assert "Response timed out: the client reads nothing" in caplog.text
+    if stalling_server.server_state.metrics is not None:
+        assert response_timeouts(stalling_server) == counted + 1
     still_serving(stalling_server)
 
 
