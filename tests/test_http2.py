@@ -914,6 +914,8 @@ def _flood_frames(h: RawH2, kind: str) -> list:
     n = 1200
     if kind == "settings":
         return [SettingsFrame(0, settings={SettingsFrame.MAX_FRAME_SIZE: 16384}) for _ in range(n)]
+    if kind == "PING ACK":  # (the server sends no PING: each is unsolicited)
+        return [PingFrame(0, opaque_data=b"%08d" % i, flags=["ACK"]) for i in range(n)]
     if kind == "empty DATA":
         return [h.headers(1, "/wait-disconnect", end_stream=False, method="POST")] + [DataFrame(1) for _ in range(n)]
     if kind == "padded empty DATA":  # (padding only: no byte for the app, the window handed back)
@@ -931,7 +933,16 @@ def _flood_frames(h: RawH2, kind: str) -> list:
     return [b"\x00\x00\x08\xfa\x00\x00\x00\x00\x00" + b"x" * 8 for _ in range(n)]
 
 
-FLOODS = ("settings", "empty DATA", "padded empty DATA", "WINDOW_UPDATE", "PRIORITY", "ALTSVC", "unknown type")
+FLOODS = (
+    "settings",
+    "PING ACK",
+    "empty DATA",
+    "padded empty DATA",
+    "WINDOW_UPDATE",
+    "PRIORITY",
+    "ALTSVC",
+    "unknown type",
+)
 
 
 def run_flood(port: int, kind: str) -> None:

@@ -472,7 +472,8 @@ cdef class Http2Protocol(StreamProtocol):
             if not self.response_in_progress() and not self.spend_control():
                 return NGHTTP2_ERR_CALLBACK_FAILURE
         elif kind == NGHTTP2_PING or kind == NGHTTP2_SETTINGS:
-            if not (flags & NGHTTP2_FLAG_ACK) and not self.spend_control():
+            # (ACKs too: the server sends no PING, and one SETTINGS)
+            if not self.spend_control():
                 return NGHTTP2_ERR_CALLBACK_FAILURE
         elif kind == NGHTTP2_PRIORITY:
             if not self.spend_control():

@@ -417,6 +417,9 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
                 etype is _EVENTS.PingReceived
                 or etype is _EVENTS.PriorityUpdated
                 or etype is _EVENTS.UnknownFrameReceived
+                # (the server sends no PING, and one SETTINGS: their ACKs count too)
+                or etype is _EVENTS.PingAckReceived
+                or etype is _EVENTS.SettingsAcknowledged
             ) and not self.spend_control():
                 return
         if starting is not None:
