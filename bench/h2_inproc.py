@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import fake_transport
 from hpack import Encoder
 from hyperframe.frame import HeadersFrame, SettingsFrame, WindowUpdateFrame
 
@@ -35,10 +36,10 @@ HEADERS = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority
            ("user-agent", "bench"), ("accept", "*/*")]  # fmt: skip
 
 
-class FakeTransport:
+class FakeTransport(fake_transport.FakeTransport):
     def __init__(self, proto_ref: list) -> None:
+        super().__init__()
         self.proto_ref = proto_ref
-        self.closed = False
         self.target = 0
         self.waiter: asyncio.Future | None = None
 
@@ -48,24 +49,6 @@ class FakeTransport:
         if waiter is not None and proto.requests >= self.target and not proto.streams:
             self.waiter = None
             waiter.set_result(None)
-
-    def get_extra_info(self, name: str, default=None):
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def encode(n: int, batch: int) -> tuple[bytes, list[tuple[bytes, int]]]:
@@ -98,24 +81,35 @@ async def drive(args: argparse.Namespace, start: bytes, batches: list[tuple[byte
 
     config = Config(getattr(apps, args.app), http2=True, lifespan="off", log_config=None, access_log=False)
     config.load()
-    proto_ref: list = [None]
     module = _speedups.load_http2(args.impl)
-    proto = module.Http2Protocol(config=config, server_state=ServerState(), app_state={})
-    proto_ref[0] = proto
-    transport = FakeTransport(proto_ref)
-    proto.connection_made(transport)
+    state = ServerState()
+    conns = []
+    for _ in range(args.connections):
+        proto_ref: list = [None]
+        proto = module.Http2Protocol(config=config, server_state=state, app_state={})
+        proto_ref[0] = proto
+        transport = FakeTransport(proto_ref)
+        proto.connection_made(transport)
+        conns.append((proto, transport))
     loop = asyncio.get_running_loop()
     t0 = time.perf_counter()
     for data, count in [(start, 1), *batches]:
-        transport.target = proto.requests + count
-        transport.waiter = waiter = loop.create_future()
-        loop.call_soon(proto.data_received, data)
-        await waiter
-        if transport.closed:
+        # every connection's batch arrives before any stream's app runs, as when the
+        # loop reads several sockets in one iteration (h2load -c N -m 100)
+        waiters = []
+        for proto, transport in conns:
+            transport.target = proto.requests + count
+            transport.waiter = waiter = loop.create_future()
+            waiters.append(waiter)
+            loop.call_soon(proto.data_received, data)
+        for waiter in waiters:
+            await waiter
+        if any(transport.closed for _, transport in conns):
             raise SystemExit("the protocol closed the connection")
     dt = time.perf_counter() - t0
-    n = proto.requests
-    proto.connection_lost(None)
+    n = sum(proto.requests for proto, _ in conns)
+    for proto, _ in conns:
+        proto.connection_lost(None)
     return dt / n * 1e6
 
 
@@ -124,6 +118,13 @@ def main() -> None:
     ap.add_argument("--app", default="plaintext")
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--batch", type=int, default=16, help="streams per data_received (at most 100)")
+    ap.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="connections fed their batch in the same loop iteration (default 1; 16 with --batch 100 is "
+        "h2load -c 16 -m 100: that many streams' objects alive at once, which the garbage collector sees)",
+    )
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     ap.add_argument("--impl", choices=["c", "py"], default=None, help="HTTP/2 of this set (default: the active one)")
@@ -145,7 +146,8 @@ def main() -> None:
         else:
             results.append(asyncio.run(drive(args, start, batches)))
     print(
-        f"http2 ({_speedups.load_http2(args.impl).DESCRIPTION}) {args.app} batch={args.batch} {args.loop}: "
+        f"http2 ({_speedups.load_http2(args.impl).DESCRIPTION}) {args.app} batch={args.batch} "
+        f"connections={args.connections} {args.loop}: "
         f"{min(results):.2f} us/request (best of {args.repeat})"
     )
 

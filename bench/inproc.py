@@ -27,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import fake_transport
 from fastasgi import _speedups, metrics
 from fastasgi.config import LOGGING_CONFIG, Config
 from fastasgi.server import ServerState
@@ -34,10 +35,10 @@ from fastasgi.server import ServerState
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 
 
-class FakeTransport:
+class FakeTransport(fake_transport.FakeTransport):
     def __init__(self) -> None:
+        super().__init__()
         self.written = 0
-        self.closed = False
         self.target = 0
         self.waiter: asyncio.Future | None = None
 
@@ -49,21 +50,6 @@ class FakeTransport:
         if waiter is not None and self.written >= self.target:
             self.waiter = None
             waiter.set_result(None)
-
-    def get_extra_info(self, name: str, default=None):
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def devnull_logging(base: dict) -> dict:

@@ -27,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import fake_transport
 from fastasgi.config import Config
 from fastasgi.server import ServerState
 
@@ -50,33 +51,15 @@ def client_frame(size: int, binary: bool) -> bytes:
     return head + key + masked
 
 
-class FakeTransport:
+class FakeTransport(fake_transport.FakeTransport):
     def __init__(self) -> None:
+        super().__init__()
         self.written = 0
         self.nbytes = 0
-        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.written += 1
         self.nbytes += len(data)
-
-    def get_extra_info(self, name: str, default=None):
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def make_protocol(server: str, ws: str, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:

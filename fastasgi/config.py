@@ -193,6 +193,7 @@ class Config:
     timeout_keep_alive: int
     timeout_request_header: float
     timeout_request_body: float
+    timeout_response_body: float
     timeout_notify: float
     timeout_graceful_shutdown: float | None
     timeout_worker_healthcheck: float
@@ -309,7 +310,7 @@ class Config:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a positive integer)")
-        for name in ("timeout_request_header", "timeout_request_body"):
+        for name in ("timeout_request_header", "timeout_request_body", "timeout_response_body"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"Invalid value for {name}: {value!r} (must be a non-negative number)")

@@ -55,8 +55,8 @@ N_BUCKETS = len(BUCKETS)  # the slot after the last bound is +Inf
 # handshake that fails RFC 6455 §4.2.1 (400, 426)
 PARSE_ERROR_KINDS = ("malformed", "request_line_too_long", "headers_too_large", "body_too_large", "websocket_handshake")
 PARSE_MALFORMED, PARSE_LINE_TOO_LONG, PARSE_HEADERS_TOO_LARGE, PARSE_BODY_TOO_LARGE, PARSE_WS_HANDSHAKE = range(5)
-TIMEOUT_KINDS = ("request_header", "request_body", "keep_alive", "websocket_ping", "websocket_close")
-TIMEOUT_HEADER, TIMEOUT_BODY, TIMEOUT_KEEP_ALIVE, TIMEOUT_WS_PING, TIMEOUT_WS_CLOSE = range(5)
+TIMEOUT_KINDS = ("request_header", "request_body", "keep_alive", "websocket_ping", "websocket_close", "response_body")
+TIMEOUT_HEADER, TIMEOUT_BODY, TIMEOUT_KEEP_ALIVE, TIMEOUT_WS_PING, TIMEOUT_WS_CLOSE, TIMEOUT_RESPONSE_BODY = range(6)
 
 # gauges: a worker's current value; dropped, not summed, once the worker is gone
 REQUESTS_IN_FLIGHT = 0

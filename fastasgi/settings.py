@@ -376,6 +376,14 @@ SETTINGS: list[Setting] = [
         "incomplete and the server is reading (408 if the response has not started). 0 disables.",
         type=float,
     ),
+    _opt(
+        "timeout_response_body",
+        60.0,
+        "HTTP/2: reset a stream (RST_STREAM CANCEL) whose response cannot be sent for this many seconds because "
+        "the client keeps its flow-control window closed, and close a connection whose client reads nothing for "
+        "this long while a response waits. HTTP/1.1 is not affected. 0 disables (fastasgi addition).",
+        type=float,
+    ),
     Setting("timeout_notify", 30),
     _opt(
         "timeout_graceful_shutdown",

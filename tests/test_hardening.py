@@ -126,10 +126,17 @@ def test_limit_defaults_and_h11_option_compatible():
     both = Config(basic_app, h11_max_incomplete_event_size=4096, limit_request_header_size=8192)
     assert both.parser_limits()["max_header_size"] == 8192
     assert (Config(basic_app).timeout_request_header, Config(basic_app).timeout_request_body) == (30.0, 60.0)
+    assert Config(basic_app).timeout_response_body == 60.0  # (HTTP/2)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"limit_request_line": 0}, {"limit_request_body": -1}, {"timeout_request_header": -1}]
+    "kwargs",
+    [
+        {"limit_request_line": 0},
+        {"limit_request_body": -1},
+        {"timeout_request_header": -1},
+        {"timeout_response_body": -1},
+    ],
 )
 def test_limit_validation(kwargs):
     from fastasgi.config import Config, ConfigError
@@ -151,6 +158,7 @@ def test_cli_options():
         "--limit-request-body",
         "--timeout-request-header",
         "--timeout-request-body",
+        "--timeout-response-body",
     ):
         assert flag in out
 

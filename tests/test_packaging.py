@@ -167,3 +167,78 @@ def test_build_sh_keeps_no_copy_of_the_module_list() -> None:
     assert "compiled_module_names()" in text
     # a module name standing alone in quotes ("framing_c"), as the old copies of the list had it
     assert not re.findall(r"[\"'](?:parser|http|framing|coro)_c[\"']", text), "take the list from setup.py"
+
+
+# -- wheels/build-nghttp2.sh: the download and its checksum ----------------------------------
+
+
+@pytest.fixture
+def served_tarball(tmp_path: Path):
+    """A small .tar.gz (no configure, no configure.ac) served over HTTP on loopback:
+    ``(url, sha256)``."""
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+
+    src = tmp_path / "nghttp2-0.0.0"
+    src.mkdir()
+    (src / "README").write_text("not nghttp2\n")
+    tarball = tmp_path / "served" / "nghttp2-0.0.0.tar.gz"
+    tarball.parent.mkdir()
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(src, arcname=src.name)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(tarball.parent), **kwargs)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/{tarball.name}"
+        yield url, hashlib.sha256(tarball.read_bytes()).hexdigest()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def _build_nghttp2(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    script = ROOT / "wheels" / "build-nghttp2.sh"
+    if not script.is_file() or shutil.which("bash") is None:
+        pytest.skip("no wheels/build-nghttp2.sh here, or no bash")
+    return subprocess.run(
+        ["bash", str(script)],
+        env={**os.environ, "NGHTTP2_PREFIX": str(tmp_path / "prefix"), "TMPDIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_build_nghttp2_refuses_a_download_whose_sha256_differs(tmp_path: Path, served_tarball) -> None:
+    """The download path cibuildwheel takes (curl, else python3), against a tarball that
+    is not the pinned release: refused before anything is unpacked or built."""
+    url, _ = served_tarball
+    done = _build_nghttp2(tmp_path, NGHTTP2_URL=url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"downloading {url}" in done.stdout
+    assert "FAILED: sha256 of" in done.stderr and "expected da8d640f" in done.stderr
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_build_nghttp2_downloads_checks_and_unpacks(tmp_path: Path, served_tarball) -> None:
+    """With the served tarball's own sha256 the download passes the check and is unpacked;
+    this one has no build system, which the script says (a real release goes on to build)."""
+    url, sha256 = served_tarball
+    done = _build_nghttp2(tmp_path, NGHTTP2_URL=url, NGHTTP2_VERSION="0.0.0", NGHTTP2_SHA256=sha256)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "nghttp2 0.0.0: " in done.stdout and f"(sha256 {sha256})" in done.stdout
+    assert "FAILED: the tarball has neither configure nor configure.ac" in done.stderr
+    assert not list(tmp_path.glob("nghttp2-build.*"))  # its work folder is removed on exit

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench.fake_transport import FakeTransport
 from tests.conftest import run_server
 from tests.test_websockets import RawWS, echo_app
 
@@ -293,31 +294,14 @@ def test_fast_path_oversize_frame_is_1009(impl: str, ws: str) -> None:
 # messages and the client the same bytes whether the fast path is on or the library does it all.
 
 
-class _Transport:
+class _Transport(FakeTransport):
     def __init__(self) -> None:
+        super().__init__()
         self.data = bytearray()
-        self.closed = False
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
         self.data += data
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def close(self) -> None:
-        self.closed = True
-
-    abort = close
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def _drive(

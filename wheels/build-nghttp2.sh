@@ -17,6 +17,9 @@
 #                    nghttp2 source); with NGHTTP2_VERSION and NGHTTP2_SHA256 when it is
 #                    not the pinned release
 #   NGHTTP2_VERSION, NGHTTP2_SHA256   the release and the sha256 of its tarball
+#   NGHTTP2_URL      where to download it from (default: the release's asset on GitHub;
+#                    tests/test_packaging.py serves a tarball on loopback to check the
+#                    download and the checksum refusal)
 #   JOBS             parallel make jobs (default: the number of CPUs)
 #
 # Needs a C compiler, make and (without NGHTTP2_TARBALL) curl or python3 with network
@@ -32,7 +35,7 @@ PINNED_SHA256=da8d640f55036b1f5c9cd950083248ec956256959dc74584e12c43550d6ec0ef
 VERSION=${NGHTTP2_VERSION:-$PINNED_VERSION}
 SHA256=${NGHTTP2_SHA256:-$PINNED_SHA256}
 PREFIX=${NGHTTP2_PREFIX:-/tmp/fastasgi-nghttp2}
-URL=https://github.com/nghttp2/nghttp2/releases/download/v$VERSION/nghttp2-$VERSION.tar.gz
+URL=${NGHTTP2_URL:-https://github.com/nghttp2/nghttp2/releases/download/v$VERSION/nghttp2-$VERSION.tar.gz}
 
 fail() { printf 'wheels/build-nghttp2.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 

@@ -23,6 +23,7 @@ cdef extern from "nghttp2/nghttp2.h":
         NGHTTP2_ERR_CALLBACK_FAILURE
         NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
         NGHTTP2_ERR_FLOODED
+        NGHTTP2_ERR_CANCEL
 
     enum:
         NGHTTP2_NV_FLAG_NONE
@@ -63,6 +64,7 @@ cdef extern from "nghttp2/nghttp2.h":
         NGHTTP2_NO_ERROR
         NGHTTP2_PROTOCOL_ERROR
         NGHTTP2_INTERNAL_ERROR
+        NGHTTP2_CANCEL
         NGHTTP2_ENHANCE_YOUR_CALM
 
     ctypedef struct nghttp2_frame_hd:
@@ -98,6 +100,14 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_frame_hd hd
         nghttp2_headers_category cat
 
+    ctypedef struct nghttp2_data:
+        nghttp2_frame_hd hd
+        size_t padlen  # (with the Pad Length field)
+
+    ctypedef struct nghttp2_goaway:
+        nghttp2_frame_hd hd
+        uint32_t error_code
+
     ctypedef struct nghttp2_settings_entry:
         int32_t settings_id
         uint32_t value
@@ -105,6 +115,8 @@ cdef extern from "nghttp2/nghttp2.h":
     ctypedef union nghttp2_frame:
         nghttp2_frame_hd hd
         nghttp2_headers headers
+        nghttp2_goaway goaway
+        nghttp2_data data
 
     ctypedef int (*nghttp2_on_begin_frame_callback)(
         nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data) noexcept
@@ -191,3 +203,11 @@ cdef extern from "nghttp2/nghttp2.h":
     void nghttp2_session_callbacks_set_on_frame_send_callback(
         nghttp2_session_callbacks *cbs, nghttp2_on_frame_send_callback cb)
     int nghttp2_session_get_stream_local_close(nghttp2_session *session, int32_t stream_id)
+
+    # unknown frame types (RFC 9113 §5.5): received as "user" extension frames, so that
+    # on_begin_frame sees them (nghttp2 skips ignored frames without a callback)
+    ctypedef int (*nghttp2_unpack_extension_callback)(
+        nghttp2_session *session, void **payload, const nghttp2_frame_hd *hd, void *user_data) noexcept
+    void nghttp2_session_callbacks_set_unpack_extension_callback(
+        nghttp2_session_callbacks *cbs, nghttp2_unpack_extension_callback cb)
+    void nghttp2_option_set_user_recv_extension_type(nghttp2_option *option, uint8_t type)

@@ -59,6 +59,7 @@ from fastasgi.metrics import (
     PARSE_MALFORMED,
     TIMEOUT_HEADER,
     TIMEOUT_KEEP_ALIVE,
+    TIMEOUT_RESPONSE_BODY,
     TIMEOUTS,
 )
 
@@ -390,6 +391,7 @@ cdef class Outbox:
     cdef bint deferred  # the provider said NGHTTP2_ERR_DEFERRED: resume it on new data
     cdef bint done  # EOF was given to nghttp2
     cdef list trailers
+    cdef double stalled_since  # --timeout-response-body: when seen waiting for a window (0: not)
 
 
 cdef bytes EMPTY = b""
@@ -435,6 +437,7 @@ cdef class Http2Protocol(StreamProtocol):
     cdef bint in_receive
     cdef bint check_idle  # a stream closed inside nghttp2: became_idle() afterwards
     cdef bint peer_goaway
+    cdef bint peer_goaway_error  # with an error code: the client ends the connection (RFC 9113 §5.4.1)
     cdef object abuse  # why the connection must end with ENHANCE_YOUR_CALM (set in a callback)
     cdef object failure  # an exception raised in a callback
     cdef list hdr_list  # the request header block being received
@@ -444,7 +447,6 @@ cdef class Http2Protocol(StreamProtocol):
     cdef public bint in_block  # a header block is incomplete (header-read timeout)
     cdef public int goaway_last_id
     cdef object flush_handle
-    cdef bint read_paused
     cdef object timer
     cdef object linger_handle
     cdef Bucket reset_budget  # streams the client reset (Rapid Reset)
@@ -535,33 +537,18 @@ cdef class Http2Protocol(StreamProtocol):
         for stream in streams:
             (<StreamCycle>stream).on_disconnect()
         self.wake_drain()
-        for handle in (self.timer, self.flush_handle, self.linger_handle):
+        for handle in (self.timer, self.flush_handle, self.linger_handle, self.response_timer):
             if handle is not None:
                 handle.cancel()
         self.timer = None
         self.flush_handle = None
+        self.response_timer = None
         if self.session != NULL and not self.in_session:
             nghttp2_session_del(self.session)
             self.session = NULL
 
     def eof_received(self):
         pass
-
-    def pause_writing(self):
-        # The client does not read what we send: stop reading what it sends too, so that
-        # frames we must answer (PING, SETTINGS) cannot pile up answers in our buffers.
-        self.write_paused = True
-        if not self.read_paused and not self.shut:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def resume_writing(self):
-        self.write_paused = False
-        if self.read_paused and not self.shut:
-            self.read_paused = False
-            self.transport.resume_reading()
-        self.wake_drain()
-        self.flush()
 
     def data_received(self, data):
         cdef ssize_t rv
@@ -610,10 +597,13 @@ cdef class Http2Protocol(StreamProtocol):
             self.terminate(NGHTTP2_PROTOCOL_ERROR)
             return True
         if self.peer_goaway:
-            # The client's GOAWAY: nothing more can be answered on this connection
-            # (its streams see http.disconnect), as on the pure path.
-            self.close_now()
-            return True
+            # The client's GOAWAY (RFC 9113 §6.8): no stream starts after it; those in
+            # progress finish (nghttp2 goes on framing them), then GOAWAY and close
+            # (became_idle).  With an error code, the connection ends now.
+            self.peer_goaway = False
+            if self.peer_goaway_error or not (self.streams or self.outboxes):
+                self.close_now()
+                return True
         if self.check_idle:
             self.check_idle = False
             self.became_idle()
@@ -673,8 +663,8 @@ cdef class Http2Protocol(StreamProtocol):
                 cycle = self.streams.get(stream_id)
                 if cycle is not None:
                     cycle.on_body_end()
-            elif frame.hd.length == 0 and not self.spend_control():
-                return NGHTTP2_ERR_CALLBACK_FAILURE
+            elif frame.hd.length == frame.data.padlen and not self.spend_control():
+                return NGHTTP2_ERR_CALLBACK_FAILURE  # (no data: empty, or padding only)
         elif kind == NGHTTP2_HEADERS:
             self.in_block = False
             if frame.headers.cat == NGHTTP2_HCAT_REQUEST:
@@ -703,13 +693,16 @@ cdef class Http2Protocol(StreamProtocol):
             if not self.response_in_progress() and not self.spend_control():
                 return NGHTTP2_ERR_CALLBACK_FAILURE
         elif kind == NGHTTP2_PING or kind == NGHTTP2_SETTINGS:
-            if not (flags & NGHTTP2_FLAG_ACK) and not self.spend_control():
+            # (ACKs too: the server sends no PING, and one SETTINGS)
+            if not self.spend_control():
                 return NGHTTP2_ERR_CALLBACK_FAILURE
         elif kind == NGHTTP2_PRIORITY:
             if not self.spend_control():
                 return NGHTTP2_ERR_CALLBACK_FAILURE
         elif kind == NGHTTP2_GOAWAY:
             self.peer_goaway = True
+            self.peer_goaway_error = frame.goaway.error_code != NGHTTP2_NO_ERROR
+            self.closing = True  # (a stream after it, even in this read, is refused)
         return 0
 
     cdef int on_invalid_frame_recv(self, const nghttp2_frame *frame, int lib_error_code) except -1:
@@ -728,7 +721,12 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef int on_stream_close(self, int32_t stream_id, uint32_t error_code) except -1:
         cdef StreamCycle cycle
-        self.outboxes.pop(stream_id, None)
+        cdef Outbox box = self.outboxes.pop(stream_id, None)
+        if box is not None:
+            # the cycle and its outbox refer to each other: undone here, so that both
+            # (and the stream's scope) go as soon as the app lets go of them, not at
+            # the garbage collector's next pass
+            box.cycle = None
         if self.reset_after:
             self.reset_after.discard(stream_id)
         cycle = self.streams.pop(stream_id, None)
@@ -751,6 +749,7 @@ cdef class Http2Protocol(StreamProtocol):
     ) except -1:
         cdef Py_ssize_t avail = PyBytes_GET_SIZE(box.data) - box.offset
         cdef Py_ssize_t n = 0
+        box.stalled_since = 0.0  # (nghttp2 asks only when the windows let something go)
         if avail > 0:
             n = avail if <size_t>avail <= length else <Py_ssize_t>length
             memcpy(buf, PyBytes_AS_STRING(box.data) + box.offset, n)
@@ -1005,6 +1004,11 @@ cdef class Http2Protocol(StreamProtocol):
             return
         if not nghttp2_session_want_read(self.session) and not nghttp2_session_want_write(self.session):
             self.close_now()  # a GOAWAY that ends the session was sent
+        elif self.outboxes and self.response_timer is None and self.timeout_response_body > 0.0:
+            # a response not all sent (a stream closes once its last frame is): it may wait
+            # for the client's windows (--timeout-response-body); one that went out at once
+            # arms nothing
+            self.arm_response_timer()
 
     cpdef schedule_flush(self):
         """Write what nghttp2 queued at the end of this loop iteration (or of data_received):
@@ -1024,6 +1028,30 @@ cdef class Http2Protocol(StreamProtocol):
             if stream.response_started and not stream.response_complete:
                 return True
         return False
+
+    def check_stalled_responses(self, double now, double timeout):
+        """--timeout-response-body (``StreamProtocol.check_responses``): a response waits for
+        the client's windows while its outbox holds bytes (or its end) nghttp2 has not framed;
+        ``read_body`` clears the mark whenever nghttp2 takes some.  The app may be done with
+        it (its last message queued): then the stream alone is reset."""
+        cdef Outbox box
+        cdef StreamCycle cycle
+        cdef bint paused = self.write_paused
+        for stream_id, box in list(self.outboxes.items()):
+            if paused or box.done or (box.offset >= PyBytes_GET_SIZE(box.data) and not box.eof):
+                box.stalled_since = 0.0
+            elif box.stalled_since == 0.0:
+                box.stalled_since = now
+            elif now - box.stalled_since >= timeout - 0.001:
+                box.stalled_since = 0.0
+                cycle = box.cycle
+                if cycle is not None and not cycle.disconnected and self.streams.get(stream_id) is cycle:
+                    cycle.response_timed_out()
+                else:
+                    error_logger.warning("Response timed out: %s", "the client's flow-control window stayed closed")
+                    self.count(TIMEOUTS + TIMEOUT_RESPONSE_BODY)
+                    self.reset(stream_id, NGHTTP2_CANCEL)
+        return bool(self.outboxes)
 
     cdef bint spend_control(self) except -1:
         if spend(&self.control_budget, D_CONTROL_BURST, D_CONTROL_RATE, self.loop.time()):
@@ -1278,6 +1306,13 @@ cdef ssize_t cb_read(
         return NGHTTP2_ERR_CALLBACK_FAILURE
 
 
+cdef int cb_unpack_extension(
+    nghttp2_session *session, void **payload, const nghttp2_frame_hd *hd, void *user_data
+) noexcept:
+    # an unknown frame type, counted by on_begin_frame: dropped (RFC 9113 §5.5)
+    return NGHTTP2_ERR_CANCEL
+
+
 # One set of callbacks and options for every session (nghttp2 copies them into each).
 cdef nghttp2_session_callbacks *CALLBACKS = NULL
 cdef nghttp2_option *OPTION = NULL
@@ -1296,6 +1331,13 @@ cdef int _setup() except -1:
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(CALLBACKS, cb_data_chunk)
     nghttp2_session_callbacks_set_on_stream_close_callback(CALLBACKS, cb_stream_close)
     nghttp2_session_callbacks_set_on_frame_send_callback(CALLBACKS, cb_frame_send)
+    # Unknown frame types: nghttp2 skips them without a callback, unless they are the
+    # application's extension types; so all are (10-255), for on_begin_frame to count
+    # them against the control budget, and cb_unpack_extension drops each.
+    nghttp2_session_callbacks_set_unpack_extension_callback(CALLBACKS, cb_unpack_extension)
+    cdef int kind
+    for kind in range(LAST_KNOWN_FRAME_TYPE + 1, 256):
+        nghttp2_option_set_user_recv_extension_type(OPTION, <uint8_t>kind)
     # the app's reading hands the windows back (nghttp2_session_consume), as on the pure path
     nghttp2_option_set_no_auto_window_update(OPTION, 1)
     # a closed stream is forgotten at once (nghttp2 < 1.65 keeps up to 100 of them on a server,

@@ -188,6 +188,30 @@ def _compact(conn):
     conn._frame_dispatch_table = _Dispatch(conn)
 
 
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection, with ALTSVC frames (RFC 7838: a server ignores them, and h2 says
+    nothing) reported as an ``UnknownFrameReceived`` event: counted as every frame that
+    carries no request is (``Http2Protocol.spend_control``), as nghttp2's path counts them;
+    and with the client's GOAWAY leaving the streams in progress to finish."""
+
+    def _receive_goaway_frame(self, frame):
+        # h2 closes the connection on the client's GOAWAY and then sends nothing, where RFC
+        # 9113 §6.8 lets the streams in progress finish: without an error code, h2's state
+        # stays open (and its queued frames stay) for them; the event is h2's
+        if frame.error_code != 0 or self.state_machine.state is h2.connection.ConnectionState.CLOSED:
+            return super()._receive_goaway_frame(frame)
+        event = _EVENTS.ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def _receive_alt_svc_frame(self, frame):
+        frames, events = super()._receive_alt_svc_frame(frame)
+        events.append(_EVENTS.UnknownFrameReceived(frame=frame))
+        return frames, events
+
+
 _H2_CONFIG = None  # one h2.config.H2Configuration for all connections (h2 only reads it)
 
 
@@ -216,11 +240,12 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         self.goaway_last_id = -1  # graceful shutdown: streams above this id are refused
         self.in_receive = False  # inside data_received: flushed once at its end
         self.flush_handle = None
-        self.read_paused = False
         self.timer = None
         self.linger_handle = None
         self.reset_budget = None
         self.control_budget = None
+        self.unflushed = 0  # DATA bytes h2 framed since the last flush
+        self.stalled = None  # --timeout-response-body: stream id -> when it was seen waiting for a window
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -239,7 +264,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         now = self.loop.time()
         self.reset_budget = Budget(RESET_BURST, RESET_RATE, now)
         self.control_budget = Budget(CONTROL_BURST, CONTROL_RATE, now)
-        conn = h2.connection.H2Connection(_h2_config())
+        conn = _H2Connection(_h2_config())
         # in force at once (h2 applies initial values before the client acknowledges them)
         conn.local_settings = CompactSettings(
             client=False,
@@ -283,6 +308,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.closed = True
+        self.shut = True  # (nothing more can be written: an app's late send goes nowhere)
         self.connections.discard(self)
         if self.metrics_on:
             self.metrics[CONNECTIONS_OPEN] -= 1
@@ -291,29 +317,15 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         for stream in streams:
             stream.on_disconnect()
         self.wake_drain()
-        for handle in (self.timer, self.flush_handle, self.linger_handle):
+        for handle in (self.timer, self.flush_handle, self.linger_handle, self.response_timer):
             if handle is not None:
                 handle.cancel()
         self.timer = None
         self.flush_handle = None
+        self.response_timer = None
 
     def eof_received(self):
         pass
-
-    def pause_writing(self):
-        # The client does not read what we send: stop reading what it sends too, so that
-        # frames we must answer (PING, SETTINGS) cannot pile up answers in our buffers.
-        self.write_paused = True
-        if not self.read_paused and not self.shut:
-            self.read_paused = True
-            self.transport.pause_reading()
-
-    def resume_writing(self):
-        self.write_paused = False
-        if self.read_paused and not self.shut:
-            self.read_paused = False
-            self.transport.resume_reading()
-        self.wake_drain()
 
     def data_received(self, data):
         if self.metrics_on:
@@ -392,16 +404,22 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
                 if not self.spend_control():
                     return
             elif etype is _EVENTS.ConnectionTerminated:
-                # The client's GOAWAY: h2 sends nothing after it, so nothing more can be
-                # answered on this connection (its streams see http.disconnect).
-                self.close_now()
-                return
+                # The client's GOAWAY (RFC 9113 §6.8): no stream starts after it; those in
+                # progress finish (_H2Connection keeps h2 open for them), then GOAWAY and
+                # close (became_idle).  With an error code, the connection ends now.
+                self.closing = True
+                if event.error_code != ErrorCodes.NO_ERROR or not self.streams:
+                    self.close_now()
+                    return
             elif etype is _EVENTS.TrailersReceived:
                 pass  # request trailers are not passed to the app (StreamEnded follows)
             elif (
                 etype is _EVENTS.PingReceived
                 or etype is _EVENTS.PriorityUpdated
                 or etype is _EVENTS.UnknownFrameReceived
+                # (the server sends no PING, and one SETTINGS: their ACKs count too)
+                or etype is _EVENTS.PingAckReceived
+                or etype is _EVENTS.SettingsAcknowledged
             ) and not self.spend_control():
                 return
         if starting is not None:
@@ -493,6 +511,8 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         return True
 
     def send_data(self, cycle, data, final):
+        if self.shut:
+            return -1
         conn = self.conn
         stream_id = cycle.stream_id
         size = len(data)
@@ -511,8 +531,12 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             except h2.exceptions.ProtocolError:  # the stream is gone
                 return -1
             if window <= 0:
+                if self.response_timer is None:
+                    self.arm_response_timer()  # (it waits for the client: --timeout-response-body)
                 self.flush()
                 return sent
+            if not sent and self.stalled:
+                self.stalled.pop(stream_id, None)  # the response goes on: not stalled
             n = min(size - sent, window, conn.max_outbound_frame_size)
             piece = data if n == size else data[sent : sent + n]
             sent += n
@@ -520,7 +544,10 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
                 conn.send_data(stream_id, piece, end_stream=final and sent == size)
             except h2.exceptions.ProtocolError:
                 return -1
-            if n >= HIGH_WATER or self.write_paused:
+            # (an app whose sends return at once never yields to the loop: above HIGH_WATER
+            # queued bytes they go to the transport now, whose pause_writing makes it wait)
+            self.unflushed += n
+            if self.unflushed >= HIGH_WATER or self.write_paused:
                 self.flush()
             else:
                 self.schedule_flush()
@@ -549,6 +576,32 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             return
         self.schedule_flush()
 
+    def check_stalled_responses(self, now, timeout):
+        """--timeout-response-body (``StreamProtocol.check_responses``): a response waits for
+        the client's windows while its cycle waits for ``wake_sender``; ``send_data`` forgets
+        a stream once a byte of it goes out."""
+        stalled = self.stalled
+        seen = None
+        in_progress = False
+        for stream in list(self.streams.values()):
+            if not stream.response_started or stream.response_complete or stream.disconnected:
+                continue
+            in_progress = True
+            if self.write_paused or stream.send_waiter is None:
+                continue
+            stream_id = stream.stream_id
+            since = stalled.get(stream_id) if stalled else None
+            if since is None:
+                since = now
+            elif now - since >= timeout - 0.001:
+                stream.response_timed_out()
+                continue
+            if seen is None:
+                seen = {}
+            seen[stream_id] = since
+        self.stalled = seen
+        return in_progress
+
     def became_idle(self):
         if self.streams or self.closed:
             return
@@ -567,6 +620,7 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             handle.cancel()
         if self.shut:
             return
+        self.unflushed = 0
         data = self.conn.data_to_send()
         if data:
             self.transport.write(data)

@@ -443,13 +443,15 @@ class HttpProtocol:
             trailers,  # TE: trailers (http.response.trailers is offered)
         ) = head
         self.idle_since = -1.0
-        if upgrade is not None and self.ws_protocol_class is not None and upgrade != b"h2c":
-            self.upgrade_to_websocket(head)
-            return None
+        h2c = False
         if upgrade is not None:
-            keep_alive = False  # the parser stopped after the upgrade request
-            if upgrade != b"h2c" and (self.config.ws == "none" or self.ws_protocol_class is None):
+            h2c = upgrade == b"h2c"  # (only flagged under --http2, in cleartext)
+            if not h2c:
+                if self.ws_protocol_class is not None:
+                    self.upgrade_to_websocket(head)
+                    return None
                 error_logger.warning("Unsupported upgrade request.")
+            keep_alive = False  # the parser stopped after the upgrade request
         root_path = self.root_path
         scope = self.scope_template.copy()
         scope["asgi"] = self.asgi.copy()
@@ -468,7 +470,7 @@ class HttpProtocol:
             apply_forwarded(scope, self.proxy_trust)
         if self.close_after_response:
             keep_alive = False
-        if upgrade is not None and upgrade == b"h2c" and self.upgrade_to_http2(scope):
+        if h2c and self.upgrade_to_http2(scope):
             return None
         cycle = RequestCycle.__new__(RequestCycle)
         cycle.setup(

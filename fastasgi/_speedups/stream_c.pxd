@@ -15,7 +15,7 @@ cdef frozenset CONNECTION_HEADERS
 cdef dict METHOD_NAMES
 cdef dict STATUS_FIELDS
 cdef dict EXTENSIONS
-cdef Py_ssize_t FILE_CHUNK, TIMEOUT_BODY, TIMEOUTS
+cdef Py_ssize_t FILE_CHUNK, TIMEOUT_BODY, TIMEOUT_RESPONSE_BODY, TIMEOUTS
 
 cdef class StreamCycle
 
@@ -72,11 +72,15 @@ cdef class StreamProtocol:
     cdef public bint shut
     cdef public bint closing
     cdef public bint write_paused
+    cdef public bint read_paused
     cdef object drain_waiter
     cdef public double idle_since
     cdef public double timeout_request_body
     cdef public dict extensions
     cdef public object body_timer
+    cdef public double timeout_response_body
+    cdef public object response_timer
+    cdef public double paused_since
 
     cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1
     cpdef Py_ssize_t send_data(self, StreamCycle cycle, bytes data, bint final) except -2
@@ -104,6 +108,11 @@ cdef class StreamProtocol:
     # (stream typed: the cycle's C fields are read directly, they are not Python attributes)
     @cython.locals(stream=StreamCycle, held=Py_ssize_t, now=double, timeout=double, crowded=bint, arriving=bint)
     cpdef check_bodies(self)
+
+    cpdef arm_response_timer(self)
+
+    @cython.locals(now=double, timeout=double)
+    cpdef check_responses(self)
 
     @cython.locals(limit=Py_ssize_t, run=AppRun)
     cpdef start_app(self, StreamCycle cycle)
@@ -160,6 +169,9 @@ cdef class StreamCycle(Sender):
 
     @cython.locals(protocol=StreamProtocol)
     cpdef body_too_large(self)
+
+    @cython.locals(protocol=StreamProtocol)
+    cpdef response_timed_out(self)
     cpdef drop_body(self)
 
     @cython.locals(n=Py_ssize_t, protocol=StreamProtocol)

@@ -60,6 +60,7 @@ from fastasgi.metrics import (
     REQUESTS,
     REQUESTS_IN_FLIGHT,
     TIMEOUT_BODY,
+    TIMEOUT_RESPONSE_BODY,
     TIMEOUTS,
     parse_error_kind,
 )
@@ -167,6 +168,7 @@ class StreamProtocol:
         self.timeout_keep_alive = float(config.timeout_keep_alive)
         self.timeout_request_header = float(config.timeout_request_header)
         self.timeout_request_body = float(config.timeout_request_body)
+        self.timeout_response_body = float(config.timeout_response_body)
         self.proxy_trust = server_state.proxy_trust
         self.reset_contextvars = bool(config.reset_contextvars)
         self.asgi_version = config.asgi_version
@@ -198,10 +200,13 @@ class StreamProtocol:
         self.shut = False  # transport.close() called: nothing more is written
         self.closing = False  # GOAWAY sent (shutdown, timeout, error): no new stream starts
         self.write_paused = False
+        self.read_paused = False
         self.drain_waiter = None
         self.idle_since = 0.0
         self.extensions = None  # scope["extensions"] of this connection's streams (copied per stream)
         self.body_timer = None  # --timeout-request-body: checks streams whose body is arriving
+        self.response_timer = None  # --timeout-response-body: checks responses in progress
+        self.paused_since = 0.0  # when pause_writing came (the client stopped reading)
 
     # -- what each protocol implements on its HTTP/2 library ---------------------------
 
@@ -249,6 +254,24 @@ class StreamProtocol:
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------
+
+    def pause_writing(self):
+        # The client does not read what we send: stop reading what it sends too, so that
+        # frames we must answer (PING, SETTINGS) cannot pile up answers in our buffers.
+        self.write_paused = True
+        self.paused_since = self.loop.time()
+        self.arm_response_timer()  # (--timeout-response-body: a client that reads nothing)
+        if not self.read_paused and not self.shut:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.read_paused and not self.shut:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.wake_drain()
+        self.flush()  # what waited for the transport's buffer to drain
 
     def start_stream(self, stream_id, headers, ended):
         """Build the scope and the cycle of a new stream (its app starts in start_app), or refuse it."""
@@ -451,6 +474,41 @@ class StreamProtocol:
         if arriving and not self.closed:
             self.body_timer = self.loop.call_later(timeout / 2, self.check_bodies)
 
+    def arm_response_timer(self):
+        """A response may wait for the client from now on: --timeout-response-body watches it."""
+        if self.response_timer is None and self.timeout_response_body > 0 and not self.closed:
+            self.response_timer = self.loop.call_later(self.timeout_response_body / 2, self.check_responses)
+
+    def check_responses(self):
+        """--timeout-response-body: a response must make progress while it waits for the client.
+
+        A stream whose response waited for the client's flow-control windows (its own or the
+        connection's, RFC 9113 §6.9) for that long, without a byte going out, is reset
+        (``response_timed_out``); a connection whose client read nothing for that long (the
+        transport stayed paused) is closed, and what it buffered goes with it.  Time the
+        app takes between its messages does not count.  Checked twice per timeout, by one
+        timer per connection that runs only while some response is in progress."""
+        self.response_timer = None
+        if self.closed or self.shut:
+            return
+        now = self.loop.time()
+        timeout = self.timeout_response_body
+        if self.write_paused and now - self.paused_since >= timeout - 0.001:
+            error_logger.warning("Response timed out: %s", "the client reads nothing")
+            self.count(TIMEOUTS + TIMEOUT_RESPONSE_BODY)
+            self.close_gracefully()  # GOAWAY, behind what the client does not read ...
+            self.transport.abort()  # ... so the connection and its buffer go now
+            return
+        # (the streams' waits are measured by each protocol: what waits for a window is its library's)
+        in_progress = self.check_stalled_responses(now, timeout)
+        if (in_progress or self.write_paused) and not self.closed and not self.shut:
+            self.response_timer = self.loop.call_later(timeout / 2, self.check_responses)
+
+    def check_stalled_responses(self, now, timeout):
+        """Reset the streams whose response waited for the client's windows ``timeout`` seconds
+        (while the transport is paused, nothing counts); True while some response is in progress."""
+        raise NotImplementedError
+
     def start_app(self, cycle):
         """Run the app of a stream in an ``asyncio.Task`` of its own (as HTTP/1.1 does: see
         ``http_py.HttpProtocol.start_app``), at once where possible."""
@@ -605,6 +663,17 @@ class StreamCycle(Sender):
         error_logger.warning("Request timed out: %s", "request body stalled")
         self.protocol.count(TIMEOUTS + TIMEOUT_BODY)
         self.refuse_body(408, "Request Timeout")
+
+    def response_timed_out(self):
+        """--timeout-response-body: the client kept its window closed (see
+        ``StreamProtocol.check_responses``): RST_STREAM CANCEL, and the app sees what a
+        client's reset shows it (``send`` returns, ``receive()`` gives http.disconnect)."""
+        error_logger.warning("Response timed out: %s", "the client's flow-control window stayed closed")
+        protocol = self.protocol
+        protocol.count(TIMEOUTS + TIMEOUT_RESPONSE_BODY)
+        protocol.reset(self.stream_id, CANCEL)
+        self.on_disconnect()
+        protocol.stream_done(self)
 
     def refuse_body(self, status, message):
         """Refuse the request body being received: ``status`` if no response has started
