@@ -217,6 +217,16 @@ cdef class Outbox:
     cdef list trailers
     cdef double stalled_since  # --timeout-response-body: when seen waiting for a window (0: not)
 
+    cdef inline drop(self):
+        """The stream is closed: the box and its cycle let go of each other, so that both
+        (and the stream's scope) go as soon as the app lets go of them, not at the garbage
+        collector's next pass; and the cycle sends nothing more through it (send_data)."""
+        cycle = self.cycle
+        if cycle is not None:
+            self.cycle = None
+            if cycle.outbox is self:
+                cycle.outbox = None
+
 
 cdef bytes EMPTY = b""
 # s: an idle connection (no stream open) is trimmed after this long (Http2Protocol.trim)
@@ -316,6 +326,8 @@ cdef class Http2Protocol(StreamProtocol):
             self.metrics[CONNECTIONS_OPEN] -= 1
         streams = list(self.streams.values())
         self.streams.clear()
+        for box in self.outboxes.values():
+            (<Outbox>box).drop()
         self.outboxes.clear()
         self.starting = []
         for stream in streams:
@@ -502,10 +514,7 @@ cdef class Http2Protocol(StreamProtocol):
         cdef StreamCycle cycle
         cdef Outbox box = self.outboxes.pop(stream_id, None)
         if box is not None:
-            # the cycle and its outbox refer to each other: undone here, so that both
-            # (and the stream's scope) go as soon as the app lets go of them, not at
-            # the garbage collector's next pass
-            box.cycle = None
+            box.drop()
         if self.reset_after:
             self.reset_after.discard(stream_id)
         cycle = self.streams.pop(stream_id, None)
