@@ -6,7 +6,7 @@
 import cython
 
 from fastasgi._speedups.clock_c cimport monotonic_ns
-from fastasgi._speedups.coro_c cimport AppRun, Sender
+from fastasgi._speedups.coro_c cimport AppRun, Sender, new_task
 from fastasgi._speedups.framing_c cimport token_kind
 
 cdef Py_ssize_t DURATION_NS, HISTOGRAM, N_BUCKETS, N_CLASSES, PARSE_BODY_TOO_LARGE, PARSE_ERRORS
@@ -81,6 +81,7 @@ cdef class StreamProtocol:
     cdef public double timeout_response_body
     cdef public object response_timer
     cdef public double paused_since
+    cdef dict task_kwargs
 
     cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1
     cpdef Py_ssize_t send_data(self, StreamCycle cycle, bytes data, bint final) except -2
@@ -163,6 +164,7 @@ cdef class StreamCycle(Sender):
     cdef double body_mark_time
 
     @cython.locals(protocol=StreamProtocol, size=Py_ssize_t, limit=Py_ssize_t, chunks=list)
+    cpdef setup(self, StreamProtocol protocol, int stream_id, dict scope, bint ended)
     cpdef on_data(self, bytes data, Py_ssize_t flow_length)
     cpdef on_body_end(self)
     cpdef on_disconnect(self)

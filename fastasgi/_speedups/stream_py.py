@@ -34,13 +34,14 @@ from urllib.parse import unquote
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.coro_c import AppRun as new_app_run
-    from fastasgi._speedups.coro_c import Sender
+    from fastasgi._speedups.coro_c import Sender, new_task
     from fastasgi._speedups.framing_c import ResponseHeaderError, early_hint_fields, token_kind, trailer_fields
 else:
     from time import monotonic_ns
 
     from fastasgi._speedups.coro_py import AppRun as new_app_run
     from fastasgi._speedups.coro_py import Sender as _PySender
+    from fastasgi._speedups.coro_py import new_task
 
     # (stream_c.pxd declares Sender as the compiled base type, so Cython refuses a
     # plain import of that name even in this branch, which only runs uncompiled)
@@ -207,6 +208,8 @@ class StreamProtocol:
         self.body_timer = None  # --timeout-request-body: checks streams whose body is arriving
         self.response_timer = None  # --timeout-response-body: checks responses in progress
         self.paused_since = 0.0  # when pause_writing came (the client stopped reading)
+        # the keyword arguments of each stream's Task (3.11+; new_task sets its context)
+        self.task_kwargs = {"loop": self.loop, "eager_start": True} if _PY312 else {"loop": self.loop}
 
     # -- what each protocol implements on its HTTP/2 library ---------------------------
 
@@ -299,7 +302,8 @@ class StreamProtocol:
     def start_stream_with_scope(self, stream_id, scope, ended):
         """The cycle of a new stream whose scope is made (by start_stream, or by the HTTP/1.1
         side for ``Upgrade: h2c``'s stream 1); its app starts in start_app."""
-        stream = StreamCycle(self, stream_id, scope, ended)
+        stream = StreamCycle.__new__(StreamCycle)
+        stream.setup(self, stream_id, scope, ended)
         self.idle_since = -1.0
         self.streams[stream_id] = stream
         if not ended and self.timeout_request_body > 0:
@@ -321,10 +325,7 @@ class StreamProtocol:
         protocol's ``upgrade(settings_payload, scope)`` calls this once its library has
         applied the client's HTTP2-Settings and opened stream 1."""
         scope["http_version"] = "2"
-        extensions = self.extensions
-        if extensions is None:
-            extensions = self.connection_extensions()
-        scope["extensions"] = extensions.copy()  # (the HTTP/1.1 side's were HTTP/1.1's)
+        scope["extensions"] = self.connection_extensions().copy()  # (the HTTP/1.1 side's were HTTP/1.1's)
         self.idle_since = -1.0
         self.start_app(self.start_stream_with_scope(1, scope, True))
 
@@ -357,7 +358,8 @@ class StreamProtocol:
                 and int(value) > self.max_body_size
             ):
                 raise RequestError(413, "Request body too large")  # before the app runs, as HTTP/1.1 does
-            fields.append((name, value))
+            # (a plain (bytes, bytes) tuple goes in as it is; another pair's kind becomes one)
+            fields.append(pair if type(pair) is tuple else (name, value))
         if len(fields) > self.max_headers:
             raise RequestError(431, "Too many request header fields")
         # a second Host (or one that differs from :authority) is how requests get
@@ -424,16 +426,17 @@ class StreamProtocol:
         scope["query_string"] = query
         scope["headers"] = fields
         scope["state"] = self.app_state.copy()
-        extensions = self.extensions
-        if extensions is None:
-            extensions = self.connection_extensions()
-        scope["extensions"] = extensions.copy()
+        scope["extensions"] = self.connection_extensions().copy()
         if self.trusted and has_forwarded_headers(fields):
             apply_forwarded(scope, self.proxy_trust)
         return scope
 
     def connection_extensions(self):
-        """The ASGI extensions of this connection's streams, made once: on TLS, with its information."""
+        """The ASGI extensions of this connection's streams (each stream's scope gets a copy),
+        made at the first call and kept: on TLS, with its information."""
+        extensions = self.extensions
+        if extensions is not None:
+            return extensions
         extensions = EXTENSIONS
         if self.scheme == "https":
             extensions = extensions.copy()
@@ -519,18 +522,21 @@ class StreamProtocol:
         else:
             app = self.app
         loop = self.loop
-        ctx = self.base_context.copy()
         run = new_app_run(cycle, app)
         self.running += 1
         cycle.running = True
         if loop.get_task_factory() is not None:
-            task = ctx.run(loop.create_task, run_in_task(run))
-        elif _PY312:
-            task = Task(run, loop=loop, context=ctx, eager_start=True)
+            task = self.base_context.copy().run(loop.create_task, run_in_task(run))
         elif _PY311:
-            task = Task(run, loop=loop, context=ctx)
+            # Task(run, loop=loop, context=<a copy of base_context>), eager on 3.12+
+            task = new_task(Task, run, self.task_kwargs, self.base_context)
+            if not _PY312:
+                # (not started yet: its first step runs from the loop's queue)
+                cycle.task = task
+                self.tasks.add(task)
+                return
         else:
-            task = ctx.run(Task, run, loop=loop)
+            task = self.base_context.copy().run(Task, run, loop=loop)
         if not task.done():
             cycle.task = task
             self.tasks.add(task)
@@ -574,7 +580,9 @@ class StreamProtocol:
 class StreamCycle(Sender):
     """One HTTP/2 stream: its request and response, the ``receive``/``send`` pair an app sees."""
 
-    def __init__(self, protocol, stream_id, scope, ended):
+    def setup(self, protocol, stream_id, scope, ended):
+        # Called on StreamCycle.__new__(StreamCycle): compiled, that is a direct tp_new
+        # plus a C call, with no argument parsing of a Python __init__.
         self.protocol = protocol
         self.stream_id = stream_id
         self.scope = scope
