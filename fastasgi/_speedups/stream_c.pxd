@@ -7,7 +7,7 @@ import cython
 
 from fastasgi._speedups.clock_c cimport monotonic_ns
 from fastasgi._speedups.coro_c cimport AppRun, Sender, new_task
-from fastasgi._speedups.framing_c cimport token_kind
+from fastasgi._speedups.framing_c cimport _same_headers, token_kind
 
 cdef Py_ssize_t DURATION_NS, HISTOGRAM, N_BUCKETS, N_CLASSES, PARSE_BODY_TOO_LARGE, PARSE_ERRORS
 cdef Py_ssize_t REQUESTS, REQUESTS_IN_FLIGHT
@@ -18,6 +18,15 @@ cdef dict EXTENSIONS
 cdef Py_ssize_t FILE_CHUNK, TIMEOUT_BODY, TIMEOUT_RESPONSE_BODY, TIMEOUTS
 
 cdef class StreamCycle
+
+cdef tuple _last_head
+
+
+@cython.locals(
+    head=list, cacheable=bint, has_server=bint, has_date=bint, content_length=Py_ssize_t, kind=int, name=bytes,
+    value=bytes,
+)
+cpdef tuple response_head(object status, object headers, list default_headers)
 
 
 cdef class Budget:
@@ -195,9 +204,7 @@ cdef class StreamCycle(Sender):
 
     cpdef body_sent(self, Py_ssize_t too_long, bint short, bint final)
 
-    @cython.locals(
-        head=list, has_server=bint, has_date=bint, content_length=Py_ssize_t, kind=int, name=bytes, value=bytes
-    )
+    @cython.locals(head=list, content_length=Py_ssize_t, last=tuple)
     cpdef start_response(self, object status, object headers)
     cpdef complete(self)
     cpdef after_response(self)

@@ -35,7 +35,13 @@ if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.coro_c import AppRun as new_app_run
     from fastasgi._speedups.coro_c import Sender, new_task
-    from fastasgi._speedups.framing_c import ResponseHeaderError, early_hint_fields, token_kind, trailer_fields
+    from fastasgi._speedups.framing_c import (
+        ResponseHeaderError,
+        _same_headers,
+        early_hint_fields,
+        token_kind,
+        trailer_fields,
+    )
 else:
     from time import monotonic_ns
 
@@ -46,7 +52,13 @@ else:
     # (stream_c.pxd declares Sender as the compiled base type, so Cython refuses a
     # plain import of that name even in this branch, which only runs uncompiled)
     globals()["Sender"] = _PySender
-    from fastasgi._speedups.framing_py import ResponseHeaderError, early_hint_fields, token_kind, trailer_fields
+    from fastasgi._speedups.framing_py import (
+        ResponseHeaderError,
+        _same_headers,
+        early_hint_fields,
+        token_kind,
+        trailer_fields,
+    )
 
 from fastasgi.connection import tls_extension
 from fastasgi.filesend import FileSendError, file_range, open_file, pread, set_position
@@ -1129,60 +1141,26 @@ class StreamCycle(Sender):
 
     def start_response(self, status, headers):
         """Check the app's head (as framing_py.encode_head does for HTTP/1.1) and keep it for the first body message."""
-        if type(status) is not int:
-            try:
-                status = int(status)  # an IntEnum such as http.HTTPStatus
-            except (TypeError, ValueError):
-                raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be an int)") from None
-        if not 200 <= status <= 599:
-            # RFC 9113 §8.1: a final status; informational responses are not an ASGI message
-            raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be 200-599 over HTTP/2)")
-        head = [STATUS_FIELDS[status]]
-        has_server = has_date = False
-        content_length = -1
-        for item in headers:
-            raw_name, raw_value = item
-            # (compiled, name and value are C-typed bytes: the checks below are C loops)
-            if type(raw_name) is bytes:
-                name = raw_name
-            elif isinstance(raw_name, (bytearray, memoryview)):
-                name = bytes(raw_name)
-            else:
-                raise RuntimeError(f"Response header names must be bytes, got {type(raw_name).__name__}")
-            if type(raw_value) is bytes:
-                value = raw_value
-            elif isinstance(raw_value, (bytearray, memoryview)):
-                value = bytes(raw_value)
-            else:
-                raise RuntimeError(f"Response header values must be bytes, got {type(raw_value).__name__}")
-            # RFC 9110 §5.1 / RFC 9113 §8.2.1: tokens, sent lowercased
-            kind = token_kind(name)
-            if kind == 0:
-                raise RuntimeError(f"Invalid response header name {name!r}")
-            if 13 in value or 10 in value or 0 in value:  # RFC 9110 §5.5
-                raise RuntimeError(f"Invalid response header value {value!r} for {name!r}")
-            if kind == 2:
-                name = name.lower()
-            if name in CONNECTION_HEADERS:
-                continue  # RFC 9113 §8.2.2: connection-specific, meaningless here
-            if value and (value[0] == 32 or value[0] == 9 or value[-1] == 32 or value[-1] == 9):
-                value = value.strip(b" \t")
-            if name == b"content-length":
-                if not value.isdigit() or (content_length != -1 and int(value) != content_length):
-                    raise RuntimeError(f"Invalid content-length {value!r} in response")
-                if content_length != -1:
-                    continue
-                content_length = int(value)
-            elif name == b"server":
-                has_server = True
-            elif name == b"date":
-                has_date = True
-            head.append((name, value))
-        for pair in self.protocol.server_state.default_headers:
-            name = pair[0]
-            if (has_server and name == b"server") or (has_date and name == b"date"):
-                continue
-            head.append(pair)
+        default_headers = self.protocol.server_state.default_headers
+        last = _last_head
+        if (
+            type(status) is int
+            and status == last[0]
+            and default_headers is last[1]
+            and (type(headers) is list or type(headers) is tuple)
+            and _same_headers(headers, last[2])
+        ):
+            # the same head as the last response's (most apps answer with a few fixed
+            # heads): its checked pairs again, without checking each field again
+            head = list(last[3])
+            content_length = last[4]
+        else:
+            if type(status) is not int:
+                try:
+                    status = int(status)  # an IntEnum such as http.HTTPStatus
+                except (TypeError, ValueError):
+                    raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be an int)") from None
+            head, content_length = response_head(status, headers, default_headers)
         self.status = status
         self.response_started = True
         self.response_headers = headers
@@ -1232,6 +1210,78 @@ class StreamCycle(Sender):
             protocol.access_writer.log(
                 self.scope, status, self.sent_length, perf_counter() - self.start_time, self.response_headers
             )
+
+
+# The last head response_head checked: (status, default_headers, the app's pairs, the
+# head's pairs, content-length or -1); start_response reuses it for the same status, pairs
+# and default headers (as framing_py.encode_head reuses HTTP/1.1's last head).
+_last_head: tuple = (0, None, (), (), -1)
+
+
+def response_head(status, headers, default_headers):
+    """The response head of the app's ``status`` and ``headers`` as HTTP/2 sends it: a list of
+    ``(name, value)`` bytes pairs, ``:status`` first, checked and normalised (names lowercased,
+    no connection-specific fields, values stripped, one content-length), then the server's
+    ``default_headers`` the app did not give; and the content-length given, or -1."""
+    global _last_head
+    if not 200 <= status <= 599:
+        # RFC 9113 §8.1: a final status; informational responses are not an ASGI message
+        raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be 200-599 over HTTP/2)")
+    head = [STATUS_FIELDS[status]]
+    # reusable for the same pairs when they are all tuples of bytes
+    cacheable = type(headers) is list or type(headers) is tuple
+    has_server = has_date = False
+    content_length = -1
+    for item in headers:
+        if type(item) is not tuple:
+            cacheable = False
+        raw_name, raw_value = item
+        # (compiled, name and value are C-typed bytes: the checks below are C loops)
+        if type(raw_name) is bytes:
+            name = raw_name
+        elif isinstance(raw_name, (bytearray, memoryview)):
+            name = bytes(raw_name)
+            cacheable = False
+        else:
+            raise RuntimeError(f"Response header names must be bytes, got {type(raw_name).__name__}")
+        if type(raw_value) is bytes:
+            value = raw_value
+        elif isinstance(raw_value, (bytearray, memoryview)):
+            value = bytes(raw_value)
+            cacheable = False
+        else:
+            raise RuntimeError(f"Response header values must be bytes, got {type(raw_value).__name__}")
+        # RFC 9110 §5.1 / RFC 9113 §8.2.1: tokens, sent lowercased
+        kind = token_kind(name)
+        if kind == 0:
+            raise RuntimeError(f"Invalid response header name {name!r}")
+        if 13 in value or 10 in value or 0 in value:  # RFC 9110 §5.5
+            raise RuntimeError(f"Invalid response header value {value!r} for {name!r}")
+        if kind == 2:
+            name = name.lower()
+        if name in CONNECTION_HEADERS:
+            continue  # RFC 9113 §8.2.2: connection-specific, meaningless here
+        if value and (value[0] == 32 or value[0] == 9 or value[-1] == 32 or value[-1] == 9):
+            value = value.strip(b" \t")
+        if name == b"content-length":
+            if not value.isdigit() or (content_length != -1 and int(value) != content_length):
+                raise RuntimeError(f"Invalid content-length {value!r} in response")
+            if content_length != -1:
+                continue
+            content_length = int(value)
+        elif name == b"server":
+            has_server = True
+        elif name == b"date":
+            has_date = True
+        head.append(item if type(item) is tuple and name is raw_name and value is raw_value else (name, value))
+    for pair in default_headers:
+        name = pair[0]
+        if (has_server and name == b"server") or (has_date and name == b"date"):
+            continue
+        head.append(pair)
+    if cacheable:
+        _last_head = (status, default_headers, tuple(headers), tuple(head), content_length)
+    return head, content_length
 
 
 Task = asyncio.Task
