@@ -223,6 +223,24 @@ def test_get_and_scope(server):
     assert not [name for name, _ in scope["headers"] if name.startswith(":")]
 
 
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/sc%6Fpe?a=1?b=%20", ("/scope", "/sc%6Fpe", "a=1?b=%20")),  # the first "?" starts the query
+        ("/scope?x%41", ("/scope", "/scope", "x%41")),  # a "%" in the query leaves the path alone
+        ("/scope?", ("/scope", "/scope", "")),
+    ],
+)
+def test_target_is_path_and_query(server, target, expected):
+    """:path is split as HTTP/1.1's request target is: path (percent-decoded) and query."""
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, target))
+        status, body, _ = h.response(1)
+    assert status == 200
+    scope = json.loads(body)
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == expected
+
+
 def test_post_body_larger_than_the_windows(server):
     """Request and response bodies larger than a stream window (65535 bytes): both flow controls work."""
     body = bytes(range(256)) * 350  # 87.5 KiB (the server's --limit-request-body is 100 000)

@@ -29,7 +29,7 @@ here, and ``nghttp2_session_mem_send`` frames what the windows allow into one
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from fastasgi._speedups._nghttp2 cimport *
 from fastasgi._speedups.stream_c cimport Budget, StreamCycle, StreamProtocol
@@ -247,7 +247,10 @@ cdef class Http2Protocol(StreamProtocol):
     cdef bint peer_goaway_error  # with an error code: the client ends the connection (RFC 9113 §5.4.1)
     cdef object abuse  # why the connection must end with ENHANCE_YOUR_CALM (set in a callback)
     cdef object failure  # an exception raised in a callback
-    cdef list hdr_list  # the request header block being received
+    cdef list hdr_list  # the request header block being received: its regular fields
+    cdef bytes hdr_method  # and the values of its pseudo-header fields (None: not in the block)
+    cdef bytes hdr_path
+    cdef bytes hdr_authority
     cdef Py_ssize_t hdr_size  # its size as RFC 9113 §6.5.2 counts it
     cdef Py_ssize_t block_bytes  # HEADERS + CONTINUATION bytes of the block being received
     cdef Py_ssize_t block_frames
@@ -431,6 +434,7 @@ cdef class Http2Protocol(StreamProtocol):
         self.hdr_size = 0
         if frame.headers.cat == NGHTTP2_HCAT_REQUEST:
             self.hdr_list = []
+            self.hdr_method = self.hdr_path = self.hdr_authority = None
         else:
             self.hdr_list = None  # request trailers: not passed to the app
         return 0
@@ -443,10 +447,21 @@ cdef class Http2Protocol(StreamProtocol):
         if self.hdr_size > self.max_header_list_size:
             self.abuse = "header list larger than the limit (HPACK bomb)"
             return NGHTTP2_ERR_CALLBACK_FAILURE
-        if self.hdr_list is not None:
-            self.hdr_list.append(
-                (PyBytes_FromStringAndSize(<char *>name, namelen), PyBytes_FromStringAndSize(<char *>value, valuelen))
-            )
+        if self.hdr_list is None:
+            return 0
+        if namelen and name[0] == 58:  # ":"
+            # a pseudo-header field (nghttp2 let through only the known ones, each once,
+            # before the regular fields): its value kept apart, without a pair (build_scope)
+            if namelen == 7 and memcmp(name, b":method", 7) == 0:
+                self.hdr_method = PyBytes_FromStringAndSize(<char *>value, valuelen)
+            elif namelen == 5 and memcmp(name, b":path", 5) == 0:
+                self.hdr_path = PyBytes_FromStringAndSize(<char *>value, valuelen)
+            elif namelen == 10 and memcmp(name, b":authority", 10) == 0:
+                self.hdr_authority = PyBytes_FromStringAndSize(<char *>value, valuelen)
+            return 0
+        self.hdr_list.append(
+            (PyBytes_FromStringAndSize(<char *>name, namelen), PyBytes_FromStringAndSize(<char *>value, valuelen))
+        )
         return 0
 
     cdef int on_frame_recv(self, const nghttp2_frame *frame) except -1:
@@ -468,7 +483,11 @@ cdef class Http2Protocol(StreamProtocol):
                 self.hdr_list = None
                 if headers is None:
                     return 0
-                cycle = self.start_stream(stream_id, headers, flags & NGHTTP2_FLAG_END_STREAM)
+                method, path, authority = self.hdr_method, self.hdr_path, self.hdr_authority
+                self.hdr_method = self.hdr_path = self.hdr_authority = None
+                cycle = self.start_stream(
+                    stream_id, headers, flags & NGHTTP2_FLAG_END_STREAM, method, path, authority
+                )
                 if cycle is not None:
                     self.starting.append(cycle)
             elif flags & NGHTTP2_FLAG_END_STREAM:  # request trailers end the body

@@ -103,17 +103,19 @@ cdef class StreamProtocol:
     cpdef schedule_flush(self)
     cpdef became_idle(self)
 
-    cpdef StreamCycle start_stream(self, int stream_id, list headers, bint ended)
+    cpdef StreamCycle start_stream(
+        self, int stream_id, list headers, bint ended, bytes method=*, bytes path=*, bytes authority=*
+    )
 
     @cython.locals(stream=StreamCycle)
     cpdef StreamCycle start_stream_with_scope(self, int stream_id, dict scope, bint ended)
 
     @cython.locals(
         fields=list, hosts=Py_ssize_t, max_field=Py_ssize_t, pair=tuple, name=bytes, value=bytes,
-        method=bytes, path=bytes, authority=bytes, c="unsigned char", raw_path=bytes, query=bytes,
+        c="unsigned char", raw_path=bytes, query=bytes, query_at=Py_ssize_t, escaped=bint, i=Py_ssize_t,
         method_str=str, path_str=str, root_path=str, scope=dict, template=dict,
     )
-    cpdef dict build_scope(self, list headers)
+    cpdef dict build_scope(self, list headers, bytes method=*, bytes path=*, bytes authority=*)
 
     # (stream typed: the cycle's C fields are read directly, they are not Python attributes)
     @cython.locals(stream=StreamCycle, held=Py_ssize_t, now=double, timeout=double, crowded=bint, arriving=bint)

@@ -288,8 +288,9 @@ class StreamProtocol:
         self.wake_drain()
         self.flush()  # what waited for the transport's buffer to drain
 
-    def start_stream(self, stream_id, headers, ended):
-        """Build the scope and the cycle of a new stream (its app starts in start_app), or refuse it."""
+    def start_stream(self, stream_id, headers, ended, method=None, path=None, authority=None):
+        """Build the scope and the cycle of a new stream (its app starts in start_app), or refuse it.
+        (``method``, ``path``, ``authority``: see ``build_scope``.)"""
         if self.closing:
             # after our GOAWAY (streams above its last id): the client may retry it (RFC 9113 §6.8)
             self.reset(stream_id, REFUSED_STREAM)
@@ -300,7 +301,7 @@ class StreamProtocol:
             return None
         self.idle_since = -1.0
         try:
-            scope = self.build_scope(headers)
+            scope = self.build_scope(headers, method, path, authority)
         except RequestError as exc:
             error_logger.warning("Invalid HTTP request received: %s", exc.reason)
             self.count(PARSE_ERRORS + parse_error_kind(exc.status))
@@ -341,10 +342,11 @@ class StreamProtocol:
         self.idle_since = -1.0
         self.start_app(self.start_stream_with_scope(1, scope, True))
 
-    def build_scope(self, headers):
+    def build_scope(self, headers, method=None, path=None, authority=None):
         """RFC 9113 §8.3.1: the pseudo-header fields give the request line; ``:authority``
-        becomes ``host`` (ASGI: first in the list, replacing a ``host`` field)."""
-        method = path = authority = None
+        becomes ``host`` (ASGI: first in the list, replacing a ``host`` field).  They are
+        in ``headers``, or, taken out of it by the protocol, the values of ``:method``,
+        ``:path`` and ``:authority`` are given apart (None: not in the block)."""
         fields = []
         hosts = 0
         max_field = self.max_field_size
@@ -393,10 +395,20 @@ class StreamProtocol:
         if path is None:
             raise RequestError(400, "Invalid request target")  # CONNECT (RFC 8441 is not offered)
         # RFC 9113 §8.3.1: origin-form, or "*" for OPTIONS; RFC 9112 §3.2: no fragment,
-        # visible ASCII only (as HTTP/1.1's parsers require)
+        # visible ASCII only (as HTTP/1.1's parsers require); where the query starts, and
+        # whether the path has a percent-escape, seen on the way
+        query_at = -1
+        escaped = False
+        i = 0
         for c in path:
             if c < 0x21 or c > 0x7E or c == 0x23:
                 raise RequestError(400, "Invalid request target")
+            if c == 0x3F:  # "?"
+                if query_at < 0:
+                    query_at = i
+            elif c == 0x25 and query_at < 0:  # "%" in the path
+                escaped = True
+            i += 1
         if path == b"*":
             if method_str != "OPTIONS":
                 raise RequestError(400, "Asterisk-form target outside OPTIONS")
@@ -404,10 +416,14 @@ class StreamProtocol:
             query = b""
         elif not path or path[0] != 47:  # "/"
             raise RequestError(400, "Invalid request target")
+        elif query_at < 0:
+            raw_path = path
+            query = b""
         else:
-            raw_path, _sep, query = path.partition(b"?")
+            raw_path = path[:query_at]
+            query = path[query_at + 1 :]
         path_str = raw_path.decode("ascii")
-        if "%" in path_str:
+        if escaped:
             path_str = unquote(path_str)
         root_path = self.root_path
         template = self.scope_template
