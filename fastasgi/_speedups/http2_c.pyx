@@ -647,8 +647,8 @@ cdef class Http2Protocol(StreamProtocol):
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         if self.session == NULL or self.shut or cycle.outbox is None:
             return -1
-        box = <Outbox>cycle.outbox
-        if box.done or self.outboxes.get(cycle.stream_id) is not box:
+        box = <Outbox>cycle.outbox  # (until the stream closes: Outbox.drop)
+        if box.done:
             return -1
         if box.offset < PyBytes_GET_SIZE(box.data):
             if size:
@@ -677,7 +677,7 @@ cdef class Http2Protocol(StreamProtocol):
         if self.session == NULL or self.shut or cycle.outbox is None:
             return False
         box = <Outbox>cycle.outbox
-        if box.done or self.outboxes.get(cycle.stream_id) is not box:
+        if box.done:
             return False
         box.trailers = trailers
         box.eof = True

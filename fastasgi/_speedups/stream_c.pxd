@@ -116,6 +116,7 @@ cdef class StreamProtocol:
         method_str=str, path_str=str, root_path=str, scope=dict, template=dict,
     )
     cpdef dict build_scope(self, list headers, bytes method=*, bytes path=*, bytes authority=*)
+    cpdef dict connection_extensions(self)
 
     # (stream typed: the cycle's C fields are read directly, they are not Python attributes)
     @cython.locals(stream=StreamCycle, held=Py_ssize_t, now=double, timeout=double, crowded=bint, arriving=bint)

@@ -431,7 +431,7 @@ class StreamProtocol:
             # what every request of this connection shares, in the scope's key order
             template = {
                 "type": "http",
-                "asgi": None,
+                "asgi": {"version": self.asgi_version, "spec_version": "2.4"},  # (each scope: a copy)
                 "http_version": "2",
                 "server": self.server,
                 "client": self.client,
@@ -447,7 +447,7 @@ class StreamProtocol:
             }
             self.scope_template = template
         scope = template.copy()
-        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
+        scope["asgi"] = template["asgi"].copy()
         scope["method"] = method_str
         scope["path"] = root_path + path_str if root_path else path_str
         scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
