@@ -26,6 +26,7 @@ here, and ``nghttp2_session_mem_send`` frames what the windows allow into one
   counted in C; past a budget, GOAWAY ``ENHANCE_YOUR_CALM``.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
@@ -205,6 +206,7 @@ error_logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
 
 
+@cython.freelist(16)  # one per response: its memory is reused
 cdef class Outbox:
     """What a stream's data provider reads: the one body message queued, then EOF (and trailers)."""
 
@@ -531,12 +533,14 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef int on_stream_close(self, int32_t stream_id, uint32_t error_code) except -1:
         cdef StreamCycle cycle
-        cdef Outbox box = self.outboxes.pop(stream_id, None)
+        cdef Outbox box
+        key = stream_id
+        box = self.outboxes.pop(key, None)
         if box is not None:
             box.drop()
         if self.reset_after:
-            self.reset_after.discard(stream_id)
-        cycle = self.streams.pop(stream_id, None)
+            self.reset_after.discard(key)
+        cycle = self.streams.pop(key, None)
         if cycle is not None:
             cycle.on_disconnect()
         self.check_idle = True
@@ -633,10 +637,10 @@ cdef class Http2Protocol(StreamProtocol):
             box.cycle = cycle
             box.data = EMPTY
             cycle.outbox = box
-            self.outboxes[stream_id] = box
+            self.outboxes[cycle.stream_key] = box
         if self.submit(stream_id, headers, box, 0) != 0:
             if box is not None:
-                self.outboxes.pop(stream_id, None)
+                self.outboxes.pop(cycle.stream_key, None)
                 cycle.outbox = None
             return False
         self.schedule_flush()

@@ -142,6 +142,7 @@ cdef class StreamCycle(Sender):
     # (scope and disconnected are Sender's)
     cdef public StreamProtocol protocol
     cdef public int stream_id
+    cdef object stream_key
     cdef bint is_head
     cdef public object outbox
 

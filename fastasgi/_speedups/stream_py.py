@@ -318,7 +318,7 @@ class StreamProtocol:
         stream = StreamCycle.__new__(StreamCycle)
         stream.setup(self, stream_id, scope, ended)
         self.idle_since = -1.0
-        self.streams[stream_id] = stream
+        self.streams[stream.stream_key] = stream
         if not ended and self.timeout_request_body > 0:
             stream.body_mark_time = self.loop.time()
             if self.body_timer is None:
@@ -577,8 +577,9 @@ class StreamProtocol:
     def stream_done(self, cycle):
         """The stream's response is complete or it was reset: forget it."""
         streams = self.streams
-        if streams.get(cycle.stream_id) is cycle:
-            del streams[cycle.stream_id]
+        key = cycle.stream_key
+        if streams.get(key) is cycle:
+            del streams[key]
         self.became_idle()
 
     async def drain(self):
@@ -613,6 +614,7 @@ class StreamCycle(Sender):
         # plus a C call, with no argument parsing of a Python __init__.
         self.protocol = protocol
         self.stream_id = stream_id
+        self.stream_key = stream_id  # (compiled: the id as a Python int, made once for the dicts of streams)
         self.scope = scope
         self.is_head = scope["method"] == "HEAD"
         self.outbox = None  # the protocol's own per-stream sending state, if it keeps one
