@@ -399,8 +399,7 @@ class StreamProtocol:
         # whether the path has a percent-escape, seen on the way
         query_at = -1
         escaped = False
-        i = 0
-        for c in path:
+        for i, c in enumerate(path):
             if c < 0x21 or c > 0x7E or c == 0x23:
                 raise RequestError(400, "Invalid request target")
             if c == 0x3F:  # "?"
@@ -408,7 +407,6 @@ class StreamProtocol:
                     query_at = i
             elif c == 0x25 and query_at < 0:  # "%" in the path
                 escaped = True
-            i += 1
         if path == b"*":
             if method_str != "OPTIONS":
                 raise RequestError(400, "Asterisk-form target outside OPTIONS")
