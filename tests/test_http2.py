@@ -223,6 +223,24 @@ def test_get_and_scope(server):
     assert not [name for name, _ in scope["headers"] if name.startswith(":")]
 
 
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/sc%6Fpe?a=1?b=%20", ("/scope", "/sc%6Fpe", "a=1?b=%20")),  # the first "?" starts the query
+        ("/scope?x%41", ("/scope", "/scope", "x%41")),  # a "%" in the query leaves the path alone
+        ("/scope?", ("/scope", "/scope", "")),
+    ],
+)
+def test_target_is_path_and_query(server, target, expected):
+    """:path is split as HTTP/1.1's request target is: path (percent-decoded) and query."""
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, target))
+        status, body, _ = h.response(1)
+    assert status == 200
+    scope = json.loads(body)
+    assert (scope["path"], scope["raw_path"], scope["query_string"]) == expected
+
+
 def test_post_body_larger_than_the_windows(server):
     """Request and response bodies larger than a stream window (65535 bytes): both flow controls work."""
     body = bytes(range(256)) * 350  # 87.5 KiB (the server's --limit-request-body is 100 000)
@@ -345,6 +363,42 @@ def test_client_settings_and_hpack_tables_across_streams(server):
     assert status == 200 and ["x-custom", "one"] in json.loads(body)["headers"]
     head = next(f for f in frames if isinstance(f, HeadersFrame) and f.stream_id == 3)
     assert dict(head.decoded)[b"content-type"].startswith(b"application/json")  # type: ignore[attr-defined]
+
+
+def test_response_heads_one_after_another(impl, server):
+    """Each response's head is its own app's, also when it looks like the one before
+    (the server reuses the last head it checked for the same status and fields)."""
+
+    def head_of(frames: list) -> list:
+        fields = next(f for f in frames if isinstance(f, HeadersFrame)).decoded  # type: ignore[attr-defined]
+        return [(name, value) for name, value in fields if name != b"date"]
+
+    plain = [(b":status", b"200"), (b"content-type", b"text/plain"), (b"server", b"fastasgi")]
+    expected = {
+        "/": [*plain, (b"content-length", b"13")],
+        "/status/204": [(b":status", b"204"), (b"content-type", b"text/plain"), (b"server", b"fastasgi")],
+        "/status/200": [*plain, (b"content-length", b"17")],
+        "/custom-headers": [
+            (b":status", b"200"),
+            (b"content-type", b"text/plain"),
+            (b"server", b"custom"),
+            (b"x-multi", b"1"),
+            (b"x-multi", b"2"),
+            (b"content-length", b"6"),
+        ],
+    }
+    paths = ["/", "/", "/status/204", "/status/200", "/custom-headers", "/", "/custom-headers", "/status/204", "/"]
+    with RawH2(server.port) as h:
+        for i, path in enumerate(paths):
+            h.send(h.headers(2 * i + 1, path))
+            _, _, frames = h.response(2 * i + 1)
+            assert head_of(frames) == expected[path], path
+    # another server's default fields (none here): the same app's head without them
+    with run_server(h2app.app, impl, http2=True, server_header=False, date_header=False) as other:
+        with RawH2(other.port) as h:
+            h.send(h.headers(1, "/"))
+            _, _, frames = h.response(1)
+    assert head_of(frames) == [(b":status", b"200"), (b"content-type", b"text/plain"), (b"content-length", b"13")]
 
 
 @PER_HTTP2_IMPLEMENTATION

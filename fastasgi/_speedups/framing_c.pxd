@@ -23,7 +23,7 @@ cdef tuple _last
 
 
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, pair=tuple)
-cdef bint _same_headers(object headers, tuple cached) except -1
+cpdef bint _same_headers(object headers, tuple cached) except -1
 
 
 @cython.locals(last=tuple)

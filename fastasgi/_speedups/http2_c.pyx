@@ -26,6 +26,7 @@ here, and ``nghttp2_session_mem_send`` frames what the windows allow into one
   counted in C; past a budget, GOAWAY ``ENHANCE_YOUR_CALM``.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
@@ -381,6 +382,7 @@ error_logger = logging.getLogger("uvicorn.error")
 access_logger = logging.getLogger("uvicorn.access")
 
 
+@cython.freelist(16)  # one per response: its memory is reused
 cdef class Outbox:
     """What a stream's data provider reads: the one body message queued, then EOF (and trailers)."""
 
@@ -392,6 +394,16 @@ cdef class Outbox:
     cdef bint done  # EOF was given to nghttp2
     cdef list trailers
     cdef double stalled_since  # --timeout-response-body: when seen waiting for a window (0: not)
+
+    cdef inline drop(self):
+        """The stream is closed: the box and its cycle let go of each other, so that both
+        (and the stream's scope) go as soon as the app lets go of them, not at the garbage
+        collector's next pass; and the cycle sends nothing more through it (send_data)."""
+        cycle = self.cycle
+        if cycle is not None:
+            self.cycle = None
+            if cycle.outbox is self:
+                cycle.outbox = None
 
 
 cdef bytes EMPTY = b""
@@ -440,7 +452,10 @@ cdef class Http2Protocol(StreamProtocol):
     cdef bint peer_goaway_error  # with an error code: the client ends the connection (RFC 9113 §5.4.1)
     cdef object abuse  # why the connection must end with ENHANCE_YOUR_CALM (set in a callback)
     cdef object failure  # an exception raised in a callback
-    cdef list hdr_list  # the request header block being received
+    cdef list hdr_list  # the request header block being received: its regular fields
+    cdef bytes hdr_method  # and the values of its pseudo-header fields (None: not in the block)
+    cdef bytes hdr_path
+    cdef bytes hdr_authority
     cdef Py_ssize_t hdr_size  # its size as RFC 9113 §6.5.2 counts it
     cdef Py_ssize_t block_bytes  # HEADERS + CONTINUATION bytes of the block being received
     cdef Py_ssize_t block_frames
@@ -532,6 +547,8 @@ cdef class Http2Protocol(StreamProtocol):
             self.metrics[CONNECTIONS_OPEN] -= 1
         streams = list(self.streams.values())
         self.streams.clear()
+        for box in self.outboxes.values():
+            (<Outbox>box).drop()
         self.outboxes.clear()
         self.starting = None
         for stream in streams:
@@ -635,6 +652,7 @@ cdef class Http2Protocol(StreamProtocol):
         self.hdr_size = 0
         if frame.headers.cat == NGHTTP2_HCAT_REQUEST:
             self.hdr_list = []
+            self.hdr_method = self.hdr_path = self.hdr_authority = None
         else:
             self.hdr_list = None  # request trailers: not passed to the app
         return 0
@@ -647,10 +665,21 @@ cdef class Http2Protocol(StreamProtocol):
         if self.hdr_size > self.max_header_list_size:
             self.abuse = "header list larger than the limit (HPACK bomb)"
             return NGHTTP2_ERR_CALLBACK_FAILURE
-        if self.hdr_list is not None:
-            self.hdr_list.append(
-                (PyBytes_FromStringAndSize(<char *>name, namelen), PyBytes_FromStringAndSize(<char *>value, valuelen))
-            )
+        if self.hdr_list is None:
+            return 0
+        if namelen and name[0] == 58:  # ":"
+            # a pseudo-header field (nghttp2 let through only the known ones, each once,
+            # before the regular fields): its value kept apart, without a pair (build_scope)
+            if namelen == 7 and memcmp(name, b":method", 7) == 0:
+                self.hdr_method = PyBytes_FromStringAndSize(<char *>value, valuelen)
+            elif namelen == 5 and memcmp(name, b":path", 5) == 0:
+                self.hdr_path = PyBytes_FromStringAndSize(<char *>value, valuelen)
+            elif namelen == 10 and memcmp(name, b":authority", 10) == 0:
+                self.hdr_authority = PyBytes_FromStringAndSize(<char *>value, valuelen)
+            return 0
+        self.hdr_list.append(
+            (PyBytes_FromStringAndSize(<char *>name, namelen), PyBytes_FromStringAndSize(<char *>value, valuelen))
+        )
         return 0
 
     cdef int on_frame_recv(self, const nghttp2_frame *frame) except -1:
@@ -672,7 +701,11 @@ cdef class Http2Protocol(StreamProtocol):
                 self.hdr_list = None
                 if headers is None:
                     return 0
-                cycle = self.start_stream(stream_id, headers, flags & NGHTTP2_FLAG_END_STREAM)
+                method, path, authority = self.hdr_method, self.hdr_path, self.hdr_authority
+                self.hdr_method = self.hdr_path = self.hdr_authority = None
+                cycle = self.start_stream(
+                    stream_id, headers, flags & NGHTTP2_FLAG_END_STREAM, method, path, authority
+                )
                 if cycle is not None:
                     if self.starting is None:
                         self.starting = [cycle]
@@ -721,15 +754,14 @@ cdef class Http2Protocol(StreamProtocol):
 
     cdef int on_stream_close(self, int32_t stream_id, uint32_t error_code) except -1:
         cdef StreamCycle cycle
-        cdef Outbox box = self.outboxes.pop(stream_id, None)
+        cdef Outbox box
+        key = stream_id
+        box = self.outboxes.pop(key, None)
         if box is not None:
-            # the cycle and its outbox refer to each other: undone here, so that both
-            # (and the stream's scope) go as soon as the app lets go of them, not at
-            # the garbage collector's next pass
-            box.cycle = None
+            box.drop()
         if self.reset_after:
-            self.reset_after.discard(stream_id)
-        cycle = self.streams.pop(stream_id, None)
+            self.reset_after.discard(key)
+        cycle = self.streams.pop(key, None)
         if cycle is not None:
             cycle.on_disconnect()
         self.check_idle = True
@@ -841,10 +873,10 @@ cdef class Http2Protocol(StreamProtocol):
             box.cycle = cycle
             box.data = EMPTY
             cycle.outbox = box
-            self.outboxes[stream_id] = box
+            self.outboxes[cycle.stream_key] = box
         if self.submit(stream_id, headers, box, 0) != 0:
             if box is not None:
-                self.outboxes.pop(stream_id, None)
+                self.outboxes.pop(cycle.stream_key, None)
                 cycle.outbox = None
             return False
         self.schedule_flush()
@@ -855,8 +887,8 @@ cdef class Http2Protocol(StreamProtocol):
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         if self.session == NULL or self.shut or cycle.outbox is None:
             return -1
-        box = <Outbox>cycle.outbox
-        if box.done or self.outboxes.get(cycle.stream_id) is not box:
+        box = <Outbox>cycle.outbox  # (until the stream closes: Outbox.drop)
+        if box.done:
             return -1
         if box.offset < PyBytes_GET_SIZE(box.data):
             if size:
@@ -885,7 +917,7 @@ cdef class Http2Protocol(StreamProtocol):
         if self.session == NULL or self.shut or cycle.outbox is None:
             return False
         box = <Outbox>cycle.outbox
-        if box.done or self.outboxes.get(cycle.stream_id) is not box:
+        if box.done:
             return False
         box.trailers = trailers
         box.eof = True

@@ -6,8 +6,8 @@
 import cython
 
 from fastasgi._speedups.clock_c cimport monotonic_ns
-from fastasgi._speedups.coro_c cimport AppRun, Sender
-from fastasgi._speedups.framing_c cimport token_kind
+from fastasgi._speedups.coro_c cimport AppRun, Sender, new_task
+from fastasgi._speedups.framing_c cimport _same_headers, token_kind
 
 cdef Py_ssize_t DURATION_NS, HISTOGRAM, N_BUCKETS, N_CLASSES, PARSE_BODY_TOO_LARGE, PARSE_ERRORS
 cdef Py_ssize_t REQUESTS, REQUESTS_IN_FLIGHT
@@ -18,6 +18,15 @@ cdef dict EXTENSIONS
 cdef Py_ssize_t FILE_CHUNK, TIMEOUT_BODY, TIMEOUT_RESPONSE_BODY, TIMEOUTS
 
 cdef class StreamCycle
+
+cdef tuple _last_head
+
+
+@cython.locals(
+    head=list, cacheable=bint, has_server=bint, has_date=bint, content_length=Py_ssize_t, kind=int, name=bytes,
+    value=bytes,
+)
+cpdef tuple response_head(object status, object headers, list default_headers)
 
 
 cdef class Budget:
@@ -81,6 +90,7 @@ cdef class StreamProtocol:
     cdef public double timeout_response_body
     cdef public object response_timer
     cdef public double paused_since
+    cdef dict task_kwargs
 
     cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1
     cpdef Py_ssize_t send_data(self, StreamCycle cycle, bytes data, bint final) except -2
@@ -93,17 +103,20 @@ cdef class StreamProtocol:
     cpdef schedule_flush(self)
     cpdef became_idle(self)
 
-    cpdef StreamCycle start_stream(self, int stream_id, list headers, bint ended)
+    cpdef StreamCycle start_stream(
+        self, int stream_id, list headers, bint ended, bytes method=*, bytes path=*, bytes authority=*
+    )
 
     @cython.locals(stream=StreamCycle)
     cpdef StreamCycle start_stream_with_scope(self, int stream_id, dict scope, bint ended)
 
     @cython.locals(
         fields=list, hosts=Py_ssize_t, max_field=Py_ssize_t, pair=tuple, name=bytes, value=bytes,
-        method=bytes, path=bytes, authority=bytes, c="unsigned char", raw_path=bytes, query=bytes,
+        c="unsigned char", raw_path=bytes, query=bytes, query_at=Py_ssize_t, escaped=bint, i=Py_ssize_t,
         method_str=str, path_str=str, root_path=str, scope=dict, template=dict,
     )
-    cpdef dict build_scope(self, list headers)
+    cpdef dict build_scope(self, list headers, bytes method=*, bytes path=*, bytes authority=*)
+    cpdef dict connection_extensions(self)
 
     # (stream typed: the cycle's C fields are read directly, they are not Python attributes)
     @cython.locals(stream=StreamCycle, held=Py_ssize_t, now=double, timeout=double, crowded=bint, arriving=bint)
@@ -129,6 +142,7 @@ cdef class StreamCycle(Sender):
     # (scope and disconnected are Sender's)
     cdef public StreamProtocol protocol
     cdef public int stream_id
+    cdef object stream_key
     cdef bint is_head
     cdef public object outbox
 
@@ -163,6 +177,7 @@ cdef class StreamCycle(Sender):
     cdef double body_mark_time
 
     @cython.locals(protocol=StreamProtocol, size=Py_ssize_t, limit=Py_ssize_t, chunks=list)
+    cpdef setup(self, StreamProtocol protocol, int stream_id, dict scope, bint ended)
     cpdef on_data(self, bytes data, Py_ssize_t flow_length)
     cpdef on_body_end(self)
     cpdef on_disconnect(self)
@@ -193,9 +208,7 @@ cdef class StreamCycle(Sender):
 
     cpdef body_sent(self, Py_ssize_t too_long, bint short, bint final)
 
-    @cython.locals(
-        head=list, has_server=bint, has_date=bint, content_length=Py_ssize_t, kind=int, name=bytes, value=bytes
-    )
+    @cython.locals(head=list, content_length=Py_ssize_t, last=tuple)
     cpdef start_response(self, object status, object headers)
     cpdef complete(self)
     cpdef after_response(self)

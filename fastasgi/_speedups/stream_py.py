@@ -34,18 +34,31 @@ from urllib.parse import unquote
 if __name__.endswith("_c"):  # compiled: the compiled set
     from fastasgi._speedups.clock_c import monotonic_ns
     from fastasgi._speedups.coro_c import AppRun as new_app_run
-    from fastasgi._speedups.coro_c import Sender
-    from fastasgi._speedups.framing_c import ResponseHeaderError, early_hint_fields, token_kind, trailer_fields
+    from fastasgi._speedups.coro_c import Sender, new_task
+    from fastasgi._speedups.framing_c import (
+        ResponseHeaderError,
+        _same_headers,
+        early_hint_fields,
+        token_kind,
+        trailer_fields,
+    )
 else:
     from time import monotonic_ns
 
     from fastasgi._speedups.coro_py import AppRun as new_app_run
     from fastasgi._speedups.coro_py import Sender as _PySender
+    from fastasgi._speedups.coro_py import new_task
 
     # (stream_c.pxd declares Sender as the compiled base type, so Cython refuses a
     # plain import of that name even in this branch, which only runs uncompiled)
     globals()["Sender"] = _PySender
-    from fastasgi._speedups.framing_py import ResponseHeaderError, early_hint_fields, token_kind, trailer_fields
+    from fastasgi._speedups.framing_py import (
+        ResponseHeaderError,
+        _same_headers,
+        early_hint_fields,
+        token_kind,
+        trailer_fields,
+    )
 
 from fastasgi.connection import tls_extension
 from fastasgi.filesend import FileSendError, file_range, open_file, pread, set_position
@@ -207,6 +220,8 @@ class StreamProtocol:
         self.body_timer = None  # --timeout-request-body: checks streams whose body is arriving
         self.response_timer = None  # --timeout-response-body: checks responses in progress
         self.paused_since = 0.0  # when pause_writing came (the client stopped reading)
+        # the keyword arguments of each stream's Task (3.11+; new_task sets its context)
+        self.task_kwargs = {"loop": self.loop, "eager_start": True} if _PY312 else {"loop": self.loop}
 
     # -- what each protocol implements on its HTTP/2 library ---------------------------
 
@@ -273,8 +288,9 @@ class StreamProtocol:
         self.wake_drain()
         self.flush()  # what waited for the transport's buffer to drain
 
-    def start_stream(self, stream_id, headers, ended):
-        """Build the scope and the cycle of a new stream (its app starts in start_app), or refuse it."""
+    def start_stream(self, stream_id, headers, ended, method=None, path=None, authority=None):
+        """Build the scope and the cycle of a new stream (its app starts in start_app), or refuse it.
+        (``method``, ``path``, ``authority``: see ``build_scope``.)"""
         if self.closing:
             # after our GOAWAY (streams above its last id): the client may retry it (RFC 9113 §6.8)
             self.reset(stream_id, REFUSED_STREAM)
@@ -285,7 +301,7 @@ class StreamProtocol:
             return None
         self.idle_since = -1.0
         try:
-            scope = self.build_scope(headers)
+            scope = self.build_scope(headers, method, path, authority)
         except RequestError as exc:
             error_logger.warning("Invalid HTTP request received: %s", exc.reason)
             self.count(PARSE_ERRORS + parse_error_kind(exc.status))
@@ -299,9 +315,10 @@ class StreamProtocol:
     def start_stream_with_scope(self, stream_id, scope, ended):
         """The cycle of a new stream whose scope is made (by start_stream, or by the HTTP/1.1
         side for ``Upgrade: h2c``'s stream 1); its app starts in start_app."""
-        stream = StreamCycle(self, stream_id, scope, ended)
+        stream = StreamCycle.__new__(StreamCycle)
+        stream.setup(self, stream_id, scope, ended)
         self.idle_since = -1.0
-        self.streams[stream_id] = stream
+        self.streams[stream.stream_key] = stream
         if not ended and self.timeout_request_body > 0:
             stream.body_mark_time = self.loop.time()
             if self.body_timer is None:
@@ -321,17 +338,15 @@ class StreamProtocol:
         protocol's ``upgrade(settings_payload, scope)`` calls this once its library has
         applied the client's HTTP2-Settings and opened stream 1."""
         scope["http_version"] = "2"
-        extensions = self.extensions
-        if extensions is None:
-            extensions = self.connection_extensions()
-        scope["extensions"] = extensions.copy()  # (the HTTP/1.1 side's were HTTP/1.1's)
+        scope["extensions"] = self.connection_extensions().copy()  # (the HTTP/1.1 side's were HTTP/1.1's)
         self.idle_since = -1.0
         self.start_app(self.start_stream_with_scope(1, scope, True))
 
-    def build_scope(self, headers):
+    def build_scope(self, headers, method=None, path=None, authority=None):
         """RFC 9113 §8.3.1: the pseudo-header fields give the request line; ``:authority``
-        becomes ``host`` (ASGI: first in the list, replacing a ``host`` field)."""
-        method = path = authority = None
+        becomes ``host`` (ASGI: first in the list, replacing a ``host`` field).  They are
+        in ``headers``, or, taken out of it by the protocol, the values of ``:method``,
+        ``:path`` and ``:authority`` are given apart (None: not in the block)."""
         fields = []
         hosts = 0
         max_field = self.max_field_size
@@ -357,7 +372,8 @@ class StreamProtocol:
                 and int(value) > self.max_body_size
             ):
                 raise RequestError(413, "Request body too large")  # before the app runs, as HTTP/1.1 does
-            fields.append((name, value))
+            # (a plain (bytes, bytes) tuple goes in as it is; another pair's kind becomes one)
+            fields.append(pair if type(pair) is tuple else (name, value))
         if len(fields) > self.max_headers:
             raise RequestError(431, "Too many request header fields")
         # a second Host (or one that differs from :authority) is how requests get
@@ -379,10 +395,18 @@ class StreamProtocol:
         if path is None:
             raise RequestError(400, "Invalid request target")  # CONNECT (RFC 8441 is not offered)
         # RFC 9113 §8.3.1: origin-form, or "*" for OPTIONS; RFC 9112 §3.2: no fragment,
-        # visible ASCII only (as HTTP/1.1's parsers require)
-        for c in path:
+        # visible ASCII only (as HTTP/1.1's parsers require); where the query starts, and
+        # whether the path has a percent-escape, seen on the way
+        query_at = -1
+        escaped = False
+        for i, c in enumerate(path):
             if c < 0x21 or c > 0x7E or c == 0x23:
                 raise RequestError(400, "Invalid request target")
+            if c == 0x3F:  # "?"
+                if query_at < 0:
+                    query_at = i
+            elif c == 0x25 and query_at < 0:  # "%" in the path
+                escaped = True
         if path == b"*":
             if method_str != "OPTIONS":
                 raise RequestError(400, "Asterisk-form target outside OPTIONS")
@@ -390,10 +414,14 @@ class StreamProtocol:
             query = b""
         elif not path or path[0] != 47:  # "/"
             raise RequestError(400, "Invalid request target")
+        elif query_at < 0:
+            raw_path = path
+            query = b""
         else:
-            raw_path, _sep, query = path.partition(b"?")
+            raw_path = path[:query_at]
+            query = path[query_at + 1 :]
         path_str = raw_path.decode("ascii")
-        if "%" in path_str:
+        if escaped:
             path_str = unquote(path_str)
         root_path = self.root_path
         template = self.scope_template
@@ -401,7 +429,7 @@ class StreamProtocol:
             # what every request of this connection shares, in the scope's key order
             template = {
                 "type": "http",
-                "asgi": None,
+                "asgi": {"version": self.asgi_version, "spec_version": "2.4"},  # (each scope: a copy)
                 "http_version": "2",
                 "server": self.server,
                 "client": self.client,
@@ -417,23 +445,24 @@ class StreamProtocol:
             }
             self.scope_template = template
         scope = template.copy()
-        scope["asgi"] = {"version": self.asgi_version, "spec_version": "2.4"}
+        scope["asgi"] = template["asgi"].copy()
         scope["method"] = method_str
         scope["path"] = root_path + path_str if root_path else path_str
         scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
         scope["query_string"] = query
         scope["headers"] = fields
         scope["state"] = self.app_state.copy()
-        extensions = self.extensions
-        if extensions is None:
-            extensions = self.connection_extensions()
-        scope["extensions"] = extensions.copy()
+        scope["extensions"] = self.connection_extensions().copy()
         if self.trusted and has_forwarded_headers(fields):
             apply_forwarded(scope, self.proxy_trust)
         return scope
 
     def connection_extensions(self):
-        """The ASGI extensions of this connection's streams, made once: on TLS, with its information."""
+        """The ASGI extensions of this connection's streams (each stream's scope gets a copy),
+        made at the first call and kept: on TLS, with its information."""
+        extensions = self.extensions
+        if extensions is not None:
+            return extensions
         extensions = EXTENSIONS
         if self.scheme == "https":
             extensions = extensions.copy()
@@ -519,18 +548,21 @@ class StreamProtocol:
         else:
             app = self.app
         loop = self.loop
-        ctx = self.base_context.copy()
         run = new_app_run(cycle, app)
         self.running += 1
         cycle.running = True
         if loop.get_task_factory() is not None:
-            task = ctx.run(loop.create_task, run_in_task(run))
-        elif _PY312:
-            task = Task(run, loop=loop, context=ctx, eager_start=True)
+            task = self.base_context.copy().run(loop.create_task, run_in_task(run))
         elif _PY311:
-            task = Task(run, loop=loop, context=ctx)
+            # Task(run, loop=loop, context=<a copy of base_context>), eager on 3.12+
+            task = new_task(Task, run, self.task_kwargs, self.base_context)
+            if not _PY312:
+                # (not started yet: its first step runs from the loop's queue)
+                cycle.task = task
+                self.tasks.add(task)
+                return
         else:
-            task = ctx.run(Task, run, loop=loop)
+            task = self.base_context.copy().run(Task, run, loop=loop)
         if not task.done():
             cycle.task = task
             self.tasks.add(task)
@@ -543,8 +575,9 @@ class StreamProtocol:
     def stream_done(self, cycle):
         """The stream's response is complete or it was reset: forget it."""
         streams = self.streams
-        if streams.get(cycle.stream_id) is cycle:
-            del streams[cycle.stream_id]
+        key = cycle.stream_key
+        if streams.get(key) is cycle:
+            del streams[key]
         self.became_idle()
 
     async def drain(self):
@@ -574,9 +607,12 @@ class StreamProtocol:
 class StreamCycle(Sender):
     """One HTTP/2 stream: its request and response, the ``receive``/``send`` pair an app sees."""
 
-    def __init__(self, protocol, stream_id, scope, ended):
+    def setup(self, protocol, stream_id, scope, ended):
+        # Called on StreamCycle.__new__(StreamCycle): compiled, that is a direct tp_new
+        # plus a C call, with no argument parsing of a Python __init__.
         self.protocol = protocol
         self.stream_id = stream_id
+        self.stream_key = stream_id  # (compiled: the id as a Python int, made once for the dicts of streams)
         self.scope = scope
         self.is_head = scope["method"] == "HEAD"
         self.outbox = None  # the protocol's own per-stream sending state, if it keeps one
@@ -1121,60 +1157,26 @@ class StreamCycle(Sender):
 
     def start_response(self, status, headers):
         """Check the app's head (as framing_py.encode_head does for HTTP/1.1) and keep it for the first body message."""
-        if type(status) is not int:
-            try:
-                status = int(status)  # an IntEnum such as http.HTTPStatus
-            except (TypeError, ValueError):
-                raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be an int)") from None
-        if not 200 <= status <= 599:
-            # RFC 9113 §8.1: a final status; informational responses are not an ASGI message
-            raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be 200-599 over HTTP/2)")
-        head = [STATUS_FIELDS[status]]
-        has_server = has_date = False
-        content_length = -1
-        for item in headers:
-            raw_name, raw_value = item
-            # (compiled, name and value are C-typed bytes: the checks below are C loops)
-            if type(raw_name) is bytes:
-                name = raw_name
-            elif isinstance(raw_name, (bytearray, memoryview)):
-                name = bytes(raw_name)
-            else:
-                raise RuntimeError(f"Response header names must be bytes, got {type(raw_name).__name__}")
-            if type(raw_value) is bytes:
-                value = raw_value
-            elif isinstance(raw_value, (bytearray, memoryview)):
-                value = bytes(raw_value)
-            else:
-                raise RuntimeError(f"Response header values must be bytes, got {type(raw_value).__name__}")
-            # RFC 9110 §5.1 / RFC 9113 §8.2.1: tokens, sent lowercased
-            kind = token_kind(name)
-            if kind == 0:
-                raise RuntimeError(f"Invalid response header name {name!r}")
-            if 13 in value or 10 in value or 0 in value:  # RFC 9110 §5.5
-                raise RuntimeError(f"Invalid response header value {value!r} for {name!r}")
-            if kind == 2:
-                name = name.lower()
-            if name in CONNECTION_HEADERS:
-                continue  # RFC 9113 §8.2.2: connection-specific, meaningless here
-            if value and (value[0] == 32 or value[0] == 9 or value[-1] == 32 or value[-1] == 9):
-                value = value.strip(b" \t")
-            if name == b"content-length":
-                if not value.isdigit() or (content_length != -1 and int(value) != content_length):
-                    raise RuntimeError(f"Invalid content-length {value!r} in response")
-                if content_length != -1:
-                    continue
-                content_length = int(value)
-            elif name == b"server":
-                has_server = True
-            elif name == b"date":
-                has_date = True
-            head.append((name, value))
-        for pair in self.protocol.server_state.default_headers:
-            name = pair[0]
-            if (has_server and name == b"server") or (has_date and name == b"date"):
-                continue
-            head.append(pair)
+        default_headers = self.protocol.server_state.default_headers
+        last = _last_head
+        if (
+            type(status) is int
+            and status == last[0]
+            and default_headers is last[1]
+            and (type(headers) is list or type(headers) is tuple)
+            and _same_headers(headers, last[2])
+        ):
+            # the same head as the last response's (most apps answer with a few fixed
+            # heads): its checked pairs again, without checking each field again
+            head = list(last[3])
+            content_length = last[4]
+        else:
+            if type(status) is not int:
+                try:
+                    status = int(status)  # an IntEnum such as http.HTTPStatus
+                except (TypeError, ValueError):
+                    raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be an int)") from None
+            head, content_length = response_head(status, headers, default_headers)
         self.status = status
         self.response_started = True
         self.response_headers = headers
@@ -1224,6 +1226,78 @@ class StreamCycle(Sender):
             protocol.access_writer.log(
                 self.scope, status, self.sent_length, perf_counter() - self.start_time, self.response_headers
             )
+
+
+# The last head response_head checked: (status, default_headers, the app's pairs, the
+# head's pairs, content-length or -1); start_response reuses it for the same status, pairs
+# and default headers (as framing_py.encode_head reuses HTTP/1.1's last head).
+_last_head: tuple = (0, None, (), (), -1)
+
+
+def response_head(status, headers, default_headers):
+    """The response head of the app's ``status`` and ``headers`` as HTTP/2 sends it: a list of
+    ``(name, value)`` bytes pairs, ``:status`` first, checked and normalised (names lowercased,
+    no connection-specific fields, values stripped, one content-length), then the server's
+    ``default_headers`` the app did not give; and the content-length given, or -1."""
+    global _last_head
+    if not 200 <= status <= 599:
+        # RFC 9113 §8.1: a final status; informational responses are not an ASGI message
+        raise RuntimeError(f"Invalid HTTP status code {status!r} in response (must be 200-599 over HTTP/2)")
+    head = [STATUS_FIELDS[status]]
+    # reusable for the same pairs when they are all tuples of bytes
+    cacheable = type(headers) is list or type(headers) is tuple
+    has_server = has_date = False
+    content_length = -1
+    for item in headers:
+        if type(item) is not tuple:
+            cacheable = False
+        raw_name, raw_value = item
+        # (compiled, name and value are C-typed bytes: the checks below are C loops)
+        if type(raw_name) is bytes:
+            name = raw_name
+        elif isinstance(raw_name, (bytearray, memoryview)):
+            name = bytes(raw_name)
+            cacheable = False
+        else:
+            raise RuntimeError(f"Response header names must be bytes, got {type(raw_name).__name__}")
+        if type(raw_value) is bytes:
+            value = raw_value
+        elif isinstance(raw_value, (bytearray, memoryview)):
+            value = bytes(raw_value)
+            cacheable = False
+        else:
+            raise RuntimeError(f"Response header values must be bytes, got {type(raw_value).__name__}")
+        # RFC 9110 §5.1 / RFC 9113 §8.2.1: tokens, sent lowercased
+        kind = token_kind(name)
+        if kind == 0:
+            raise RuntimeError(f"Invalid response header name {name!r}")
+        if 13 in value or 10 in value or 0 in value:  # RFC 9110 §5.5
+            raise RuntimeError(f"Invalid response header value {value!r} for {name!r}")
+        if kind == 2:
+            name = name.lower()
+        if name in CONNECTION_HEADERS:
+            continue  # RFC 9113 §8.2.2: connection-specific, meaningless here
+        if value and (value[0] == 32 or value[0] == 9 or value[-1] == 32 or value[-1] == 9):
+            value = value.strip(b" \t")
+        if name == b"content-length":
+            if not value.isdigit() or (content_length != -1 and int(value) != content_length):
+                raise RuntimeError(f"Invalid content-length {value!r} in response")
+            if content_length != -1:
+                continue
+            content_length = int(value)
+        elif name == b"server":
+            has_server = True
+        elif name == b"date":
+            has_date = True
+        head.append(item if type(item) is tuple and name is raw_name and value is raw_value else (name, value))
+    for pair in default_headers:
+        name = pair[0]
+        if (has_server and name == b"server") or (has_date and name == b"date"):
+            continue
+        head.append(pair)
+    if cacheable:
+        _last_head = (status, default_headers, tuple(headers), tuple(head), content_length)
+    return head, content_length
 
 
 Task = asyncio.Task
