@@ -117,6 +117,8 @@ METHOD_NAMES = {m.encode("ascii"): m for m in ("GET", "HEAD", "POST", "PUT", "DE
 STATUS_FIELDS = {code: (b":status", b"%d" % code) for code in range(200, 600)}
 
 _PY312 = sys.version_info >= (3, 12)
+# the Task keyword arguments of the last loop a connection was made on (StreamProtocol.__init__)
+_TASK_KWARGS: list = [None]
 _PY311 = sys.version_info >= (3, 11)
 
 error_logger = logging.getLogger("uvicorn.error")
@@ -220,8 +222,13 @@ class StreamProtocol:
         self.body_timer = None  # --timeout-request-body: checks streams whose body is arriving
         self.response_timer = None  # --timeout-response-body: checks responses in progress
         self.paused_since = 0.0  # when pause_writing came (the client stopped reading)
-        # the keyword arguments of each stream's Task (3.11+; new_task sets its context)
-        self.task_kwargs = {"loop": self.loop, "eager_start": True} if _PY312 else {"loop": self.loop}
+        # the keyword arguments of each stream's Task (3.11+; new_task sets its context, and
+        # puts None back once the Task is made): one dict for the connections of a loop
+        kwargs = _TASK_KWARGS[0]
+        if kwargs is None or kwargs["loop"] is not self.loop:
+            kwargs = {"loop": self.loop, "eager_start": True} if _PY312 else {"loop": self.loop}
+            _TASK_KWARGS[0] = kwargs
+        self.task_kwargs = kwargs
 
     # -- what each protocol implements on its HTTP/2 library ---------------------------
 
