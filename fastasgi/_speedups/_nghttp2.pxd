@@ -151,6 +151,9 @@ cdef extern from "nghttp2/nghttp2.h":
         nghttp2_session_callbacks *cbs, nghttp2_on_begin_headers_callback cb)
     void nghttp2_session_callbacks_set_on_header_callback(
         nghttp2_session_callbacks *cbs, nghttp2_on_header_callback cb)
+    # (the same signature as nghttp2_on_header_callback)
+    void nghttp2_session_callbacks_set_on_invalid_header_callback(
+        nghttp2_session_callbacks *cbs, nghttp2_on_header_callback cb)
 
     int nghttp2_option_new(nghttp2_option **option_ptr)
     void nghttp2_option_del(nghttp2_option *option)
