@@ -29,7 +29,6 @@ import os
 import platform
 import re
 import resource
-import shlex
 import shutil
 import subprocess
 import sys
@@ -445,7 +444,7 @@ def collect_meta(opts) -> dict:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "h2load": version,
         "packages": packages,
-        "command": " ".join(shlex.quote(a) for a in ["python3", *sys.argv]),
+        "command": run.command_line(sys.argv),
         "settings": (
             f"{opts.rounds} round(s) x {opts.duration}s measured after {opts.warmup}s warm-up, "
             f"h2load -t 1 -c {opts.connections} -m {opts.streams}"

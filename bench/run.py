@@ -686,6 +686,21 @@ def _fastasgi_info() -> str:
     return p.stdout.strip()
 
 
+def command_line(argv: list[str]) -> str:
+    """The command a report names: ``argv`` as run, without ``--output-dir`` (a path of the
+    machine that ran it, which says nothing about the measurement)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--output-dir":
+            skip = True
+        elif not arg.startswith("--output-dir="):
+            kept.append(arg)
+    return " ".join(shlex.quote(a) for a in ["python3", *kept])
+
+
 def _conns_text(opts, scenarios) -> dict:
     """Connection counts -> the scenarios measured with them (as text)."""
     groups: dict[str, list[str]] = {}
@@ -707,7 +722,7 @@ def collect_meta(opts, servers, scenarios) -> dict:
             **{d: _version(d) for d in ("uvicorn", "granian", "uvloop", "httptools", "h11")},
         },
         "wrk": wrk,
-        "command": " ".join(shlex.quote(a) for a in ["python3", *sys.argv]),
+        "command": command_line(sys.argv),
         "settings": (
             f"{opts.rounds} round(s) x {opts.duration}s measured after {opts.warmup}s warm-up, "
             f"connections {'; '.join(f'{sc}: {c}' for sc, c in _conns_text(opts, scenarios).items())}, "

@@ -206,3 +206,10 @@ def test_h2load_against_a_server():
         assert h2_run.check(url, 10) is None
         res = h2_run.run_h2load(h2_run.h2load_argv(url, 2, 5, requests=40), 20, None)
     assert res["protocol"] == "h2c" and res["requests"]["succeeded"] == 40 and res["status"]["2xx"] == 40
+
+
+def test_reports_name_the_command_without_the_output_dir():
+    assert run.command_line(["bench/run.py", "--rounds", "3", "--output-dir", "/x/y", "--quick"]) == (
+        "python3 bench/run.py --rounds 3 --quick"
+    )
+    assert run.command_line(["bench/h2_run.py", "--output-dir=/x/y"]) == "python3 bench/h2_run.py"
