@@ -51,6 +51,7 @@ from hyperframe.frame import (
 
 from bench.fake_transport import FakeTransport
 from fastasgi import _speedups, metrics
+from fastasgi._speedups.stream_py import WAVE
 from tests.apps import basic, h2app
 from tests.conftest import raw_request, read_response, run_server
 
@@ -1117,6 +1118,98 @@ def test_too_many_streams_are_refused(server):
     last = frames[-1]
     assert (isinstance(last, RstStreamFrame) and last.error_code == REFUSED_STREAM) or last.error_code == PROTOCOL_ERROR
     still_serving(server)
+
+
+def test_streams_start_in_waves(server):
+    """A hundred requests in one read: their apps start in waves of at most ``WAVE`` per
+    pass of the loop (stream_py.Wave), all of them answered; the first app to run finds
+    no more than a wave of Tasks made before it (without waves, on CPython < 3.12, all
+    hundred; 3.12+ runs each app as its Task is made)."""
+    with RawH2(server.port) as h:
+        h.send(h.headers(1, "/tasks"))
+        status, body, _ = h.response(1)
+        assert status == 200
+        before = int(body) - 1  # the loop's other Tasks (server, other tests' apps)
+        h.send(*[h.headers(3 + 2 * i, "/tasks") for i in range(100)])
+        answers = [h.response(3 + 2 * i) for i in range(100)]
+    assert [a[0] for a in answers] == [200] * 100
+    waiting = [int(a[1]) - before for a in answers]
+    assert 1 <= waiting[0] <= WAVE
+    assert max(waiting) <= WAVE + WAVE // 2
+    still_serving(server)
+
+
+def test_connections_over_a_wave_are_all_served(server):
+    """Three connections send a hundred requests each at once, more than a wave: the
+    bytes of those past it wait for the next wave (reading paused), none is lost."""
+    clients = [RawH2(server.port) for _ in range(3)]
+    try:
+        for h in clients:
+            h.send(*[h.headers(1 + 2 * i, f"/echo-path/{i}") for i in range(100)])
+        for h in clients:
+            answers = [h.response(1 + 2 * i) for i in range(100)]
+            assert [(a[0], a[1]) for a in answers] == [(200, f"/echo-path/{i}".encode()) for i in range(100)]
+            h.send(h.headers(201, "/"))  # and the connection goes on after it
+            assert h.response(201)[0] == 200
+    finally:
+        for h in clients:
+            h.sock.close()
+
+
+def _frames_and_block_ends() -> tuple[bytes, list[int]]:
+    """A client's first bytes, and where in them each header block ends."""
+    encoder = Encoder()
+    block = encoder.encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")])
+    parts: list[tuple[bytes, bool]] = [(PREFACE, False), (SettingsFrame(0).serialize(), False)]
+    parts.append((HeadersFrame(1, data=block, flags=["END_HEADERS", "END_STREAM"]).serialize(), True))
+    parts.append((HeadersFrame(3, data=block[:3]).serialize(), False))  # a block in three frames
+    parts.append((ContinuationFrame(3, data=block[3:5]).serialize(), False))
+    parts.append((ContinuationFrame(3, data=block[5:], flags=["END_HEADERS"]).serialize(), True))
+    parts.append((DataFrame(3, data=b"x" * 300, flags=["END_STREAM"]).serialize(), False))
+    parts.append((PingFrame(0, opaque_data=b"12345678").serialize(), False))
+    parts.append((HeadersFrame(5, data=b"", flags=["END_HEADERS"]).serialize(), True))  # an empty one
+    parts.append((WindowUpdateFrame(0, window_increment=10).serialize(), False))
+    parts.append((HeadersFrame(7, data=block, flags=["END_HEADERS", "END_STREAM"]).serialize(), True))
+    data = b""
+    ends = []
+    for part, ends_block in parts:
+        data += part
+        if ends_block:
+            ends.append(len(data))
+    return data, ends
+
+
+@PER_HTTP2_IMPLEMENTATION
+def test_frame_scan_finds_header_block_ends_across_reads(impl):
+    """``StreamProtocol.scan`` (where a wave's budget cuts the bytes read): the end of each
+    header block, the frame headers and payloads it counts split anywhere between reads."""
+    from fastasgi.config import Config
+    from fastasgi.server import ServerState
+
+    data, ends = _frames_and_block_ends()
+    config = Config(basic.app, http2=True, lifespan="off", log_config=None, access_log=False)
+    config.load()
+    protocol_class = _speedups.load_http2(impl).Http2Protocol
+    loop = asyncio.new_event_loop()
+    try:
+        splits = [(i,) for i in range(1, len(data))] + [(i, i + 7) for i in range(1, len(data) - 7, 5)]
+        for split in splits:
+            proto = protocol_class(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+            bounds = [0, *split, len(data)]
+            cuts = []
+            for lo, hi in zip(bounds, bounds[1:]):
+                chunk = data[lo:hi]
+                start = 0
+                while start < len(chunk):
+                    end = proto.scan(chunk, start, 1)
+                    assert start < end <= len(chunk)
+                    if end < len(chunk):
+                        cuts.append(lo + end)
+                    start = end
+            inside = [e for e in ends if all(e != b for b in bounds)]
+            assert cuts == inside, split
+    finally:
+        loop.close()
 
 
 def test_scope_is_json_serializable_over_h2(server):

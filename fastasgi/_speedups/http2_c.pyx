@@ -568,28 +568,36 @@ cdef class Http2Protocol(StreamProtocol):
         pass
 
     def data_received(self, data):
-        cdef ssize_t rv
         cdef bytes buf = data if type(data) is bytes else bytes(data)
         if self.metrics_on:
             self.metrics[BYTES_IN] += PyBytes_GET_SIZE(buf)
         if self.shut or self.session == NULL:
             return
+        if self.held is not None:  # (read before reading paused) after the bytes held
+            self.held += buf
+            return
+        self.receive(buf)
+
+    cpdef bint feed(self, bytes data, Py_ssize_t start, Py_ssize_t end) except -1:
+        cdef ssize_t rv
+        if self.session == NULL:
+            return True
         self.in_session = True
         self.in_receive = True
         rv = nghttp2_session_mem_recv(
-            self.session, <const uint8_t *>PyBytes_AS_STRING(buf), <size_t>PyBytes_GET_SIZE(buf)
+            self.session, <const uint8_t *>PyBytes_AS_STRING(data) + start, <size_t>(end - start)
         )
         self.in_session = False
         self.in_receive = False
         if self.after_session(rv):
-            return
+            return True
         starting = self.starting
         if starting is not None:
             self.starting = None
             for stream in starting:
                 if not (<StreamCycle>stream).disconnected and not self.shut:
                     self.start_app(<StreamCycle>stream)
-        self.flush()
+        return self.shut
 
     cdef bint after_session(self, ssize_t rv) except -1:
         """What a callback left to do once nghttp2 returned; True when the connection is over."""
@@ -1221,6 +1229,9 @@ cdef class Http2Protocol(StreamProtocol):
         (see ``http2_py.Http2Protocol.on_timer``); and, idle for ``IDLE_RELEASE`` seconds,
         the connection is trimmed (``trim``)."""
         self.timer = None
+        if self.held is not None:  # (bytes wait for the next wave, a pass away: not idle)
+            self.arm_timer()
+            return
         if self.closed or self.idle_since < 0 or self.streams or self.outboxes:
             return
         now = self.loop.time()

@@ -332,24 +332,30 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             self.metrics[BYTES_IN] += len(data)
         if self.shut:
             return
+        if self.held is not None:  # (read before reading paused) after the bytes held
+            self.held += data
+            return
+        self.receive(data)
+
+    def feed(self, data, start, end):
         conn = self.conn
         self.in_receive = True
         try:
             try:
-                events = conn.receive_data(data)
+                events = conn.receive_data(data if start == 0 and end == len(data) else data[start:end])
             except h2.exceptions.ProtocolError as exc:
                 # h2 queued a GOAWAY with the error code (RFC 9113 §5.4.1)
                 error_logger.warning("Invalid HTTP/2 data received: %s", exc)
                 self.count(PARSE_ERRORS + PARSE_MALFORMED)
                 self.close_now()
-                return
+                return True
             if events:
                 self.handle_events(events)
             if not self.shut:
                 self.check_header_block()
         finally:
             self.in_receive = False
-        self.flush()
+        return self.shut
 
     # -- h2 events ----------------------------------------------------------------------
 
@@ -705,6 +711,9 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
         the keep-alive timeout) applies instead.  An app's own time is not limited.
         """
         self.timer = None
+        if self.held is not None:  # (bytes wait for the next wave, a pass away: not idle)
+            self.arm_timer()
+            return
         if self.closed or self.idle_since < 0 or self.streams:
             return
         now = self.loop.time()

@@ -29,6 +29,23 @@ cdef tuple _last_head
 cpdef tuple response_head(object status, object headers, list default_headers)
 
 
+cdef Py_ssize_t WAVE
+cdef list _WAVE
+
+
+cdef class StreamProtocol
+
+
+cdef class Wave:
+    cdef readonly object loop
+    cdef Py_ssize_t started
+    cdef bint scheduled
+    cdef object waiting
+
+    cdef void add(self) except *
+    cdef wait(self, StreamProtocol protocol)
+
+
 cdef class Budget:
     cdef double burst
     cdef double rate
@@ -91,6 +108,12 @@ cdef class StreamProtocol:
     cdef public object response_timer
     cdef public double paused_since
     cdef dict task_kwargs
+    cdef Wave wave
+    cdef public bytes held
+    cdef Py_ssize_t frame_left
+    cdef Py_ssize_t head_seen
+    cdef Py_ssize_t head_length
+    cdef bint block_end
 
     cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1
     cpdef Py_ssize_t send_data(self, StreamCycle cycle, bytes data, bint final) except -2
@@ -99,6 +122,7 @@ cdef class StreamProtocol:
     cpdef reset(self, int stream_id, int code)
     cpdef ack(self, int stream_id, Py_ssize_t n)
     cpdef answer_error(self, int stream_id, int status, str message, bint ended)
+    cpdef bint feed(self, bytes data, Py_ssize_t start, Py_ssize_t end) except -1
     cpdef flush(self)
     cpdef schedule_flush(self)
     cpdef became_idle(self)
@@ -126,6 +150,13 @@ cdef class StreamProtocol:
 
     @cython.locals(now=double, timeout=double)
     cpdef check_responses(self)
+
+    @cython.locals(wave=Wave, start=Py_ssize_t, size=Py_ssize_t, room=Py_ssize_t, end=Py_ssize_t)
+    cpdef receive(self, bytes data)
+    @cython.locals(pos=Py_ssize_t, size=Py_ssize_t, left=Py_ssize_t, seen=Py_ssize_t, c="unsigned char")
+    cpdef Py_ssize_t scan(self, bytes data, Py_ssize_t start, Py_ssize_t room) except -1
+    cdef hold(self, bytes data, Py_ssize_t start)
+    cpdef release(self)
 
     @cython.locals(limit=Py_ssize_t, run=AppRun)
     cpdef start_app(self, StreamCycle cycle)

@@ -65,6 +65,11 @@ async def app(scope, receive, send):
             await basic.respond(send, body=PAGE % key, content_type=b"text/html; charset=utf-8")
         else:
             await basic.respond(send, body=PAGE_JS, content_type=b"text/javascript")
+    elif path == "/tasks":
+        # the Tasks of the loop at this app's first step (streams started and not yet run)
+        await basic.respond(send, body=b"%d" % len(asyncio.all_tasks()))
+    elif path.startswith("/echo-path/"):
+        await basic.respond(send, body=path.encode())
     elif path == "/open":
         _gate(scope["query_string"]).set()
         await basic.respond(send, body=b"opened")
