@@ -110,9 +110,9 @@ cdef class StreamProtocol:
     cdef dict task_kwargs
     cdef Wave wave
     cdef public bytes held
-    cdef Py_ssize_t frame_left
-    cdef Py_ssize_t head_seen
-    cdef Py_ssize_t head_length
+    cdef int frame_left  # (a frame is at most 2**24 - 1 bytes long)
+    cdef int head_seen
+    cdef int head_length
     cdef bint block_end
 
     cpdef bint send_headers(self, StreamCycle cycle, list headers, bint end_stream) except -1
