@@ -38,6 +38,7 @@ cdef class StreamProtocol
 
 cdef class Wave:
     cdef readonly object loop
+    cdef readonly dict task_kwargs
     cdef Py_ssize_t started
     cdef bint scheduled
     cdef object waiting

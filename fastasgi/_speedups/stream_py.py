@@ -122,12 +122,10 @@ ENHANCE_YOUR_CALM = 11
 METHOD_NAMES = {m.encode("ascii"): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 STATUS_FIELDS = {code: (b":status", b"%d" % code) for code in range(200, 600)}
 
+_PY311 = sys.version_info >= (3, 11)
 _PY312 = sys.version_info >= (3, 12)
-# the Task keyword arguments of the last loop a connection was made on (StreamProtocol.__init__)
-_TASK_KWARGS: list = [None]
 # the Wave of the last loop a connection was made on (StreamProtocol.__init__)
 _WAVE: list = [None]
-_PY311 = sys.version_info >= (3, 11)
 
 error_logger = logging.getLogger("uvicorn.error")
 
@@ -168,6 +166,9 @@ class Wave:
 
     def __init__(self, loop):
         self.loop = loop
+        # the keyword arguments of each stream's Task (3.11+; new_task sets its context,
+        # and puts None back once the Task is made)
+        self.task_kwargs = {"loop": loop, "eager_start": True} if _PY312 else {"loop": loop}
         self.started = 0
         self.scheduled = False  # next() is in the loop's queue
         self.waiting = deque()  # connections holding bytes, in the order they stopped
@@ -281,18 +282,14 @@ class StreamProtocol:
         self.body_timer = None  # --timeout-request-body: checks streams whose body is arriving
         self.response_timer = None  # --timeout-response-body: checks responses in progress
         self.paused_since = 0.0  # when pause_writing came (the client stopped reading)
-        # the keyword arguments of each stream's Task (3.11+; new_task sets its context, and
-        # puts None back once the Task is made): one dict for the connections of a loop
-        kwargs = _TASK_KWARGS[0]
-        if kwargs is None or kwargs["loop"] is not self.loop:
-            kwargs = {"loop": self.loop, "eager_start": True} if _PY312 else {"loop": self.loop}
-            _TASK_KWARGS[0] = kwargs
-        self.task_kwargs = kwargs
+        # what the connections of a loop share: its wave of new streams, and the keyword
+        # arguments of each stream's Task
         wave = _WAVE[0]
         if wave is None or wave.loop is not self.loop:
             wave = Wave(self.loop)
             _WAVE[0] = wave
         self.wave = wave
+        self.task_kwargs = wave.task_kwargs
         self.held = None  # bytes received and not handed to the library yet (see Wave)
         # where the bytes read so far end in the client's frames (scan): bytes of the
         # current frame still to come (first, the 24 of the client's preface), bytes of the
@@ -364,7 +361,7 @@ class StreamProtocol:
             room = WAVE - wave.started
             if room <= 0:
                 self.hold(data, start)
-                return
+                break
             end = self.scan(data, start, room)
             if self.feed(data, start, end):
                 return
