@@ -573,9 +573,6 @@ cdef class Http2Protocol(StreamProtocol):
             self.metrics[BYTES_IN] += PyBytes_GET_SIZE(buf)
         if self.shut or self.session == NULL:
             return
-        if self.held is not None:  # (read before reading paused) after the bytes held
-            self.held += buf
-            return
         self.receive(buf)
 
     cpdef bint feed(self, bytes data, Py_ssize_t start, Py_ssize_t end) except -1:

@@ -332,9 +332,6 @@ class Http2Protocol(StreamProtocol, asyncio.Protocol):
             self.metrics[BYTES_IN] += len(data)
         if self.shut:
             return
-        if self.held is not None:  # (read before reading paused) after the bytes held
-            self.held += data
-            return
         self.receive(data)
 
     def feed(self, data, start, end):

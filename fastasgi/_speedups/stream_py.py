@@ -354,6 +354,9 @@ class StreamProtocol:
     def receive(self, data):
         """The bytes read (``data_received``), fed to the library as far as this pass's wave
         of new streams goes (see :class:`Wave`); the rest is held for the next."""
+        if self.held is not None:  # (read before reading paused) after the bytes held
+            self.held += data
+            return
         wave = self.wave
         start = 0
         size = len(data)
@@ -378,37 +381,34 @@ class StreamProtocol:
         size = len(data)
         while pos < size:
             left = self.frame_left
-            if left:
+            if left:  # in a frame's payload (or the preface)
                 if left > size - pos:
                     self.frame_left = left - (size - pos)
                     return size
                 pos += left
                 self.frame_left = 0
-                if self.block_end:
-                    self.block_end = False
-                    room -= 1
-                    if room <= 0:
-                        return pos
-                continue
-            # a frame header: length (3 bytes), type, flags, stream id (4)
-            seen = self.head_seen
-            while seen < 9 and pos < size:
-                c = data[pos]
-                if seen < 3:
-                    self.head_length = (self.head_length << 8) | c
-                elif seen == 3:
-                    self.block_end = c == 1 or c == 9  # HEADERS, CONTINUATION
-                elif seen == 4:
-                    self.block_end = self.block_end and (c & 4) != 0  # END_HEADERS
-                seen += 1
-                pos += 1
-            if seen < 9:
-                self.head_seen = seen
-                return size
-            self.head_seen = 0
-            self.frame_left = self.head_length
-            self.head_length = 0
-            if self.frame_left == 0 and self.block_end:
+            else:  # a frame header: length (3 bytes), type, flags, stream id (4)
+                seen = self.head_seen
+                while seen < 9 and pos < size:
+                    c = data[pos]
+                    if seen < 3:
+                        self.head_length = (self.head_length << 8) | c
+                    elif seen == 3:
+                        self.block_end = c == 1 or c == 9  # HEADERS, CONTINUATION
+                    elif seen == 4:
+                        self.block_end = self.block_end and (c & 4) != 0  # END_HEADERS
+                    seen += 1
+                    pos += 1
+                if seen < 9:
+                    self.head_seen = seen
+                    return size
+                self.head_seen = 0
+                self.frame_left = self.head_length
+                self.head_length = 0
+                if self.frame_left:
+                    continue
+            # a frame ends here
+            if self.block_end:
                 self.block_end = False
                 room -= 1
                 if room <= 0:
